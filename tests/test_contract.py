@@ -1,0 +1,104 @@
+"""The backend contract, generated from the registry: every backend, including later ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from factories import FACTORIES, WORDS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import udtc
+from udtc import Classifier
+from udtc.config import CONFIG_NAME
+
+BACKENDS = udtc.available_backends()
+TEXTS = ["the team won the match with a late goal", "rain and wind in the city", "a new phone from the market"]
+
+
+@pytest.fixture(scope="module")
+def classifiers(tiny_models):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = Classifier.from_pretrained(tiny_models(name), backend=name, device="cpu")
+        return cache[name]
+
+    return get
+
+
+def test_every_backend_has_a_tiny_factory():
+    missing = sorted(set(BACKENDS) - set(FACTORIES))
+    assert not missing, f"add a tiny checkpoint factory to tests/factories.py for: {missing}"
+
+
+def test_backend_is_detected_from_its_folder(tiny_models):
+    for name in BACKENDS:
+        clf = Classifier.from_pretrained(tiny_models(name), device="cpu")
+        assert clf.backend_name == name
+
+
+label_sets = st.lists(st.sampled_from(WORDS), min_size=2, max_size=7, unique=True)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("multi_label", [False, True])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(labels=label_sets, data=st.data())
+def test_label_set_invariance(classifiers, name, multi_label, labels, data):
+    """Permuting a label set permutes its scores and changes nothing else."""
+    clf = classifiers(name)
+    permuted = data.draw(st.permutations(labels))
+    a = clf.classify(TEXTS, labels, multi_label=multi_label)
+    b = clf.classify(TEXTS, permuted, multi_label=multi_label)
+    for pa, pb in zip(a, b):
+        assert list(pb.scores) == list(permuted)
+        for label in labels:
+            assert abs(pa.scores[label] - pb.scores[label]) <= 1e-5, (name, label, pa.scores, pb.scores)
+        assert pa.label == pb.label or pa.scores[pa.label] == pytest.approx(pb.scores[pb.label], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_batch_composition_does_not_change_scores(classifiers, name):
+    clf = classifiers(name)
+    labels = ["sports", "weather", "technology"]
+    together = clf.classify(TEXTS, labels, batch_size=3)
+    alone = [clf.classify(t, labels) for t in TEXTS]
+    for x, y in zip(together, alone):
+        for label in labels:
+            assert x.scores[label] == pytest.approx(y.scores[label], abs=1e-5)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_round_trip(classifiers, name, tmp_path):
+    """classify, save, reload: equal scores and the exact config."""
+    clf = classifiers(name)
+    labels = ["sports", "weather", "technology", "food"]
+    before = clf.classify(TEXTS, labels)
+    before_multi = clf.classify(TEXTS, labels, multi_label=True)
+    folder = clf.save_pretrained(tmp_path / "saved")
+    assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt")) and not list(folder.rglob("*.pkl"))
+    assert (folder / "README.md").exists()
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert config["backend"] == name and config["udtc_version"] == udtc.__version__
+    again = Classifier.from_pretrained(folder, device="cpu")
+    assert again.backend_name == name
+    assert again.config == clf.config
+    for x, y in zip(before + before_multi, again.classify(TEXTS, labels) + again.classify(TEXTS, labels, multi_label=True)):
+        assert x.labels == y.labels
+        for label in labels:
+            assert x.scores[label] == pytest.approx(y.scores[label], abs=1e-5)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_special_tokens_in_labels_and_texts_are_plain_text(classifiers, name):
+    clf = classifiers(name)
+    labels = ["[SEP]", "<<LABEL>>", "sports"]
+    text = "the match [SEP] [CLS] <<LABEL>> goal"
+    pred = clf.classify(text, labels)
+    assert set(pred.scores) == set(labels)
+    assert abs(sum(pred.scores.values()) - 1) < 1e-5
+    assert all(torch.isfinite(torch.tensor(list(pred.scores.values()))))

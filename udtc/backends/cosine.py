@@ -1,0 +1,239 @@
+"""Cosine similarity of sentence embeddings (Maheshwari & Raina, "Soft Contextualized Encoder for
+User Defined Text Classification", App. E; `shared/papers/sce-soft-contextualized-encoder.txt`).
+
+Text and each label are embedded independently by the same encoder; the compatibility score
+is their cosine similarity and the probabilities a softmax over the label set:
+
+    s(x, y) = cos(f(x), f(y))                      # App. E, Eq. (1)
+    p(y | x) = softmax_y(scale * s(x, y))          # App. E, Eq. (2); scale=1 is the paper's form
+
+``scale`` (default 20, the temperature sentence-transformers models are trained with) only
+sharpens the distribution; the argmax is the paper's. Multi-label: ``sigmoid(scale * (s - shift))``
+(uncalibrated: a label is on at threshold 0.5 when its cosine reaches ``shift``).
+
+Reads any sentence-transformers folder (Transformer -> Pooling [cls|mean|max|mean_sqrt_len|
+weightedmean|lasttoken] -> optional Dense -> optional Normalize) or a plain encoder (mean pooling).
+Label embeddings are cached, so a repeated label set costs nothing. Label-set invariant by
+construction: each label is scored on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from udtc.backends._tokenize import encode
+from udtc.backends.base import Backend, Scores
+
+_ST = "sentence_transformers.models."
+_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len", "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_ACTIVATIONS = {"torch.nn.modules.linear.Identity": torch.nn.Identity, "torch.nn.modules.activation.Tanh": torch.nn.Tanh,
+                "torch.nn.modules.activation.ReLU": torch.nn.ReLU, "torch.nn.modules.activation.GELU": torch.nn.GELU}
+_CACHE_SIZE = 65536
+
+
+class CosineBackend(Backend):
+    name: ClassVar[str] = "cosine"
+
+    def __init__(self, model, tokenizer, *, pooling: list[str], dense: list[dict], normalize: bool, max_length: int,
+                 do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.3,
+                 text_prefix: str = "", label_prefix: str = ""):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.pooling, self.dense, self.normalize = pooling, dense, normalize
+        self.max_length, self.do_lower_case = max_length, do_lower_case
+        self.scale, self.multi_label_shift = float(scale), float(multi_label_shift)
+        self.text_prefix, self.label_prefix = text_prefix, label_prefix
+        self._dense_layers = [_dense_layer(d).to(self.device) for d in dense]
+        self._label_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ contract
+    @classmethod
+    def detect(cls, folder: Path) -> bool:
+        return folder.is_dir() and ((folder / "modules.json").exists() or _is_plain_encoder(folder))
+
+    @classmethod
+    def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype | None = None,
+             trust_remote_code: bool = False, **options: Any) -> CosineBackend:
+        from transformers import AutoModel, AutoTokenizer
+
+        allowed = {"scale", "multi_label_shift", "text_prefix", "label_prefix", "max_length"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise TypeError(f"cosine backend got unknown options {unknown}; it takes {sorted(allowed)}")
+        if not folder.is_dir():
+            raise ValueError(f"the cosine backend loads a folder, got the file {folder}")
+        modules = _read_modules(folder)
+        transformer_dir = folder / modules["transformer"]
+        st_config = _read_json(transformer_dir / "sentence_bert_config.json", {})
+        kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+        model = AutoModel.from_pretrained(transformer_dir, dtype=dtype or torch.float32, **kwargs).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
+        max_length = options.pop("max_length", None) or st_config.get("max_seq_length") or min(
+            getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length)
+        return cls(model, tokenizer, pooling=modules["pooling"], dense=modules["dense"], normalize=modules["normalize"],
+                   max_length=int(max_length), do_lower_case=bool(st_config.get("do_lower_case", False)), **options)
+
+    def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
+        text_emb, truncated = self.embed([self.text_prefix + t for t in texts], batch_size)  # (N, D)
+        label_emb = self.label_embeddings(labels, batch_size)  # (L, D)
+        cos = F.normalize(text_emb, dim=-1) @ F.normalize(label_emb, dim=-1).T  # (N, L)  App. E, Eq. (1)
+        logits = self.scale * (cos - self.multi_label_shift) if multi_label else self.scale * cos  # Eq. (2)
+        return Scores(logits, truncated)
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        modules = [{"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"}]
+        dim = self.model.config.hidden_size
+        pool_cfg = {"word_embedding_dimension": dim, **{k: v in self.pooling for k, v in _POOLING_KEYS.items()}}
+        _write_json(folder / "1_Pooling" / "config.json", pool_cfg)
+        from safetensors.torch import save_file
+
+        for i, (spec, layer) in enumerate(zip(self.dense, self._dense_layers), start=2):
+            path = f"{i}_Dense"
+            modules.append({"idx": i, "name": str(i), "path": path, "type": _ST + "Dense"})
+            _write_json(folder / path / "config.json", {k: spec[k] for k in ("in_features", "out_features", "bias", "activation_function")})
+            save_file({k: v.detach().cpu().contiguous() for k, v in layer[0].state_dict().items()}, folder / path / "model.safetensors")
+        if self.normalize:
+            n = len(modules)
+            modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": _ST + "Normalize"})
+            (folder / f"{n}_Normalize").mkdir()
+        _write_json(folder / "modules.json", modules)
+        _write_json(folder / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": self.do_lower_case})
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"scale": self.scale, "multi_label_shift": self.multi_label_shift, "text_prefix": self.text_prefix,
+                "label_prefix": self.label_prefix}
+
+    # ------------------------------------------------------------------ embedding
+    def label_embeddings(self, labels: list[str], batch_size: int = 32) -> torch.Tensor:
+        """Embeddings of ``labels`` (L, D), computed once per distinct label string and cached."""
+        missing = list(dict.fromkeys(x for x in labels if x not in self._label_cache))
+        if missing:
+            emb, _ = self.embed([self.label_prefix + x for x in missing], batch_size)
+            for text, vector in zip(missing, emb):
+                self._label_cache[text] = vector
+        for x in labels:
+            self._label_cache.move_to_end(x)
+        while len(self._label_cache) > _CACHE_SIZE:
+            self._label_cache.popitem(last=False)
+        return torch.stack([self._label_cache[x] for x in labels])
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> tuple[torch.Tensor, list[bool]]:
+        """Sentence embeddings (N, D) exactly as sentence-transformers' ``encode`` computes them."""
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        out, truncated = [], []
+        for start in range(0, len(texts), batch_size):
+            enc, cut = encode(self.tokenizer, texts[start : start + batch_size], self.max_length)
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            with torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state  # (B, T, H)
+                emb = _pool(hidden, enc["attention_mask"], self.pooling)  # (B, H * n_modes)
+                for layer in self._dense_layers:
+                    emb = layer(emb)
+                if self.normalize:
+                    emb = F.normalize(emb, p=2, dim=1)
+            out.append(emb.float().cpu())
+            truncated += cut
+        return torch.cat(out), truncated
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, modes: list[str]) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    parts = []
+    for mode in modes:
+        if mode == "cls":
+            parts.append(hidden[:, 0])
+        elif mode == "max":
+            parts.append(hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values)
+        elif mode in ("mean", "mean_sqrt_len"):
+            total, count = (hidden * m).sum(1), m.sum(1).clamp(min=1e-9)  # (B, H), (B, 1)
+            parts.append(total / (count if mode == "mean" else count.sqrt()))
+        elif mode == "weightedmean":
+            w = m * torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype).view(1, -1, 1)
+            parts.append((hidden * w).sum(1) / w.sum(1).clamp(min=1e-9))
+        elif mode == "lasttoken":  # last non-padding token, for left or right padding
+            idx = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)  # (B,)
+            parts.append(hidden[torch.arange(hidden.shape[0], device=hidden.device), idx])
+    return torch.cat(parts, dim=-1)
+
+
+def _read_modules(folder: Path) -> dict[str, Any]:
+    if not (folder / "modules.json").exists():
+        return {"transformer": "", "pooling": ["mean"], "dense": [], "normalize": False}
+    result: dict[str, Any] = {"transformer": None, "pooling": None, "dense": [], "normalize": False}
+    for module in _read_json(folder / "modules.json"):
+        kind, path = module["type"].removeprefix(_ST), folder / module.get("path", "")
+        if kind == "Transformer":
+            result["transformer"] = module.get("path", "")
+        elif kind == "Pooling":
+            cfg = _read_json(path / "config.json")
+            modes = [name for key, name in _POOLING_KEYS.items() if cfg.get(key)]
+            if cfg.get("pooling_mode") and not modes:  # newer single-key form
+                modes = [cfg["pooling_mode"].replace("mean_tokens", "mean").replace("cls_token", "cls")]
+            result["pooling"] = modes or ["mean"]
+        elif kind == "Dense":
+            cfg = _read_json(path / "config.json")
+            if cfg.get("activation_function") not in _ACTIVATIONS:
+                raise ValueError(f"not supported yet: Dense activation_function={cfg.get('activation_function')}")
+            weights = path / "model.safetensors"
+            if not weights.exists():
+                raise ValueError(f"{path} has no model.safetensors; udtc loads safetensors only (no pickle). "
+                                 "Convert it with sentence-transformers (save with safe_serialization=True)")
+            from safetensors.torch import load_file
+
+            result["dense"].append({**cfg, "weights": load_file(weights)})
+        elif kind == "Normalize":
+            result["normalize"] = True
+        else:
+            raise ValueError(f"not supported yet: sentence-transformers module type={module['type']} in {folder}")
+    if result["transformer"] is None:
+        raise ValueError(f"{folder}/modules.json has no Transformer module")
+    result["pooling"] = result["pooling"] or ["mean"]
+    return result
+
+
+def _dense_layer(spec: dict) -> torch.nn.Sequential:
+    linear = torch.nn.Linear(spec["in_features"], spec["out_features"], bias=spec.get("bias", True))
+    weights = {k.removeprefix("linear."): v for k, v in spec["weights"].items()}
+    linear.load_state_dict(weights)
+    return torch.nn.Sequential(linear, _ACTIVATIONS[spec["activation_function"]]()).eval()
+
+
+def _is_plain_encoder(folder: Path) -> bool:
+    config = _read_json(folder / "config.json", {})
+    archs = config.get("architectures") or []
+    return bool(config.get("model_type")) and not any(a.endswith(("ForCausalLM", "ForSequenceClassification", "LMHeadModel"))
+                                                       for a in archs) and any(folder.glob("*.safetensors"))
+
+
+def _read_json(path: Path, default: Any = ...) -> Any:
+    if not path.exists():
+        if default is ...:
+            raise FileNotFoundError(f"missing {path}")
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,332 @@
+"""The public entry point: ``Classifier.from_pretrained(...).classify(text, labels)``.
+
+One call flows: resolve (folder, package or Hub id) -> load (registry backend) -> validate
+inputs -> group texts by label set -> batch (longest texts first) -> ``backend.score`` ->
+normalise (softmax or sigmoid) -> thresholds -> :class:`Prediction`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from udtc.backends import Backend, detect_backend, get_backend
+from udtc.card import ModelCard
+from udtc.config import CONFIG_NAME, UdtcConfig
+from udtc.hub import resolve
+from udtc.prediction import Prediction
+from udtc.runtime import resolve_device, resolve_dtype
+
+LabelSpec = Sequence[str] | Mapping[str, str]
+
+
+class Classifier:
+    """Scores texts against labels chosen at call time, with any registered backend."""
+
+    def __init__(self, backend: Backend, *, labels: list[str] | None = None, base_model: str | None = None):
+        self.backend = backend
+        self.labels = labels
+        self.base_model = base_model
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def config(self) -> UdtcConfig:
+        return UdtcConfig(backend=self.backend.name, options=self.backend.options, labels=self.labels,
+                          base_model=self.base_model)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        *,
+        backend: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        **backend_options: Any,
+    ) -> Classifier:
+        """Load a classifier from a local folder, a Hub id, or (``None``) the embedded default.
+
+        Args:
+            name_or_path: folder, file (e.g. ``.gguf``), Hugging Face Hub id, or None.
+            backend: force a backend (see ``udtc.available_backends()``); detected otherwise.
+            device: ``"cpu"``, ``"cuda"``, ``"mps"``; the best available one when None.
+            dtype: e.g. ``"float16"``; each backend's default when None.
+            revision: Hub branch, tag or commit.
+            token: Hub token for private repos.
+            **backend_options: options of the chosen backend (e.g. ``scale=`` for cosine).
+        """
+        folder = resolve(name_or_path, revision=revision, token=token)
+        config = UdtcConfig.load(folder) if folder.is_dir() and (folder / CONFIG_NAME).exists() else None
+        name = backend or (config.backend if config else detect_backend(folder))
+        backend_cls = get_backend(name)
+        options = {**(config.options if config and config.backend == name else {}), **backend_options}
+        impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
+                             options=options)
+        base = config.base_model if config and config.base_model else os.fspath(name_or_path or folder)
+        return cls(impl, labels=config.labels if config else None, base_model=base)
+
+    # ------------------------------------------------------------------ inference
+    def classify(
+        self,
+        texts: str | Sequence[str],
+        labels: LabelSpec | Sequence[LabelSpec] | None = None,
+        *,
+        multi_label: bool = False,
+        threshold: float | Mapping[str, float] | None = None,
+        top_k: int | None = None,
+        template: str | None = None,
+        batch_size: int = 32,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> Prediction | list[Prediction]:
+        """Classify one text (returns a Prediction) or a list of texts (returns a list).
+
+        Args:
+            texts: a string, or a sequence of strings.
+            labels: a list of label names; a dict ``{name: description}`` (the description is what
+                the model reads); or one such set per text. None uses the model's own labels.
+            multi_label: score each label independently (sigmoid) instead of one softmax.
+            threshold: in [0, 1], global or per label (dict). Multi-label: labels at or above it
+                are chosen (default 0.5). Single-label: the top label is kept only when its score
+                reaches it, else ``label`` is None (default: always keep it).
+            top_k: how many labels ``Prediction.labels`` lists (single-label default 1).
+            template: how a label becomes model input, e.g. ``"This text is about {}."``;
+                the backend's default when None.
+            batch_size: texts (or text-label pairs, for pair backends) per forward pass.
+            progress: show a progress bar; by default only when there is more than one batch.
+            **options: backend-specific options (e.g. ``examples=`` for GLiClass).
+        """
+        single = isinstance(texts, str)
+        text_list = _check_texts([texts] if single else texts)
+        label_sets = _label_sets(labels if labels is not None else self.labels, len(text_list), single)
+        template = self.backend.default_template if template is None else template
+        if not isinstance(template, str) or template.count("{}") != 1:
+            raise ValueError(f"template must be a string with exactly one '{{}}' for the label, got {template!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        unknown = sorted(set(options) - self.backend.score_options)
+        if unknown:
+            allowed = ", ".join(sorted(self.backend.score_options)) or "none"
+            raise TypeError(f"classify() got options {unknown} that the {self.backend.name!r} backend does not take (it takes: {allowed})")
+        for names, _ in label_sets:
+            if not multi_label and len(names) < 2:
+                raise ValueError(
+                    f"single-label classification needs at least two labels, got {list(names)}; "
+                    "add labels or pass multi_label=True to score a label on its own"
+                )
+        thresholds = _thresholds(threshold, label_sets, multi_label)
+
+        # Group texts that share a label set, longest texts first so batches pad little.
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (_, inputs) in enumerate(label_sets):
+            groups.setdefault(tuple(template.replace("{}", x) for x in inputs), []).append(i)
+        probs: list[torch.Tensor | None] = [None] * len(text_list)
+        truncated = [False] * len(text_list)
+        bar = _progress(len(text_list), progress, batch_size)
+        for inputs, indices in groups.items():
+            indices.sort(key=lambda i: -len(text_list[i]))
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                with torch.inference_mode():
+                    out = self.backend.score([text_list[i] for i in chunk], list(inputs), multi_label=multi_label,
+                                             batch_size=batch_size, **options)
+                logits = out.logits.detach().float().cpu()
+                if logits.shape != (len(chunk), len(inputs)):
+                    raise RuntimeError(f"backend {self.backend.name!r} returned logits of shape {tuple(logits.shape)}, "
+                                       f"expected {(len(chunk), len(inputs))}")
+                p = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)  # (B, L)
+                for row, i in enumerate(chunk):
+                    probs[i] = p[row]
+                    truncated[i] = bool(out.truncated[row])
+                if bar is not None:
+                    bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        if any(truncated):
+            warnings.warn(f"{sum(truncated)} text(s) exceeded the model's maximum length and were truncated "
+                          "(see Prediction.truncated)", stacklevel=2)
+
+        results = [
+            _prediction(text_list[i], label_sets[i][0], probs[i], multi_label, thresholds, top_k, truncated[i])
+            for i in range(len(text_list))
+        ]
+        return results[0] if single else results
+
+    __call__ = classify
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None) -> Path:
+        """Write a self-contained, safetensors-only folder that ``from_pretrained`` loads.
+
+        A non-empty ``path`` is never replaced unless ``overwrite=True``; the folder is written
+        next to it first and moved into place only when complete.
+        """
+        target = Path(path).expanduser()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+            raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.backend.save(tmp)
+            self.config.save(tmp)
+            (tmp / "README.md").write_text((card or self.model_card()).render(), encoding="utf-8")
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            tmp.rename(target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    def model_card(self) -> ModelCard:
+        return ModelCard(backend=self.backend.name, base_model=self.base_model, labels=self.labels)
+
+    def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None,
+                    commit_message: str = "Upload udtc model", revision: str | None = None) -> str:
+        """Save to a temporary folder and upload it to the Hub (private by default). Returns the repo URL."""
+        from huggingface_hub import HfApi, get_token
+
+        token = token or get_token()
+        if not token:
+            raise ValueError("no Hugging Face token: pass token=..., set HF_TOKEN, or run `hf auth login`")
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision)
+        return str(url)
+
+    def __repr__(self) -> str:
+        return f"Classifier(backend={self.backend.name!r}, base_model={self.base_model!r}, labels={self.labels!r})"
+
+
+# ---------------------------------------------------------------------- helpers
+def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, options: dict) -> Backend:
+    from safetensors import SafetensorError
+
+    try:
+        return backend_cls.load(folder, device=device, dtype=dtype, **options)
+    except SafetensorError as err:
+        raise ValueError(f"a safetensors file in {folder} is corrupted or truncated ({err}); re-download or re-save the model") from None
+    except (OSError, EnvironmentError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"could not load the {backend_cls.name!r} model in {folder}: {err}") from None
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, (bytes, Mapping)):
+        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    try:
+        text_list = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}") from None
+    if not text_list:
+        raise ValueError("texts is empty; pass at least one text")
+    for i, text in enumerate(text_list):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise ValueError(f"text {i} is empty or whitespace only; remove it or give it content")
+    return text_list
+
+
+def _one_label_set(spec: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """-> (names as given, what the model reads: stripped description or name)."""
+    if isinstance(spec, str):
+        raise TypeError(f"{where} must be a list of strings or a dict, got the string {spec!r}; did you mean [{spec!r}]?")
+    if isinstance(spec, Mapping):
+        pairs = list(spec.items())
+    elif isinstance(spec, Sequence):
+        pairs = [(name, name) for name in spec]
+    else:
+        raise TypeError(f"{where} must be a list of strings or a dict of name -> description, got {type(spec).__name__}")
+    if not pairs:
+        raise ValueError(f"{where} is empty; pass at least one label")
+    seen: dict[str, str] = {}
+    for name, description in pairs:
+        if not isinstance(name, str) or not isinstance(description, str):
+            bad = name if not isinstance(name, str) else description
+            raise TypeError(f"{where}: every label and description must be a string, got {type(bad).__name__} {bad!r}")
+        key = name.strip()
+        if not key or not description.strip():
+            raise ValueError(f"{where}: label {name!r} is empty or whitespace only (or has an empty description)")
+        if key in seen:
+            raise ValueError(f"{where}: duplicate label {key!r} (labels are compared after stripping whitespace)")
+        seen[key] = description.strip()
+    return tuple(name for name, _ in pairs), tuple(seen.values())
+
+
+def _label_sets(labels: Any, n_texts: int, single: bool) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    if labels is None:
+        raise ValueError("no labels given and the model has none of its own; pass labels=[...]")
+    per_text = (
+        isinstance(labels, Sequence) and not isinstance(labels, str) and len(labels) > 0
+        and all(isinstance(item, (Sequence, Mapping)) and not isinstance(item, str) for item in labels)
+    )
+    if not per_text:
+        shared = _one_label_set(labels, "labels")
+        return [shared] * n_texts
+    if len(labels) != n_texts:
+        raise ValueError(f"got {len(labels)} label sets for {n_texts} text(s); pass one label set per text, or one shared list")
+    return [_one_label_set(spec, f"label set {i}") for i, spec in enumerate(labels)]
+
+
+def _thresholds(threshold: Any, label_sets, multi_label: bool) -> dict[str, float] | float | None:
+    if threshold is None:
+        return 0.5 if multi_label else None
+    values = threshold.values() if isinstance(threshold, Mapping) else [threshold]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1] (or a dict of them), got {value!r}")
+    if not isinstance(threshold, Mapping):
+        return float(threshold)
+    known = {name for names, _ in label_sets for name in names}
+    unknown = sorted(set(threshold) - known)
+    if unknown:
+        raise ValueError(f"threshold names labels that are not in any label set: {unknown}")
+    return {name: float(value) for name, value in threshold.items()}
+
+
+def _prediction(text: str, names: tuple[str, ...], probs: torch.Tensor, multi_label: bool, thresholds,
+                top_k: int | None, truncated: bool) -> Prediction:
+    scores = {name: float(p) for name, p in zip(names, probs.tolist())}
+    ranked = sorted(names, key=lambda n: -scores[n])
+
+    def limit(name: str) -> float | None:
+        if isinstance(thresholds, dict):
+            return thresholds.get(name, 0.5 if multi_label else None)
+        return thresholds
+
+    if multi_label:
+        chosen = [n for n in ranked if scores[n] >= limit(n)][: top_k or None]
+        label = chosen[0] if chosen else None
+    else:
+        best = ranked[0]
+        keep = limit(best) is None or scores[best] >= limit(best)
+        label = best if keep else None
+        chosen = ranked[: top_k or 1] if keep else []
+    return Prediction(text=text, label=label, labels=chosen, scores=scores, multi_label=multi_label, truncated=truncated)
+
+
+def _progress(total: int, progress: bool | None, batch_size: int):
+    if progress is False or (progress is None and total <= batch_size):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="classify", unit="text")
