@@ -29,7 +29,12 @@ def write_tokenizer(folder: Path, extra_special: tuple[str, ...] = ()) -> None:
     vocab = SPECIAL + [w for w in dict.fromkeys(WORDS + chars)]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=128)
+    import inspect
+
+    if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers >= 5
+        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
+    else:
+        tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True, model_max_length=128)
     if extra_special:
         tok.add_special_tokens({"additional_special_tokens": list(extra_special)})
     tok.save_pretrained(folder)

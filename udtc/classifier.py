@@ -219,8 +219,17 @@ class Classifier:
 def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, options: dict) -> Backend:
     from safetensors import SafetensorError
 
+    from udtc.compat import quiet_loading
+
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.gguf")):
+        pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
+        if pickled:
+            raise ValueError(f"{folder} has only pickle weights ({', '.join(pickled)}); udtc loads safetensors only, "
+                             "because pickle can run code. Convert them once, e.g. with transformers: "
+                             "AutoModel.from_pretrained(folder).save_pretrained(folder)")
     try:
-        return backend_cls.load(folder, device=device, dtype=dtype, **options)
+        with quiet_loading():
+            return backend_cls.load(folder, device=device, dtype=dtype, **options)
     except SafetensorError as err:
         raise ValueError(f"a safetensors file in {folder} is corrupted or truncated ({err}); re-download or re-save the model") from None
     except (OSError, EnvironmentError) as err:

@@ -1,0 +1,1 @@
+"""Benchmarks for udtc; `benchmarks.datasets` loads the labelled data they use."""

@@ -1,0 +1,165 @@
+"""The ``udtc`` command line. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from udtc._version import __version__
+
+EXIT_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("udtc: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as err:
+        message = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+        print(f"udtc: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="udtc", description="User-defined text classification: name the labels at call time.")
+    parser.add_argument("--version", action="version", version=f"udtc {__version__}")
+    sub = parser.add_subparsers(metavar="command")
+
+    c = sub.add_parser("classify", help="classify texts against labels you name",
+                       description="Classify TEXT arguments, or the rows of --input, against --labels.")
+    c.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (or use --input)")
+    c.add_argument("--labels", help="comma-separated labels, e.g. sports,politics,cooking")
+    c.add_argument("--label", action="append", default=[], help="one label (repeatable; for labels that contain commas)")
+    c.add_argument("--model", default=None, help="folder, .gguf file or Hub id (default: the embedded default model)")
+    c.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
+    c.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    c.add_argument("--input", type=Path, help="a .csv, .tsv, .jsonl or .txt file of texts")
+    c.add_argument("--text-column", default="text", help="column (csv/tsv) or key (jsonl) holding the text")
+    c.add_argument("--output", type=Path, help="write results to a .csv or .jsonl file")
+    c.add_argument("--multi-label", action="store_true", help="score each label independently")
+    c.add_argument("--threshold", type=float, default=None, help="score a label needs to be chosen, in [0, 1]")
+    c.add_argument("--top-k", type=int, default=None, help="how many labels to list per text")
+    c.add_argument("--template", default=None, help='how a label is phrased for the model, e.g. "This text is about {}."')
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--json", action="store_true", help="print one JSON object per text")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    c.set_defaults(func=_classify)
+    return parser
+
+
+def _labels(args) -> list[str] | None:
+    labels = [x for x in (args.labels or "").split(",") if x.strip()] + list(args.label)
+    return labels or None
+
+
+def _classify(args) -> int:
+    from udtc.classifier import Classifier
+
+    if args.texts and args.input:
+        raise ValueError("give texts as arguments or --input, not both")
+    if not args.texts and not args.input:
+        raise ValueError("nothing to classify: give a TEXT argument or --input FILE")
+    if args.output and args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pick another --output or pass --overwrite")
+    if args.output and args.output.suffix.lower() not in (".csv", ".jsonl"):
+        raise ValueError(f"--output must end in .csv or .jsonl, got {args.output.name!r}")
+    rows = [{"text": t} for t in args.texts] if args.texts else read_rows(args.input, args.text_column)
+    column = "text" if args.texts else args.text_column
+    keep = [i for i, row in enumerate(rows) if isinstance(row.get(column), str) and row[column].strip()]
+    if len(keep) < len(rows):
+        print(f"udtc: skipped {len(rows) - len(keep)} empty row(s)", file=sys.stderr)
+    clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
+    predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
+                               threshold=args.threshold, top_k=args.top_k, template=args.template,
+                               batch_size=args.batch_size, progress=None if args.input else False) if keep else []
+    by_row: dict[int, Any] = dict(zip(keep, predictions))
+    if args.output:
+        write_rows(args.output, rows, by_row)
+        print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)
+        return 0
+    for i, row in enumerate(rows):
+        p = by_row.get(i)
+        if args.json:
+            print(json.dumps(p.to_dict() if p else {"text": row.get(column), "label": None}, ensure_ascii=False))
+        elif p is None:
+            print(f"-\t\t{row.get(column, '')}")
+        else:
+            shown = p.labels if p.multi_label or args.top_k else [p.label] if p.label else []
+            scores = ", ".join(f"{name}={p.scores[name]:.3f}" for name in shown) or f"(none >= threshold; best {p.ranked[0][0]}={p.ranked[0][1]:.3f})"
+            print(f"{'|'.join(shown) or '-'}\t{scores}\t{_short(p.text)}")
+    return 0
+
+
+def _short(text: str, width: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def read_rows(path: Path, text_column: str = "text") -> list[dict[str, Any]]:
+    """Rows of a .csv/.tsv/.jsonl/.txt file as dicts; a missing text column names the columns found."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such input file: {path}")
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [{text_column: line} for line in raw.splitlines()]
+    if suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    elif suffix in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path} line {n} is not valid JSON: {err.msg}") from None
+                if not isinstance(item, dict):
+                    raise ValueError(f"{path} line {n} is not a JSON object")
+                rows.append(item)
+        columns = sorted({k for row in rows for k in row})
+    else:
+        raise ValueError(f"unsupported input {path.name!r}: use .csv, .tsv, .jsonl or .txt")
+    if rows and text_column not in columns:
+        raise ValueError(f"{path} has no column {text_column!r}; columns found: {', '.join(columns) or 'none'} (use --text-column)")
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], predictions: dict[int, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, row in enumerate(rows):
+        p = predictions.get(i)
+        out.append({**row, "label": p.label if p else None, "labels": "|".join(p.labels) if p else "",
+                    "score": p.scores[p.label] if p and p.label else None,
+                    "scores": json.dumps(p.scores, ensure_ascii=False) if p else "{}", "truncated": p.truncated if p else False})
+    if path.suffix.lower() == ".jsonl":
+        with path.open("w", encoding="utf-8") as f:
+            for item in out:
+                item["scores"] = json.loads(item["scores"])
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        return
+    fields = list(dict.fromkeys(k for item in out for k in item))
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
