@@ -222,7 +222,7 @@ class Dataset:
 
     def rows(self) -> list[tuple[str, str]]:
         """The data as ``(text, label)`` pairs."""
-        return list(zip(self.texts, self.labels))
+        return list(zip(self.texts, self.labels, strict=True))
 
     def label_counts(self) -> dict[str, int]:
         """Rows per label, in ``label_names`` order."""
@@ -266,7 +266,7 @@ class PairDataset:
 
     def rows(self) -> list[tuple[str, str, str]]:
         """The data as ``(premise, hypothesis, label)`` triples."""
-        return list(zip(self.premises, self.hypotheses, self.labels))
+        return list(zip(self.premises, self.hypotheses, self.labels, strict=True))
 
     def label_counts(self) -> dict[str, int]:
         """Rows per label, in ``label_names`` order."""
@@ -540,7 +540,7 @@ def _marker_text(source: Source) -> str:
 
 def _is_extracted(folder: Path, source: Source) -> bool:
     marker = folder / MARKER
-    return marker.is_file() and marker.read_text() == _marker_text(source)
+    return marker.is_file() and marker.read_text(encoding="utf-8") == _marker_text(source)
 
 
 def _single_file(folder: Path) -> Path | None:
@@ -603,7 +603,7 @@ def _extract(archive: Path, source: Source, folder: Path) -> None:
         missing = [pattern for pattern in source.members if not any(fnmatchcase(path, pattern) for path in written)]
         if missing:
             raise RuntimeError(f"{archive.name} has no file matching {missing}; did the package layout change?")
-        (staging / MARKER).write_text(_marker_text(source))
+        (staging / MARKER).write_text(_marker_text(source), encoding="utf-8")
         _publish(staging, folder, lambda path: _is_extracted(path, source))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -769,12 +769,16 @@ def _allocate(counts: dict[str, int], n: int, caps: dict[str, int]) -> dict[str,
         label = max((label for label in counts if taken[label] > 1), key=lambda label: taken[label] - quota[label])
         taken[label] -= 1
     while sum(taken.values()) < n:
-        label = max((label for label in counts if taken[label] < caps[label]), key=lambda label: quota[label] - taken[label])
+        label = max(
+            (label for label in counts if taken[label] < caps[label]), key=lambda label: quota[label] - taken[label]
+        )
         taken[label] += 1
     return taken
 
 
-def _draw(dataset: Dataset | PairDataset, by_label: dict[str, list[int]], taken: dict[str, int], seed: str) -> list[int]:
+def _draw(
+    dataset: Dataset | PairDataset, by_label: dict[str, list[int]], taken: dict[str, int], seed: str
+) -> list[int]:
     # One key per row from Random.random(), the one stream Python promises to keep across versions
     # (randrange, shuffle and sample may change); never hash(), which is salted per process.
     rng = random.Random(seed)  # a str seed is expanded with SHA-512, the same on every version
@@ -862,10 +866,11 @@ def training_mixture(
 ) -> list[tuple[str, str, str]]:
     """Rows of every data set except the held-out ones, for training.
 
-    Data sets in a held-out family are left out as well, and any row whose text (compared case-
-    and punctuation-blind) also occurs in a held-out data set is dropped. Within one label set
-    (e.g. positive/negative) a text shared by several sources is kept once, or dropped if the
-    sources disagree on its label. SNLI pairs are not part of the mixture.
+    Data sets in a held-out family are left out as well, and any row whose text also occurs in a
+    held-out data set is dropped. Texts are compared case- and punctuation-blind, so within one
+    label set (e.g. positive/negative) a text carried by several sources, or in several variants
+    ("Yay." / "YAY!!!"), is kept once, and dropped if its labels disagree. SNLI pairs are not part
+    of the mixture.
 
     Args:
         exclude: Data set names to keep out of training; defaults to ``HELD_OUT``.
@@ -908,9 +913,13 @@ def _summary(dataset: Dataset | PairDataset) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Fetch data sets and print their sizes; ``python -m benchmarks.datasets --help``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.datasets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.datasets", description="Fetch and list the labelled data sets udtc benchmarks use."
+    )
     parser.add_argument("--list", action="store_true", help="print every data set with its row and label counts")
-    parser.add_argument("--fetch", nargs="+", metavar="NAME", help=f"fetch data sets into the cache: 'all' or {_valid_names()}")
+    parser.add_argument(
+        "--fetch", nargs="+", metavar="NAME", help=f"fetch data sets into the cache: 'all' or {_valid_names()}"
+    )
     parser.add_argument("--data-dir", help=f"cache folder (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR})")
     args = parser.parse_args(argv)
     if not (args.list or args.fetch):
@@ -918,7 +927,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.fetch:
         names = list(SOURCES) if "all" in args.fetch else args.fetch
-        keys = list(dict.fromkeys(_source_key(name) for name in names))
+        try:
+            keys = list(dict.fromkeys(_source_key(name) for name in names))
+        except ValueError as err:
+            parser.error(str(err))
         for key in keys:
             started = time.perf_counter()
             folder = fetch(key, args.data_dir)

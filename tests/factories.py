@@ -84,7 +84,34 @@ def tiny_cosine(folder: Path, seed: int = 0, dense: bool = True) -> Path:
     return folder
 
 
+def tiny_nli(folder: Path, seed: int = 0, label2id: dict[str, int] | None = None) -> Path:
+    """A random BERT NLI cross-encoder (BertForSequenceClassification), MNLI labels by default."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    label2id = label2id or {"entailment": 0, "neutral": 1, "contradiction": 2}
+    write_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = bert_config(len(AutoTokenizer.from_pretrained(folder)), label2id=label2id, initializer_range=0.2,
+                         id2label={i: name for name, i in label2id.items()})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_gliclass(folder: Path, seed: int = 0) -> Path:
+    """A random GLiClass uni-encoder (avg pooling) on a tiny BERT, saved in gliclass's format."""
+    from udtc.backends.gliclass import GLiClassBackend
+
+    encoder = tiny_encoder(folder.parent / f"{folder.name}-encoder", seed)
+    GLiClassBackend.from_encoder(encoder, seed=seed, pooling_strategy="avg", initializer_range=0.2).save(folder)
+    return folder
+
+
 #: backend name -> function(folder) -> path to pass to ``Classifier.from_pretrained``
 FACTORIES: dict[str, Callable[[Path], Path]] = {
+    "gliclass": tiny_gliclass,
     "cosine": tiny_cosine,
+    "sce": lambda folder: __import__("sce_factories").tiny_sce(folder),
+    "nli": tiny_nli,
+    "llm-prompt": lambda folder: __import__("llm_factories").tiny_llm(folder),
+    "llm-head": lambda folder: __import__("llm_factories").tiny_llm_head(folder),
 }

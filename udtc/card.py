@@ -29,7 +29,7 @@ A [udtc](https://pypi.org/project/udtc/) classifier using the **{backend}** back
 from udtc import Classifier
 
 clf = Classifier.from_pretrained("{load_name}")
-print(clf.classify("Your text here", {example_labels}))
+print(clf.classify("Your text here"{example_labels}))
 ```
 
 or on the command line: `udtc classify "Your text here" --model {load_name} --labels {example_cli}`
@@ -66,7 +66,7 @@ class ModelCard:
             hyper_section=_table("Hyperparameters", self.hyperparameters),
             metrics_section=_table("Metrics", self.metrics),
             load_name=self.load_name,
-            example_labels="" if self.labels else repr(labels),
+            example_labels="" if self.labels else f", {labels!r}",
             example_cli=",".join(labels),
             citation_section=("\n## Citations\n\n" + "\n\n".join(f"```bibtex\n{c.strip()}\n```" for c in self.citations) + "\n")
             if self.citations else "",

@@ -20,6 +20,7 @@ import torch
 from udtc.backends import Backend, detect_backend, get_backend
 from udtc.card import ModelCard
 from udtc.config import CONFIG_NAME, UdtcConfig
+from udtc.defaults import DEFAULT_MODEL
 from udtc.hub import resolve
 from udtc.prediction import Prediction
 from udtc.runtime import resolve_device, resolve_dtype
@@ -73,9 +74,15 @@ class Classifier:
         name = backend or (config.backend if config else detect_backend(folder))
         backend_cls = get_backend(name)
         options = {**(config.options if config and config.backend == name else {}), **backend_options}
-        impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
-                             options=options)
-        base = config.base_model if config and config.base_model else os.fspath(name_or_path or folder)
+        if (folder / "adapter_config.json").exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
+            from udtc.training.lora import load_with_adapter
+
+            impl = load_with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
+                                     options=options, token=token)
+        else:
+            impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
+                                 options=options)
+        base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         return cls(impl, labels=config.labels if config else None, base_model=base)
 
     # ------------------------------------------------------------------ inference

@@ -55,6 +55,38 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON object per text")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     c.set_defaults(func=_classify)
+
+    f = sub.add_parser("finetune", help="fine-tune a model on labelled texts (few-shot or full)",
+                       description="Fine-tune --model on the labelled rows of --train and save it to --output "
+                                   "(rerun the same command to resume an interrupted run). See docs/finetune.md.")
+    f.add_argument("--model", default=None, help="folder or Hub id to start from (default: the embedded default model)")
+    f.add_argument("--train", required=True, help="a .csv, .tsv or .jsonl file of labelled texts")
+    f.add_argument("--eval", default=None, help="labelled texts evaluated after each epoch (keeps the best epoch)")
+    f.add_argument("--output", required=True, type=Path, help="folder for checkpoints and the fine-tuned model")
+    f.add_argument("--text-column", default="text")
+    f.add_argument("--label-column", default="label")
+    f.add_argument("--label-separator", default=None, help='split labels on it for multi-label, e.g. "|"')
+    f.add_argument("--shots", type=int, default=None, help="use N examples per label (sampled with --seed)")
+    f.add_argument("--method", default="lora", help="lora, qlora, full or head, as the backend allows (default: lora)")
+    f.add_argument("--epochs", type=int, default=10)
+    f.add_argument("--learning-rate", type=float, default=None, help="default by method: full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3")
+    f.add_argument("--batch-size", type=int, default=16)
+    f.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    f.add_argument("--max-length", type=int, default=None, help="token limit of the texts (default: the model's)")
+    f.add_argument("--lr-scheduler", default="linear", help="linear, cosine or constant (after warmup)")
+    f.add_argument("--warmup-ratio", type=float, default=0.1)
+    f.add_argument("--patience", type=int, default=None, help="early stopping: epochs without a better eval macro-F1")
+    f.add_argument("--lora-r", type=int, default=8)
+    f.add_argument("--lora-alpha", type=float, default=16.0)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--merge", action="store_true", help="LoRA: save merged full weights instead of the adapter")
+    f.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
+    f.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    f.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the result to this Hub repo")
+    f.add_argument("--public", action="store_true", help="create the Hub repo public (default: private)")
+    f.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    f.set_defaults(func=_finetune)
     return parser
 
 
@@ -98,6 +130,33 @@ def _classify(args) -> int:
             shown = p.labels if p.multi_label or args.top_k else [p.label] if p.label else []
             scores = ", ".join(f"{name}={p.scores[name]:.3f}" for name in shown) or f"(none >= threshold; best {p.ranked[0][0]}={p.ranked[0][1]:.3f})"
             print(f"{'|'.join(shown) or '-'}\t{scores}\t{_short(p.text)}")
+    return 0
+
+
+def _finetune(args) -> int:
+    from udtc.training import finetune
+
+    _, metrics = finetune(
+        args.model, args.train, eval=args.eval, text_column=args.text_column, label_column=args.label_column,
+        label_separator=args.label_separator, shots=args.shots, method=args.method, epochs=args.epochs,
+        learning_rate=args.learning_rate, batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, max_length=args.max_length,
+        lr_scheduler=args.lr_scheduler, warmup_ratio=args.warmup_ratio, patience=args.patience, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
+        output_dir=args.output, push_to_hub=args.push_to_hub, hub_private=not args.public, overwrite=args.overwrite,
+        progress=not args.no_progress)
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in (metrics["eval"] or {}).items() if k != "examples")
+    print(f"udtc: fine-tuned on {metrics['train_examples']} example(s), {len(metrics['labels'])} labels, "
+          f"{metrics['epochs_run']} epoch(s){'; best epoch ' + str(metrics['best_epoch']) + ': ' + scores if scores else ''}",
+          file=sys.stderr)
+    print(f"udtc: saved to {args.output} (load it with Classifier.from_pretrained({str(args.output)!r}))", file=sys.stderr)
+    hub = metrics.get("hub")
+    if hub and hub.get("error"):
+        print(f"udtc: error: upload to {hub['repo_id']} failed ({hub['error']}); the model is kept in {args.output}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    if hub:
+        print(f"udtc: uploaded to {hub['url']}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,11 @@ from udtc.backends.base import Backend, Scores
 
 # name -> module holding the class; order is detection order (most specific first).
 _BUILTINS: dict[str, str] = {
+    "gliclass": "udtc.backends.gliclass:GLiClassBackend",
+    "nli": "udtc.backends.nli:NLIBackend",
+    "llm-head": "udtc.backends.llm_head:LlmHeadBackend",
+    "llm-prompt": "udtc.backends.llm_prompt:LlmPromptBackend",
+    "sce": "udtc.backends.sce:SCEBackend",
     "cosine": "udtc.backends.cosine:CosineBackend",
 }
 

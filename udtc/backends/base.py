@@ -12,6 +12,12 @@ softmax over [contradiction, entailment]) returns logits for which sigmoid gives
 Label-set invariance is part of the contract: permuting ``labels`` must permute the returned
 columns and change nothing else (|difference| <= 1e-5). ``tests/test_contract.py`` checks it
 for every registered backend.
+
+Fine-tuning (optional): a backend that ``udtc.finetune`` can train lists the methods it allows in
+``supported_methods`` and implements :meth:`Backend.trainable_module` and
+:meth:`Backend.training_logits` (and :meth:`Backend.clear_cache` if it caches anything computed
+from its weights). The training loop (``udtc/training/loop.py``) owns the rest: LoRA through peft,
+the optimiser, checkpoints, evaluation, distributed runs. A backend without them is not trainable.
 """
 
 from __future__ import annotations
@@ -73,3 +79,43 @@ class Backend(ABC):
     @abstractmethod
     def options(self) -> dict[str, Any]:
         """JSON-serialisable options that :meth:`load` needs to rebuild this backend exactly."""
+
+    # ------------------------------------------------------------------ optional: fine-tuning
+    #: what ``udtc.finetune(method=...)`` may do with this backend, a subset of
+    #: {"full", "lora", "qlora", "head"}; empty means the backend cannot be fine-tuned.
+    #: "qlora" also means :meth:`load` accepts ``load_in_4bit=True`` (bitsandbytes NF4 weights).
+    supported_methods: ClassVar[frozenset[str]] = frozenset()
+    #: names of submodules of :meth:`trainable_module` that form a task head: ``method="head"``
+    #: trains only these, LoRA trains them in full next to the adapter (peft ``modules_to_save``).
+    head_modules: ClassVar[tuple[str, ...]] = ()
+    #: layers LoRA wraps by default (peft ``target_modules``); None: peft's default for the architecture.
+    lora_targets: ClassVar[tuple[str, ...] | str | None] = None
+    #: BibTeX of the paper the backend implements, for model cards.
+    citation: ClassVar[str] = ""
+
+    def prepare_training(self, labels: list[str], *, multi_label: bool, method: str) -> None:
+        """Called once before training (and again before resuming) with the training labels.
+
+        E.g. a backend with a fixed-label head builds it here (seeded: a resumed run must get the
+        same shapes). The default does nothing.
+        """
+
+    def trainable_module(self) -> torch.nn.Module:
+        """The module fine-tuning updates: what ``method="full"`` trains and what LoRA wraps.
+
+        peft injects LoRA layers into this module in place, so the backend must keep scoring
+        with this same object. A Hugging Face ``PreTrainedModel`` lets peft pick its default
+        LoRA target layers.
+        """
+        raise NotImplementedError(f"the {self.name!r} backend cannot be fine-tuned")
+
+    def training_logits(self, texts: list[str], labels: list[str], *, multi_label: bool) -> torch.Tensor:
+        """Logits ``(len(texts), len(labels))`` with autograd on, on the model's device.
+
+        The same function :meth:`score` computes (so softmax cross-entropy or sigmoid BCE on them
+        trains what ``classify`` uses), without caches and without ``inference_mode``.
+        """
+        raise NotImplementedError(f"the {self.name!r} backend cannot be fine-tuned")
+
+    def clear_cache(self) -> None:
+        """Forget anything computed from the weights (called before and after training)."""

@@ -39,6 +39,12 @@ _POOLING_KEYS = {
 _ACTIVATIONS = {"torch.nn.modules.linear.Identity": torch.nn.Identity, "torch.nn.modules.activation.Tanh": torch.nn.Tanh,
                 "torch.nn.modules.activation.ReLU": torch.nn.ReLU, "torch.nn.modules.activation.GELU": torch.nn.GELU}
 _CACHE_SIZE = 65536
+_CITATION = """@inproceedings{reimers2019sentencebert,
+  title = {Sentence-{BERT}: Sentence Embeddings using {Siamese} {BERT}-Networks},
+  author = {Reimers, Nils and Gurevych, Iryna},
+  booktitle = {Proceedings of EMNLP-IJCNLP},
+  year = {2019},
+}"""
 
 
 class CosineBackend(Backend):
@@ -136,22 +142,46 @@ class CosineBackend(Backend):
 
     def embed(self, texts: list[str], batch_size: int = 32) -> tuple[torch.Tensor, list[bool]]:
         """Sentence embeddings (N, D) exactly as sentence-transformers' ``encode`` computes them."""
-        if self.do_lower_case:
-            texts = [t.lower() for t in texts]
         out, truncated = [], []
         for start in range(0, len(texts), batch_size):
-            enc, cut = encode(self.tokenizer, texts[start : start + batch_size], self.max_length)
-            enc = {k: v.to(self.device) for k, v in enc.items()}
             with torch.inference_mode():
-                hidden = self.model(**enc).last_hidden_state  # (B, T, H)
-                emb = _pool(hidden, enc["attention_mask"], self.pooling)  # (B, H * n_modes)
-                for layer in self._dense_layers:
-                    emb = layer(emb)
-                if self.normalize:
-                    emb = F.normalize(emb, p=2, dim=1)
+                emb, cut = self._embed_batch(texts[start : start + batch_size])
             out.append(emb.float().cpu())
             truncated += cut
         return torch.cat(out), truncated
+
+    def _embed_batch(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
+        """One forward pass, on the model's device; differentiable outside ``inference_mode``."""
+        if self.do_lower_case:
+            texts = [t.lower() for t in texts]
+        enc, cut = encode(self.tokenizer, texts, self.max_length)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        hidden = self.model(**enc).last_hidden_state  # (B, T, H)
+        emb = _pool(hidden, enc["attention_mask"], self.pooling)  # (B, H * n_modes)
+        for layer in self._dense_layers:
+            emb = layer(emb)
+        if self.normalize:
+            emb = F.normalize(emb, p=2, dim=1)
+        return emb, cut
+
+    # ------------------------------------------------------------------ fine-tuning (optional contract)
+    # End to end over the label set: cross-entropy (or BCE) on the same scaled cosines ``score``
+    # returns, so the text and label towers both move. The encoder is what LoRA wraps; Dense
+    # layers, if any, stay frozen.
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    citation: ClassVar[str] = _CITATION
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.model
+
+    def training_logits(self, texts: list[str], labels: list[str], *, multi_label: bool) -> torch.Tensor:
+        text_emb, _ = self._embed_batch([self.text_prefix + t for t in texts])  # (B, D)
+        label_emb, _ = self._embed_batch([self.label_prefix + x for x in labels])  # (L, D), never cached
+        cos = F.normalize(text_emb.float(), dim=-1) @ F.normalize(label_emb.float(), dim=-1).T  # (B, L)  Eq. (1)
+        return self.scale * (cos - self.multi_label_shift) if multi_label else self.scale * cos  # Eq. (2)
+
+    def clear_cache(self) -> None:
+        self._label_cache.clear()
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, modes: list[str]) -> torch.Tensor:

@@ -1,0 +1,56 @@
+"""Shared helpers for the benchmark scripts: machine description, timing, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+_WORDS = ("the a market team city government film phone rain doctor game season price vote story song school "
+          "new old big small quick late early strong weak good bad played announced raised closed opened won "
+          "lost said reported expected found made took gave shows plans rules over under after before during").split()
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__}
+
+
+def synthetic_texts(n: int, words: int, seed: int = 0) -> list[str]:
+    """``n`` seeded pseudo-sentences of about ``words`` words: for throughput, not accuracy."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + "." for _ in range(n)]
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (ru_maxrss)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_results(name: str, payload: dict, table: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{name}.md").write_text(table + "\n", encoding="utf-8")
+    return path

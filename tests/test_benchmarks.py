@@ -1,0 +1,73 @@
+"""Smoke tests of the benchmark commands: every ``benchmarks/*.py`` with a ``main(argv)`` and a ``--quick``
+flag runs in quick mode, completes, writes its ``*_quick`` result files and leaves the real results alone.
+
+They check that the commands work, not the numbers. Modules are discovered, so a new benchmark
+script is covered as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+
+
+def quick_modules() -> list[str]:
+    """Names of benchmark modules that define ``main(argv...)`` and accept ``--quick``."""
+    found = []
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if re.search(r"^def main\(\s*argv", source, re.MULTILINE) and '"--quick"' in source:
+            found.append(path.stem)
+    return found
+
+
+def _snapshot(pattern: str) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in RESULTS.glob(pattern)} if RESULTS.is_dir() else {}
+
+
+def test_the_benchmark_commands_are_discovered():
+    modules = quick_modules()
+    assert {"accuracy", "speed", "cosine_speed"} <= set(modules), modules
+    assert not {"common", "datasets", "models"} & set(modules)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", quick_modules())
+def test_quick_mode_completes_and_writes_quick_results(name):
+    # the module's own real results (benchmarks/results/<name>*.json|md) must not change
+    real_before = {p: t for p, t in _snapshot(f"{name}*").items() if not p.stem.endswith("_quick")}
+    quick_before = _snapshot("*_quick.*")
+    module = importlib.import_module(f"benchmarks.{name}")
+
+    module.main(["--quick"])
+
+    real_after = {p: t for p, t in _snapshot(f"{name}*").items() if not p.stem.endswith("_quick")}
+    assert real_after == real_before, f"--quick changed real results: {sorted(set(real_after.items()) ^ set(real_before.items()))}"
+    if "write_results(" in Path(module.__file__).read_text(encoding="utf-8"):
+        written = [p for p, t in _snapshot("*_quick.json").items() if quick_before.get(p) != t]
+        assert written, f"benchmarks.{name} --quick wrote no *_quick.json under {RESULTS}"
+        for path in written:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            assert "machine" in payload
+            assert path.with_suffix(".md").exists()
+
+
+def test_accuracy_metrics_match_hand_counts():
+    import numpy as np
+
+    from benchmarks.accuracy import accuracy, macro_f1, shift_f1
+
+    gold, pred = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0])
+    assert accuracy(gold, pred) == pytest.approx(0.6)
+    # label 0: tp 1 fp 1 fn 1 -> 0.5; label 1: tp 2 fp 1 fn 0 -> 0.8; label 2: tp 0 fn 1 -> 0
+    assert macro_f1(gold, pred, 3) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    cos = np.array([[0.5, 0.1], [0.2, 0.4]])
+    f1 = shift_f1(cos, np.array([0, 1]), [0.05, 0.3, 0.6])
+    assert f1.tolist() == pytest.approx([2 / 3, 1.0, 0.0])

