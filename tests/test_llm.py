@@ -101,8 +101,8 @@ def test_special_tokens_in_texts_and_labels_stay_plain_text(llm_folder):
 
 
 def test_calibration_subtracts_content_free_log_prob_and_is_cached(llm_folder, monkeypatch):
-    raw = prompt_backend(llm_folder, calibrate=False)
-    cal = prompt_backend(llm_folder, calibrate=True)
+    raw = prompt_backend(llm_folder, calibrate=False, reduction="sum")
+    cal = prompt_backend(llm_folder, calibrate=True, reduction="sum")
     s = raw.score(TEXTS, LABELS, multi_label=False, batch_size=8).logits
     cf, _, _ = raw.label_log_probs(["N/A", "", "[MASK]"], LABELS, 8)
     p_cf = torch.softmax(cf, -1).mean(0)
@@ -117,7 +117,7 @@ def test_calibration_subtracts_content_free_log_prob_and_is_cached(llm_folder, m
 
 
 def test_mean_reduction_and_multi_label_logits(llm_folder):
-    summed = prompt_backend(llm_folder, calibrate=False)
+    summed = prompt_backend(llm_folder, calibrate=False, reduction="sum")
     mean = prompt_backend(llm_folder, calibrate=False, reduction="mean")
     sums, lengths, _ = summed.label_log_probs(TEXTS, LABELS, 8)
     assert torch.allclose(mean.score(TEXTS, LABELS, multi_label=False, batch_size=8).logits, sums / lengths, atol=1e-6)
@@ -148,7 +148,7 @@ def test_long_text_is_cut_and_flagged(llm_folder):
 
 def test_classifier_round_trip_keeps_prompt_options(llm_folder, tmp_path):
     clf = Classifier.from_pretrained(llm_folder, backend="llm-prompt", device="cpu", prompt_mode="listed",
-                                     reduction="mean")
+                                     reduction="sum")
     before = clf.classify(TEXTS, LABELS)
     folder = clf.save_pretrained(tmp_path / "saved")
     again = Classifier.from_pretrained(folder, device="cpu")
