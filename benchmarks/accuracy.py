@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -36,14 +37,18 @@ import numpy as np
 
 from benchmarks import models as registry
 from benchmarks.common import peak_rss_mb, write_results
-from benchmarks.datasets import load, sample
+from benchmarks.datasets import DATASETS as REGISTRY
+from benchmarks.datasets import HELD_OUT, load, sample, training_sources
 
 DATASETS = ("bbc_news", "sms_spam", "trec6", "trec50", "vader_movies", "vader_tweets", "vader_amazon", "rotten_tomatoes")
 QUICK_DATASETS = ("sms_spam", "trec6")
 #: label templates tried on cosine models; "{}" is the cosine backend's default
 TEMPLATES = ("{}", "This text is about {}.")
 SHIFTS = tuple(round(0.05 * i, 2) for i in range(1, 13))  # 0.05 .. 0.60
-CURRENT_SHIFT = 0.3  # udtc/backends/cosine.py default, for comparison
+CURRENT_SHIFT = 0.1  # udtc/backends/cosine.py default (chosen from this benchmark), for comparison
+_HELD_FAMILIES = {REGISTRY[name].family or name for name in HELD_OUT}
+#: data sets no training mixture may use (HELD_OUT and their families): zero-shot for every model
+HELD_OUT_SETS = tuple(n for n in DATASETS if (REGISTRY[n].family or n) in _HELD_FAMILIES)
 SHORT = {"bbc_news": "BBC", "sms_spam": "SMS spam", "trec6": "TREC-6", "trec50": "TREC-50", "vader_movies": "VADER movies",
          "vader_tweets": "VADER tweets", "vader_amazon": "VADER Amazon", "rotten_tomatoes": "Rotten Tom."}
 
@@ -69,6 +74,7 @@ class ModelEntry:
         max_n: Cap on rows per data set (for slow models), or None.
         options: Backend options passed to ``from_pretrained``.
         quick: Whether ``--quick`` runs it (the smoke test keeps one model per code path).
+        trained_on: Data sets the model was trained on (its cells there are not zero-shot).
     """
 
     name: str
@@ -78,6 +84,7 @@ class ModelEntry:
     max_n: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     quick: bool = True
+    trained_on: tuple[str, ...] = ()
 
 
 def _registry_model(name: str, *modules: str) -> Callable[[bool], Path]:
@@ -110,7 +117,8 @@ def _shipped(sub: str) -> Callable[[bool], Path]:
 MODELS: tuple[ModelEntry, ...] = (
     ModelEntry("MiniLM-L6 cosine", "cosine", _registry_model("all-minilm-l6-v2"), templates=TEMPLATES),
     ModelEntry("MPNet-base cosine", "cosine", _registry_model("all-mpnet-base-v2"), templates=TEMPLATES, quick=False),
-    ModelEntry("SCE MiniLM (shipped)", "sce", _shipped("models/sce-minilm")),
+    # trained on benchmarks.datasets.training_mixture(): every data set outside HELD_OUT_SETS
+    ModelEntry("SCE MiniLM (shipped)", "sce", _shipped("models/sce-minilm"), trained_on=tuple(training_sources())),
     # 135M-parameter LM: the prompt of every text runs through 30 layers, so it gets fewer rows
     ModelEntry("SmolLM2-135M llm-prompt", "llm-prompt", _registry_model("smollm2-135m-instruct", "gguf", "accelerate"),
                max_n=100),
@@ -148,6 +156,12 @@ def macro_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int) -> float:
     """Mean F1 over ``n_labels`` labels of single-label predictions (label indices)."""
     eye = np.eye(n_labels, dtype=bool)
     return float(f1_per_label(eye[gold], eye[pred]).mean())
+
+
+def all_on_f1(labels: Sequence[str], label_names: Sequence[str]) -> float:
+    """One-vs-rest macro-F1 of switching every label on: what a threshold must beat to say anything."""
+    gold = np.eye(len(label_names), dtype=bool)[[list(label_names).index(y) for y in labels]]  # (n, L)
+    return float(f1_per_label(gold, np.ones_like(gold)).mean())
 
 
 def shift_f1(cos: np.ndarray, gold: np.ndarray, shifts: Sequence[float]) -> np.ndarray:
@@ -247,13 +261,43 @@ def _template_label(row: dict[str, Any]) -> str:
     return "raw label" if row["template"] == "{}" else f"`{row['template']}`"
 
 
-def metric_table(rows: list[dict[str, Any]], key: str, names: Sequence[str]) -> list[str]:
-    header = "| model | template | " + " | ".join(SHORT.get(n, n) for n in names) + " | **mean** |"
-    lines = [header, "|---|---|" + "---|" * (len(names) + 1)]
+def annotate(rows: list[dict[str, Any]], all_on: dict[str, float]) -> None:
+    """Add derived fields to result rows: data sets trained on, held-out means, the shift on informative data sets.
+
+    A data set is informative for the shift when some shift beats switching every label on (``all_on``);
+    on the others no cosine threshold separates the labels, and the lowest shift wins by default.
+    """
+    trained = {e.name: e.trained_on for e in MODELS}
     for row in rows:
-        cells = [f"{row['per_dataset'][n][key]:.3f}" if n in row["per_dataset"] else "–" for n in names]
-        mean = row["mean_accuracy" if key == "accuracy" else "mean_macro_f1"]
-        lines.append(f"| {row['model']} | {_template_label(row)} | " + " | ".join(cells) + f" | **{mean:.3f}** |")
+        if "shift_f1" in row:
+            informative = [x for x, f1 in row["shift_f1"].items() if max(f1) > all_on[x]]
+            row["shift_informative"] = informative
+            if informative:
+                mean = np.mean([row["shift_f1"][x] for x in informative], axis=0)
+                row["shift_informative_mean_f1"] = mean.round(4).tolist()
+                row["best_shift_informative"] = SHIFTS[int(mean.argmax())]
+        row["trained_on"] = [n for n in row["per_dataset"] if n in trained.get(row["model"], ())]
+        held = [row["per_dataset"][n] for n in HELD_OUT_SETS if n in row["per_dataset"]]
+        if held:
+            row["held_out_mean_accuracy"] = round(float(np.mean([r["accuracy"] for r in held])), 4)
+            row["held_out_mean_macro_f1"] = round(float(np.mean([r["macro_f1"] for r in held])), 4)
+
+
+def metric_table(rows: list[dict[str, Any]], key: str, names: Sequence[str], n: int) -> list[str]:
+    held = [x for x in names if x in HELD_OUT_SETS]
+    header = ("| model | template | " + " | ".join(SHORT.get(x, x) for x in names) + " | **mean** |"
+              + (f" **held-out mean** ({len(held)}) |" if held else ""))
+    lines = [header, "|---|---|" + "---|" * (len(names) + 1 + bool(held))]
+    suffix = "accuracy" if key == "accuracy" else "macro_f1"
+    for row in rows:
+        cells = [f"{row['per_dataset'][x][key]:.3f}" + ("†" if x in row.get("trained_on", ()) else "")
+                 if x in row["per_dataset"] else "–" for x in names]
+        size = max(r["n"] for r in row["per_dataset"].values())
+        model = row["model"] + (f" (n ≤ {size})" if size < n else "")
+        line = f"| {model} | {_template_label(row)} | " + " | ".join(cells) + f" | **{row['mean_' + suffix]:.3f}** |"
+        if held:
+            line += f" **{row['held_out_mean_' + suffix]:.3f}** |"
+        lines.append(line)
     return lines
 
 
@@ -271,19 +315,23 @@ def template_recommendation(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def shift_tables(rows: list[dict[str, Any]], names: Sequence[str]) -> list[str]:
+def shift_tables(rows: list[dict[str, Any]], names: Sequence[str], all_on: dict[str, float]) -> list[str]:
     curves = [r for r in rows if "shift_mean_f1" in r]
     if not curves:
         return []
     current = SHIFTS.index(CURRENT_SHIFT)
-    lines = ["| model | template | best shift | mean F1 at best | mean F1 at 0.3 (current) | best shift per data set |",
-             "|---|---|---|---|---|---|"]
+    lines = [(f"| model | template | best shift, all sets | mean F1 at best | at {CURRENT_SHIFT} (default) | best shift, "
+              f"informative sets | their mean F1 at best | at {CURRENT_SHIFT} | informative sets | best shift per data set |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in curves:
-        mean = row["shift_mean_f1"]
+        mean, informative = row["shift_mean_f1"], row.get("shift_informative_mean_f1")
         per = ", ".join(f"{SHORT.get(n, n)} {SHIFTS[int(np.argmax(row['shift_f1'][n]))]:.2f}" for n in names
                         if n in row["shift_f1"])
+        sets = ", ".join(SHORT.get(x, x) for x in row.get("shift_informative", ())) or "none"
+        rest = (f"**{row['best_shift_informative']:.2f}** | {max(informative):.3f} | {informative[current]:.3f}"
+                if informative else "– | – | –")
         lines.append(f"| {row['model']} | {_template_label(row)} | **{row['best_shift']:.2f}** | "
-                     f"{max(mean):.3f} | {mean[current]:.3f} | {per} |")
+                     f"{max(mean):.3f} | {mean[current]:.3f} | {rest} | {sets} | {per} |")
     default = curves[0]  # the first cosine model with the raw label: what udtc does by default
     lines += ["", f"One-vs-rest macro-F1 of `cos >= shift`, {default['model']}, {_template_label(default)}:", "",
               "| shift | " + " | ".join(SHORT.get(n, n) for n in names if n in default["shift_f1"]) + " | **mean** |",
@@ -293,13 +341,19 @@ def shift_tables(rows: list[dict[str, Any]], names: Sequence[str]) -> list[str]:
         mean = f"{default['shift_mean_f1'][i]:.3f}"
         mean = f"**{mean}**" if shift == default["best_shift"] else mean
         lines.append(f"| {shift:.2f} | " + " | ".join(cells) + f" | {mean} |")
+    if all_on:
+        values = [all_on[n] for n in names if n in default["shift_f1"]]
+        lines.append("| all labels on | " + " | ".join(f"{v:.3f}" for v in values) + f" | {np.mean(values):.3f} |")
     return lines
 
 
-def report(rows: list[dict[str, Any]], skipped: list[dict[str, str]], names: Sequence[str], n: int) -> str:
-    lines = [f"Zero-shot, {n} rows per data set (seeded stratified sample; fewer where a model caps it: see n in the JSON).",
-             "", "### Accuracy", "", *metric_table(rows, "accuracy", names), "", "### Macro-F1", "",
-             *metric_table(rows, "macro_f1", names)]
+def report(rows: list[dict[str, Any]], skipped: list[dict[str, str]], names: Sequence[str], n: int,
+           all_on: dict[str, float]) -> str:
+    intro = (f"Zero-shot, {n} rows per data set (seeded stratified sample; fewer where a model caps it: n ≤ ...). "
+             f"Held-out data sets ({', '.join(SHORT[x] for x in HELD_OUT_SETS)}) are in no training mixture; "
+             "† marks a data set the model was trained on (not zero-shot).")
+    lines = [intro, "", "### Accuracy", "", *metric_table(rows, "accuracy", names, n), "", "### Macro-F1", "",
+             *metric_table(rows, "macro_f1", names, n)]
     recommendation = template_recommendation(rows)
     if recommendation:
         lines += ["", "### Label template (cosine)", ""]
@@ -307,7 +361,7 @@ def report(rows: list[dict[str, Any]], skipped: list[dict[str, str]], names: Seq
             scores = ", ".join(f"{'raw label' if t == '{}' else repr(t)}: acc {v['mean_accuracy']:.3f} / F1 "
                                f"{v['mean_macro_f1']:.3f}" for t, v in rec.items() if t != "best_template")
             lines.append(f"- {model}: best `{rec['best_template']}` ({scores})")
-    shifts = shift_tables(rows, names)
+    shifts = shift_tables(rows, names, all_on)
     if shifts:
         lines += ["", "### Cosine `multi_label_shift`", "", *shifts]
     if skipped:
@@ -318,6 +372,27 @@ def report(rows: list[dict[str, Any]], skipped: list[dict[str, str]], names: Seq
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
+
+
+def render(path: Path) -> dict[str, Any]:
+    """Rewrite the markdown (and derived JSON fields) of a result file from its rows, without re-running."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload.pop("machine", None)  # write_results adds it again
+    for name, info in payload["datasets"].items():  # older files: recompute the all-on baseline from the sample
+        if "all_on_f1" not in info:
+            full = load(name)
+            info["all_on_f1"] = round(all_on_f1(sample(full, info["n"], seed=payload["seed"]).labels, full.label_names), 4)
+    all_on = {name: info["all_on_f1"] for name, info in payload["datasets"].items()}
+    annotate(payload["results"], all_on)
+    payload["held_out_sets"] = list(HELD_OUT_SETS)
+    payload["template_recommendation"] = template_recommendation(payload["results"])
+    shift_rows = [r for r in payload["results"] if "best_shift" in r]
+    payload["multi_label_shift"]["best_on_informative_sets"] = {f"{r['model']} | {r['template']}":
+                                                                r.get("best_shift_informative") for r in shift_rows}
+    table = report(payload["results"], payload["skipped"], list(payload["datasets"]), payload["n"], all_on)
+    print(table)
+    write_results(path.stem, payload, table)
+    return payload
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -332,7 +407,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default 0: torch's default; 1 wastes less CPU on a busy shared machine)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only re-render the tables of an existing result file (e.g. benchmarks/results/accuracy.json)")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.render)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
@@ -376,7 +455,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         loaded.append(entry.name)
         del clf
 
-    table = report(rows, skipped, names, n)
+    all_on = {name: all_on_f1(sample(d, _rows(d, n), seed=args.seed).labels, d.label_names) for name, d in data.items()}
+    annotate(rows, all_on)
+    table = report(rows, skipped, names, n, all_on)
     print(table)
     recommendation = template_recommendation(rows)
     shift_rows = [r for r in rows if "best_shift" in r]
@@ -384,17 +465,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": "python -m benchmarks.accuracy " + " ".join(argv if argv is not None else sys.argv[1:]),
         "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "n": n, "seed": args.seed, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
-        "datasets": {name: {"rows": len(d), "n": _rows(d, n), "labels": list(d.label_names)} for name, d in data.items()},
+        "datasets": {name: {"rows": len(d), "n": _rows(d, n), "labels": list(d.label_names), "all_on_f1": round(all_on[name], 4)}
+                     for name, d in data.items()},
         "results": rows, "skipped": skipped, "template_recommendation": recommendation,
         "multi_label_shift": {
             "shifts": list(SHIFTS), "current": CURRENT_SHIFT,
             "rule": "per data set: mean over labels of the one-vs-rest F1 of (cos >= shift); then mean over data sets",
             "best": {f"{r['model']} | {r['template']}": r["best_shift"] for r in shift_rows},
+            "best_on_informative_sets": {f"{r['model']} | {r['template']}": r.get("best_shift_informative")
+                                         for r in shift_rows},
         },
+        "held_out_sets": list(HELD_OUT_SETS),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "wall_seconds": round(time.perf_counter() - wall_start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
     }
-    write_results("accuracy" + ("_quick" if args.quick else ""), payload, table)
+    # a run on a subset never overwrites the full results
+    write_results("accuracy" + ("_quick" if args.quick else "_partial" if args.models or args.datasets else ""), payload,
+                  table)
     return payload
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import random
@@ -26,10 +27,24 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
-def synthetic_texts(n: int, words: int, seed: int = 0) -> list[str]:
-    """``n`` seeded pseudo-sentences of about ``words`` words: for throughput, not accuracy."""
+def synthetic_texts(n: int, words: int | tuple[int, int], seed: int = 0) -> list[str]:
+    """``n`` seeded pseudo-sentences of ``words`` words: for throughput, not accuracy.
+
+    ``words=(low, high)`` draws each text's length log-uniformly from that range, as real corpora mix
+    short and long texts (what length-sorted batching is for).
+    """
     rng = random.Random(seed)
-    return [" ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + "." for _ in range(n)]
+    lengths = ([round(math.exp(rng.uniform(math.log(words[0]), math.log(words[1])))) for _ in range(n)]
+               if isinstance(words, tuple) else [words] * n)
+    return [" ".join(rng.choice(_WORDS) for _ in range(k)).capitalize() + "." for k in lengths]
+
+
+def mean_words(words: int | tuple[int, int]) -> float:
+    """Expected words per text of :func:`synthetic_texts` (log-uniform mean for a range)."""
+    if not isinstance(words, tuple):
+        return float(words)
+    low, high = words
+    return (high - low) / math.log(high / low) if high > low else float(low)
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

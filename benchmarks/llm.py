@@ -4,10 +4,11 @@ For each data set a seeded stratified sample is scored once per prompt mode; the
 (whole label sequence + end-of-answer token) and the content-free scores give every variant
 (sum/mean, with or without contextual calibration) without re-running the model, exactly as
 ``LlmPromptBackend.score`` combines them. Peers in the same run: the cosine backend on the default
-MiniLM (``Classifier.from_pretrained()``) and llm-head in label-set mode (cosine of last-token states,
+MiniLM (``udtc.defaults.COSINE_MINILM``) and llm-head in label-set mode (cosine of last-token states,
 untrained). Speed: texts/s of the prompt scoring with and without KV-cache reuse, as a ratio.
 
     python -m benchmarks.llm            # default: 200 texts x 3 data sets (~20 min on 2 CPU cores)
+    python -m benchmarks.llm --threads 1 -n 100   # on a busy machine: pin the thread count
     python -m benchmarks.llm --quick    # smoke test: 8 texts of one data set
 """
 
@@ -70,19 +71,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--speed-texts", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     datasets = DATASETS[:1] if args.quick else DATASETS
     n, speed_n = (8, 4) if args.quick else (args.n, args.speed_texts)
     torch.manual_seed(args.seed)
 
     from benchmarks.datasets import load, sample
     from udtc import Classifier
+    from udtc.defaults import COSINE_MINILM
 
     start = time.perf_counter()
     llm = Classifier.from_pretrained(args.model, backend="llm-prompt", device="cpu")
     backend = llm.backend
     head = Classifier.from_pretrained(args.model, backend="llm-head", device="cpu")
-    cosine = Classifier.from_pretrained(device="cpu")
+    cosine = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
     load_s = time.perf_counter() - start
 
     results: dict[str, dict[str, dict]] = {}  # method -> dataset -> metrics
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
                 first = min(labels) if mode == "listed" else None
                 results.setdefault(f"llm-prompt {mode} {variant}", {})[name] = evaluate(logits, gold, labels, first)
         t0 = time.perf_counter()
-        for method, clf in (("cosine MiniLM-L6 (default model)", cosine), ("llm-head label-set (untrained)", head)):
+        for method, clf in (("cosine MiniLM-L6", cosine), ("llm-head label-set (untrained)", head)):
             preds = clf.classify(texts, labels, batch_size=32, progress=False)
             logits = torch.tensor([[p.scores[x] for x in labels] for p in preds])
             results.setdefault(method, {})[name] = evaluate(logits, gold, labels)
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table)
     write_results("llm" + ("_quick" if args.quick else ""), {
         "model": args.model, "texts_per_dataset": n, "seed": args.seed, "datasets": list(datasets),
+        "threads": torch.get_num_threads(),
         "batch_size": args.batch_size, "load_seconds": load_s, "seconds": seconds, "speed": speed,
         "results": results, "total_seconds": time.perf_counter() - start}, table)
     return {"results": results, "speed": speed}

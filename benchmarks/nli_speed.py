@@ -41,9 +41,10 @@ def build_model(folder: Path, quick: bool) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
+    from udtc.defaults import COSINE_MINILM
     from udtc.hub import resolve
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(None))  # the default package: all-MiniLM-L6-v2
+    tokenizer = AutoTokenizer.from_pretrained(resolve(COSINE_MINILM))  # all-MiniLM-L6-v2
     size = ({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256} if quick else
             {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536})
     label2id = {"entailment": 0, "neutral": 1, "contradiction": 2}

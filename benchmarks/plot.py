@@ -4,7 +4,7 @@ matplotlib is optional (``pip install "udtc[plot]"``): without it, or without a 
 plot is skipped with a note and the command still succeeds.
 
     python -m benchmarks.plot            # docs/img/accuracy.png, docs/img/throughput.png
-    python -m benchmarks.plot --quick    # from the *_quick results, into benchmarks/results/img_quick/
+    python -m benchmarks.plot --quick    # from the *_quick results, into benchmarks/results/raw/img_quick/ (git-ignored)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.common import RESULTS
 
 DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
-QUICK_IMG = RESULTS / "img_quick"
+QUICK_IMG = RESULTS / "raw" / "img_quick"  # raw/ is git-ignored
 
 
 def _read(name: str) -> dict[str, Any] | None:
@@ -48,6 +48,8 @@ def plot_accuracy(result: dict[str, Any], out: Path) -> Path:
             values = [row["per_dataset"].get(n, {}).get(key, np.nan) for n in names] + [row[mean_key]]
             template = "raw label" if row["template"] == "{}" else row["template"]
             name = f"{row['model']} ({template})" if row["backend"] == "cosine" else row["model"]
+            if row.get("trained_on"):  # not zero-shot there: say so in the legend
+                name += " - trained on " + ", ".join(SHORT.get(n, n) for n in row["trained_on"])
             ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=name)
         ax.set_ylabel(title)
         ax.set_ylim(0, 1)
@@ -86,7 +88,9 @@ def plot_throughput(result: dict[str, Any], out: Path) -> Path:
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_yscale("log")
         ax.set_xlabel("labels")
-        ax.set_title(f"{length} texts (~{result['lengths'][length]} words)")
+        words = result["lengths"][length]
+        ax.set_title(f"{length} texts ({words[0]}-{words[1]} words)" if isinstance(words, list)
+                     else f"{length} texts (~{words} words)")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel(f"texts / s ({result['threads']} thread{'s' if result['threads'] != 1 else ''})")
     axes[-1].legend(fontsize=7)
@@ -99,7 +103,7 @@ def plot_throughput(result: dict[str, Any], out: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="plot the *_quick results into benchmarks/results/img_quick")
+    parser.add_argument("--quick", action="store_true", help="plot the *_quick results into benchmarks/results/raw/img_quick")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DOCS_IMG})")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("matplotlib") is None:

@@ -2,7 +2,8 @@
 against its reference implementation ("peer") in the same run.
 
 For each backend in ``udtc.available_backends()`` the script builds or finds a model, then times
-``Classifier.classify`` on synthetic texts of ~16 words ("short") and ~200 words ("long") with
+``Classifier.classify`` on synthetic texts of ~16 words ("short"), ~200 words ("long") and
+8-200 words drawn log-uniformly ("mixed", as real corpora: where length-sorted batching pays) with
 1, 2, 4, ..., 128 labels (one label is scored multi-label, more single-label). Where a peer
 exists it runs the same model, texts, labels and batch size, alternating with udtc round by
 round so both see the same machine load; ratio = udtc texts/s / peer texts/s (> 1: udtc faster).
@@ -51,12 +52,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import models as registry
-from benchmarks.common import peak_rss_mb, synthetic_texts, write_results
+from benchmarks.common import mean_words, peak_rss_mb, synthetic_texts, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 LABEL_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)
 QUICK_LABEL_COUNTS = (1, 8)
-LENGTHS = {"short": 16, "long": 200}  # words per text
+LENGTHS: dict[str, int | tuple[int, int]] = {"short": 16, "long": 200, "mixed": (8, 200)}  # words per text
 _TOPICS = ["business", "sports", "politics", "technology", "health", "science", "travel", "food", "music", "weather", "finance", "law", "crime", "education", "art", "history", "religion", "fashion", "cars", "games", "movies", "books", "family", "pets", "gardening", "housing", "jobs", "energy", "climate", "space", "medicine", "shopping"]
 _FORMS = ("{}", "{} news", "questions about {}", "complaints about {}")
 LABELS = [form.format(topic) for form in _FORMS for topic in _TOPICS]  # 128 distinct, realistic labels
@@ -165,7 +166,7 @@ def subject(backend: str, folder: Path, quick: bool) -> Subject:
     return _factory(backend, folder)
 
 
-def texts_per_cell(subject: Subject, labels: int, words: int) -> int:
+def texts_per_cell(subject: Subject, labels: int, words: int | tuple[int, int]) -> int:
     """How many texts one timed call classifies: about ``TOKEN_BUDGET`` tokens of model input, at least one text.
 
     Input tokens per text are estimated from the words (1.3 tokens per word, cut at 256 for
@@ -173,7 +174,7 @@ def texts_per_cell(subject: Subject, labels: int, words: int) -> int:
     reads the label set with every text), one pair per label for "pairs", and for "lm" the prompt
     plus ~4 answer tokens per label (llm-prompt) or the text alone (llm-head).
     """
-    text = 1.3 * words
+    text = 1.3 * mean_words(words)
     if subject.cost == "lm":
         per_text = text + (60 + 4 * labels if subject.backend == "llm-prompt" else 0)
         budget = TOKEN_BUDGET["lm"]
@@ -338,8 +339,8 @@ def tables(subjects: list[Subject], rows: list[dict[str, Any]], mem: list[dict[s
     for s in subjects:
         peer = s.peer or "no peer"
         lines += [f"### {s.backend}: {s.model}", "", f"texts/s, udtc vs {peer}; ratio = udtc / peer", "",
-                  "| labels | short: texts | udtc | peer | ratio | long: texts | udtc | peer | ratio |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| labels | " + " | ".join(f"{length}: texts | udtc | peer | ratio" for length in LENGTHS) + " |",
+                  "|---|" + "---|---|---|---|" * len(LENGTHS)]
         mine = [r for r in rows if r["backend"] == s.backend]
         for count in dict.fromkeys(r["labels"] for r in mine):
             cells = []
@@ -460,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "wall_seconds": round(time.perf_counter() - wall_start, 1),
         "subjects": [asdict(s) for s in subjects], "rows": rows, "memory": mem, "skipped": skipped,
     }
-    write_results("speed" + ("_quick" if args.quick else ""), payload, table)
+    # a run on a subset never overwrites the full results
+    write_results("speed" + ("_quick" if args.quick else "_partial" if args.backends or args.labels else ""), payload, table)
     return payload
 
 

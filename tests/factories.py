@@ -115,3 +115,15 @@ FACTORIES: dict[str, Callable[[Path], Path]] = {
     "llm-prompt": lambda folder: __import__("llm_factories").tiny_llm(folder),
     "llm-head": lambda folder: __import__("llm_factories").tiny_llm_head(folder),
 }
+
+
+#: a tiny labelled training set (3 labels x 6 texts) for fine-tuning tests
+TRAIN = {
+    "sports": ["the team won the match", "a late goal in the game", "the team lost the match",
+               "good game for the team", "a great match and a goal", "the game was a bad match"],
+    "weather": ["rain in the city", "the rain and wind", "sad rain all day", "rain over the country",
+                "the weather report said rain", "rain in the city and the country"],
+    "food": ["a recipe for the oven", "good food and a recipe", "the oven and the food", "food from the market",
+             "a great recipe for food", "the food was terrible"],
+}
+ROWS = [{"text": text, "label": label} for label, texts in TRAIN.items() for text in texts]  # 18 rows

@@ -1,5 +1,5 @@
-"""Smoke tests of the benchmark commands: every ``benchmarks/*.py`` with a ``main(argv)`` and a ``--quick``
-flag runs in quick mode, completes, writes its ``*_quick`` result files and leaves the real results alone.
+"""Smoke tests of the benchmark commands: every ``benchmarks/*.py`` with a ``main`` and a ``--quick`` flag
+runs in quick mode, completes, writes its ``*_quick`` result files and leaves the real results alone.
 
 They check that the commands work, not the numbers. Modules are discovered, so a new benchmark
 script is covered as soon as it exists.
@@ -8,8 +8,10 @@ script is covered as soon as it exists.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,11 +21,11 @@ RESULTS = BENCHMARKS / "results"
 
 
 def quick_modules() -> list[str]:
-    """Names of benchmark modules that define ``main(argv...)`` and accept ``--quick``."""
+    """Names of benchmark modules that define ``main`` and accept ``--quick``."""
     found = []
     for path in sorted(BENCHMARKS.glob("*.py")):
         source = path.read_text(encoding="utf-8")
-        if re.search(r"^def main\(\s*argv", source, re.MULTILINE) and '"--quick"' in source:
+        if re.search(r"^def main\(", source, re.MULTILINE) and '"--quick"' in source:
             found.append(path.stem)
     return found
 
@@ -34,19 +36,23 @@ def _snapshot(pattern: str) -> dict[Path, int]:
 
 def test_the_benchmark_commands_are_discovered():
     modules = quick_modules()
-    assert {"accuracy", "speed", "cosine_speed"} <= set(modules), modules
+    assert {"accuracy", "speed", "precision"} <= set(modules), modules
     assert not {"common", "datasets", "models"} & set(modules)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", quick_modules())
-def test_quick_mode_completes_and_writes_quick_results(name):
+def test_quick_mode_completes_and_writes_quick_results(name, monkeypatch):
     # the module's own real results (benchmarks/results/<name>*.json|md) must not change
     real_before = {p: t for p, t in _snapshot(f"{name}*").items() if not p.stem.endswith("_quick")}
     quick_before = _snapshot("*_quick.*")
     module = importlib.import_module(f"benchmarks.{name}")
 
-    module.main(["--quick"])
+    if inspect.signature(module.main).parameters:  # main(argv)
+        module.main(["--quick"])
+    else:  # main() reads sys.argv
+        monkeypatch.setattr(sys, "argv", [f"benchmarks/{name}.py", "--quick"])
+        module.main()
 
     real_after = {p: t for p, t in _snapshot(f"{name}*").items() if not p.stem.endswith("_quick")}
     assert real_after == real_before, f"--quick changed real results: {sorted(set(real_after.items()) ^ set(real_before.items()))}"
@@ -71,3 +77,16 @@ def test_accuracy_metrics_match_hand_counts():
     cos = np.array([[0.5, 0.1], [0.2, 0.4]])
     f1 = shift_f1(cos, np.array([0, 1]), [0.05, 0.3, 0.6])
     assert f1.tolist() == pytest.approx([2 / 3, 1.0, 0.0])
+
+
+@pytest.mark.integration
+def test_accuracy_render_rewrites_tables_from_a_result_file():
+    from benchmarks.accuracy import main
+
+    path = RESULTS / "accuracy_quick.json"
+    if not path.exists():
+        main(["--quick"])
+    payload = main(["--render", str(path)])
+    assert payload["results"] and all("held_out_mean_accuracy" in row for row in payload["results"])
+    assert "all_on_f1" in next(iter(payload["datasets"].values()))
+    assert "### Accuracy" in path.with_suffix(".md").read_text(encoding="utf-8")

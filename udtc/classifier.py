@@ -239,7 +239,7 @@ def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, op
             return backend_cls.load(folder, device=device, dtype=dtype, **options)
     except SafetensorError as err:
         raise ValueError(f"a safetensors file in {folder} is corrupted or truncated ({err}); re-download or re-save the model") from None
-    except (OSError, EnvironmentError) as err:
+    except OSError as err:
         if isinstance(err, FileNotFoundError):
             raise
         raise ValueError(f"could not load the {backend_cls.name!r} model in {folder}: {err}") from None

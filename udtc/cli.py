@@ -66,8 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--text-column", default="text")
     f.add_argument("--label-column", default="label")
     f.add_argument("--label-separator", default=None, help='split labels on it for multi-label, e.g. "|"')
+    f.add_argument("--hypothesis-column", default=None, help="train an NLI cross-encoder on premise (--text-column) / "
+                   "hypothesis pairs labelled entailment/neutral/contradiction (see docs/finetune.md)")
     f.add_argument("--shots", type=int, default=None, help="use N examples per label (sampled with --seed)")
-    f.add_argument("--method", default="lora", help="lora, qlora, full or head, as the backend allows (default: lora)")
+    f.add_argument("--method", default=None, help="lora, qlora, full or head, as the backend allows (default: the "
+                   "first the backend supports of lora, full, head)")
     f.add_argument("--epochs", type=int, default=10)
     f.add_argument("--learning-rate", type=float, default=None, help="default by method: full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3")
     f.add_argument("--batch-size", type=int, default=16)
@@ -76,8 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--lr-scheduler", default="linear", help="linear, cosine or constant (after warmup)")
     f.add_argument("--warmup-ratio", type=float, default=0.1)
     f.add_argument("--patience", type=int, default=None, help="early stopping: epochs without a better eval macro-F1")
-    f.add_argument("--lora-r", type=int, default=8)
-    f.add_argument("--lora-alpha", type=float, default=16.0)
+    f.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default: the backend's, else 8)")
+    f.add_argument("--lora-alpha", type=float, default=None, help="LoRA scale numerator (default: the backend's, else 16)")
+    f.add_argument("--lora-dropout", type=float, default=None, help="LoRA dropout (default: the backend's, else 0.1)")
+    f.add_argument("--optim", default="adamw", help="adamw, or adamw_8bit (bitsandbytes, CUDA)")
+    f.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute activations to save memory (default: on for qlora only)")
+    f.add_argument("--loss", default="auto", help="auto (ce single-label, bce multi-label), ce, bce or focal")
+    f.add_argument("--focal-alpha", type=float, default=0.7, help="focal loss weight of the positives")
+    f.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent")
+    f.add_argument("--negatives", type=int, default=None,
+                   help="train each batch on its gold labels plus N sampled others (default: all labels)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--merge", action="store_true", help="LoRA: save merged full weights instead of the adapter")
     f.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
@@ -138,11 +150,14 @@ def _finetune(args) -> int:
 
     _, metrics = finetune(
         args.model, args.train, eval=args.eval, text_column=args.text_column, label_column=args.label_column,
-        label_separator=args.label_separator, shots=args.shots, method=args.method, epochs=args.epochs,
+        label_separator=args.label_separator, hypothesis_column=args.hypothesis_column, shots=args.shots,
+        method=args.method, epochs=args.epochs,
         learning_rate=args.learning_rate, batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, max_length=args.max_length,
         lr_scheduler=args.lr_scheduler, warmup_ratio=args.warmup_ratio, patience=args.patience, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, optim=args.optim,
+        gradient_checkpointing=args.gradient_checkpointing, loss=args.loss, focal_alpha=args.focal_alpha,
+        focal_gamma=args.focal_gamma, negatives=args.negatives, seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
         output_dir=args.output, push_to_hub=args.push_to_hub, hub_private=not args.public, overwrite=args.overwrite,
         progress=not args.no_progress)
     scores = ", ".join(f"{k} {v:.4f}" for k, v in (metrics["eval"] or {}).items() if k != "examples")

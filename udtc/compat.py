@@ -18,3 +18,12 @@ def quiet_loading() -> Iterator[None]:
     finally:
         if was_enabled:
             logging.enable_progress_bar()
+
+
+def enable_checkpointing(model) -> None:
+    """Non-reentrant gradient (activation) checkpointing on a transformers model; transformers 5.x
+    renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

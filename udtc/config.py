@@ -39,3 +39,20 @@ class UdtcConfig:
         if unknown:
             raise ValueError(f"{path} has unknown keys {unknown}; known keys are {sorted(known)}")
         return cls(**data)
+
+
+def read_json(path: Path, default: Any = ...) -> Any:
+    """The JSON in ``path``; ``default`` when it is missing (else FileNotFoundError); invalid JSON is a ValueError."""
+    if not path.exists():
+        if default is ...:
+            raise FileNotFoundError(f"missing {path}")
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

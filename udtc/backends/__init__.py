@@ -24,7 +24,7 @@ _BUILTINS: dict[str, str] = {
     "cosine": "udtc.backends.cosine:CosineBackend",
 }
 
-__all__ = ["Backend", "Scores", "available_backends", "get_backend", "detect_backend"]
+__all__ = ["Backend", "Scores", "available_backends", "detect_backend", "get_backend"]
 
 
 @cache

@@ -90,6 +90,8 @@ class Backend(ABC):
     head_modules: ClassVar[tuple[str, ...]] = ()
     #: layers LoRA wraps by default (peft ``target_modules``); None: peft's default for the architecture.
     lora_targets: ClassVar[tuple[str, ...] | str | None] = None
+    #: the backend's own defaults for ``finetune``'s ``lora_r``, ``lora_alpha``, ``lora_dropout`` (else 8, 16, 0.1)
+    lora_defaults: ClassVar[dict[str, float]] = {}
     #: BibTeX of the paper the backend implements, for model cards.
     citation: ClassVar[str] = ""
 
@@ -119,3 +121,11 @@ class Backend(ABC):
 
     def clear_cache(self) -> None:
         """Forget anything computed from the weights (called before and after training)."""
+
+    def save_adapter_files(self, folder: Path) -> None:
+        """Write what a LoRA adapter saved without its base needs besides peft's files (e.g. a head's
+        config, the tokenizer). The default writes nothing."""
+
+    def prepare_adapter(self, folder: Path) -> None:
+        """Called on the freshly loaded base before the LoRA adapter in ``folder`` is loaded onto it:
+        rebuild what the adapter expects (e.g. a head of the saved shape). The default does nothing."""

@@ -19,16 +19,16 @@ construction: each label is scored on its own.
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from udtc.backends._cache import LabelCache
 from udtc.backends._tokenize import encode
 from udtc.backends.base import Backend, Scores
+from udtc.config import read_json, write_json
 
 _ST = "sentence_transformers.models."
 _POOLING_KEYS = {
@@ -51,15 +51,16 @@ class CosineBackend(Backend):
     name: ClassVar[str] = "cosine"
 
     def __init__(self, model, tokenizer, *, pooling: list[str], dense: list[dict], normalize: bool, max_length: int,
-                 do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.3,
+                 do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.1,
                  text_prefix: str = "", label_prefix: str = ""):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.pooling, self.dense, self.normalize = pooling, dense, normalize
         self.max_length, self.do_lower_case = max_length, do_lower_case
         self.scale, self.multi_label_shift = float(scale), float(multi_label_shift)
         self.text_prefix, self.label_prefix = text_prefix, label_prefix
-        self._dense_layers = [_dense_layer(d).to(self.device) for d in dense]
-        self._label_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        dtype = next(model.parameters()).dtype  # the Dense layers run in the encoder's dtype (e.g. bfloat16)
+        self._dense_layers = [_dense_layer(d).to(self.device, dtype) for d in dense]
+        self._label_cache: LabelCache[torch.Tensor] = LabelCache(_CACHE_SIZE)
 
     @property
     def device(self) -> torch.device:
@@ -83,7 +84,7 @@ class CosineBackend(Backend):
             raise ValueError(f"the cosine backend loads a folder, got the file {folder}")
         modules = _read_modules(folder)
         transformer_dir = folder / modules["transformer"]
-        st_config = _read_json(transformer_dir / "sentence_bert_config.json", {})
+        st_config = read_json(transformer_dir / "sentence_bert_config.json", {})
         kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
         model = AutoModel.from_pretrained(transformer_dir, dtype=dtype or torch.float32, **kwargs).to(device)
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
@@ -106,20 +107,20 @@ class CosineBackend(Backend):
                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"}]
         dim = self.model.config.hidden_size
         pool_cfg = {"word_embedding_dimension": dim, **{k: v in self.pooling for k, v in _POOLING_KEYS.items()}}
-        _write_json(folder / "1_Pooling" / "config.json", pool_cfg)
+        write_json(folder / "1_Pooling" / "config.json", pool_cfg)
         from safetensors.torch import save_file
 
         for i, (spec, layer) in enumerate(zip(self.dense, self._dense_layers), start=2):
             path = f"{i}_Dense"
             modules.append({"idx": i, "name": str(i), "path": path, "type": _ST + "Dense"})
-            _write_json(folder / path / "config.json", {k: spec[k] for k in ("in_features", "out_features", "bias", "activation_function")})
+            write_json(folder / path / "config.json", {k: spec[k] for k in ("in_features", "out_features", "bias", "activation_function")})
             save_file({k: v.detach().cpu().contiguous() for k, v in layer[0].state_dict().items()}, folder / path / "model.safetensors")
         if self.normalize:
             n = len(modules)
             modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": _ST + "Normalize"})
             (folder / f"{n}_Normalize").mkdir()
-        _write_json(folder / "modules.json", modules)
-        _write_json(folder / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": self.do_lower_case})
+        write_json(folder / "modules.json", modules)
+        write_json(folder / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": self.do_lower_case})
 
     @property
     def options(self) -> dict[str, Any]:
@@ -129,16 +130,8 @@ class CosineBackend(Backend):
     # ------------------------------------------------------------------ embedding
     def label_embeddings(self, labels: list[str], batch_size: int = 32) -> torch.Tensor:
         """Embeddings of ``labels`` (L, D), computed once per distinct label string and cached."""
-        missing = list(dict.fromkeys(x for x in labels if x not in self._label_cache))
-        if missing:
-            emb, _ = self.embed([self.label_prefix + x for x in missing], batch_size)
-            for text, vector in zip(missing, emb):
-                self._label_cache[text] = vector
-        for x in labels:
-            self._label_cache.move_to_end(x)
-        while len(self._label_cache) > _CACHE_SIZE:
-            self._label_cache.popitem(last=False)
-        return torch.stack([self._label_cache[x] for x in labels])
+        embed = lambda missing: self.embed([self.label_prefix + x for x in missing], batch_size)[0]
+        return torch.stack(self._label_cache.lookup(labels, embed))
 
     def embed(self, texts: list[str], batch_size: int = 32) -> tuple[torch.Tensor, list[bool]]:
         """Sentence embeddings (N, D) exactly as sentence-transformers' ``encode`` computes them."""
@@ -208,18 +201,18 @@ def _read_modules(folder: Path) -> dict[str, Any]:
     if not (folder / "modules.json").exists():
         return {"transformer": "", "pooling": ["mean"], "dense": [], "normalize": False}
     result: dict[str, Any] = {"transformer": None, "pooling": None, "dense": [], "normalize": False}
-    for module in _read_json(folder / "modules.json"):
+    for module in read_json(folder / "modules.json"):
         kind, path = module["type"].removeprefix(_ST), folder / module.get("path", "")
         if kind == "Transformer":
             result["transformer"] = module.get("path", "")
         elif kind == "Pooling":
-            cfg = _read_json(path / "config.json")
+            cfg = read_json(path / "config.json")
             modes = [name for key, name in _POOLING_KEYS.items() if cfg.get(key)]
             if cfg.get("pooling_mode") and not modes:  # newer single-key form
                 modes = [cfg["pooling_mode"].replace("mean_tokens", "mean").replace("cls_token", "cls")]
             result["pooling"] = modes or ["mean"]
         elif kind == "Dense":
-            cfg = _read_json(path / "config.json")
+            cfg = read_json(path / "config.json")
             if cfg.get("activation_function") not in _ACTIVATIONS:
                 raise ValueError(f"not supported yet: Dense activation_function={cfg.get('activation_function')}")
             weights = path / "model.safetensors"
@@ -247,23 +240,7 @@ def _dense_layer(spec: dict) -> torch.nn.Sequential:
 
 
 def _is_plain_encoder(folder: Path) -> bool:
-    config = _read_json(folder / "config.json", {})
+    config = read_json(folder / "config.json", {})
     archs = config.get("architectures") or []
     return bool(config.get("model_type")) and not any(a.endswith(("ForCausalLM", "ForSequenceClassification", "LMHeadModel"))
                                                        for a in archs) and any(folder.glob("*.safetensors"))
-
-
-def _read_json(path: Path, default: Any = ...) -> Any:
-    if not path.exists():
-        if default is ...:
-            raise FileNotFoundError(f"missing {path}")
-        return default
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -20,32 +20,54 @@ What udtc adds around the reference implementation (gliclass 0.1.21):
 * long inputs: the text's tokens are cut (and flagged), labels never are; a label set too long for
   one pass is split into chunks, each scored with the full text budget it leaves, and the logits
   are concatenated (single-label then takes one softmax over all of them).
+
+Training (``udtc.finetune``, methods ``full`` and ``lora``): ``training_logits`` is the function ``score``
+computes, with autograd; in train mode each call writes the labels in a new random order and maps the
+logits back (label shuffling, as GLiClass is trained, Sec. 2.3), so the model must read the labels
+rather than learn their slots. ``load`` on a plain encoder folder builds a new model on it (``from_encoder``).
 """
 
 from __future__ import annotations
 
-import json
 import math
+import warnings
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from udtc.backends._cache import LabelCache
 from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
-from udtc.backends.gliclass_model import GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
+from udtc.backends.gliclass_model import ENCODER_TYPES, GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
+from udtc.config import read_json, write_json
 
 LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
 _DEFAULT_MAX_LENGTH = 1024  # gliclass's pipeline default (the v3 models are trained on 1024 tokens)
 _MIN_TEXT_TOKENS = 64  # a label chunk leaves at least this many tokens (or max_length // 4) to the text
 _CACHE_SIZE = 4096
+#: LoRA targets: the attention and feed-forward linear layers of the encoder's blocks (BERT, RoBERTa, ELECTRA,
+#: DeBERTa: query/key/value(_proj), dense; ModernBERT: Wqkv, Wo, Wi), as in the paper's Table 1; not the pooler
+LORA_TARGETS = (r"encoder_model\.(?:encoder|layers)\..*\."
+                r"(?:query|key|value|dense|query_proj|key_proj|value_proj|in_proj|Wqkv|Wo|Wi)")
+_HEADS = ("text_projector", "classes_projector", "scorer", "lstm", "layer_wise_attention")
+_CITATION = """@article{stepanov2025gliclass,
+  title = {{GLiClass}: Generalist Lightweight Model for Sequence Classification Tasks},
+  author = {Stepanov, Ihor and Shtopko, Mykhailo and Vodianytskyi, Dmytro and Lukashov, Oleksandr and Yavorskyi, Alexander and Yaroshenko, Mykyta},
+  journal = {arXiv preprint arXiv:2508.07662},
+  year = {2025},
+}"""
 #: options ``from_encoder`` accepts, i.e. the gliclass config fields a new model may set
 NEW_MODEL_OPTIONS = ("pooling_strategy", "class_token_pooling", "scorer_type", "normalize_features",
                      "extract_text_features", "prompt_first", "embed_class_token", "use_lstm", "squeeze_layers",
                      "layer_wise", "encoder_layer_id", "hidden_size", "projector_hidden_act",
                      "logit_scale_init_value", "initializer_range", "dropout")
+#: what ``load`` builds on a plain encoder unless told otherwise: mean pooling, as sentence encoders are
+#: trained, and label features averaged over the label's tokens (they read the label's words directly)
+NEW_MODEL_DEFAULTS = {"pooling_strategy": "avg", "class_token_pooling": "average"}
 
 
 @dataclass
@@ -59,6 +81,9 @@ class _Chunk:
 class GLiClassBackend(Backend):
     name: ClassVar[str] = "gliclass"
     score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    lora_targets: ClassVar[str] = LORA_TARGETS
+    citation: ClassVar[str] = _CITATION
 
     def __init__(self, model: GLiClassUniEncoder, tokenizer: Any, raw_config: dict[str, Any], *,
                  max_length: int | None = None):
@@ -79,9 +104,14 @@ class GLiClassBackend(Backend):
             raise ValueError(f"max_length={self.max_length} is out of range: this encoder reads 16 to {limit} tokens")
         self.prefix, self.suffix = _special_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._label_cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._label_cache: LabelCache[list[int]] = LabelCache(_CACHE_SIZE)
         self._plan_cache: OrderedDict[tuple, list[_Chunk]] = OrderedDict()
         self._tail_memo: tuple[Any, Any] = (None, None)
+        #: GLiClass's own layers (with weights): trained in full next to a LoRA adapter on the encoder
+        self.head_modules = tuple(n for n in _HEADS
+                                  if any(True for _ in getattr(model, n, torch.nn.Identity()).parameters()))
+        #: how a model built on a plain encoder was initialised, so that ``load`` rebuilds it (LoRA base)
+        self.init_options: dict[str, Any] = {}
 
     @property
     def device(self) -> torch.device:
@@ -90,7 +120,7 @@ class GLiClassBackend(Backend):
     # ------------------------------------------------------------------ contract
     @classmethod
     def detect(cls, folder: Path) -> bool:
-        config = _read_json(folder / "config.json", {}) if folder.is_dir() else {}
+        config = read_json(folder / "config.json", {}) if folder.is_dir() else {}
         return isinstance(config, dict) and str(config.get("model_type", "")).lower() == "gliclass"
 
     @classmethod
@@ -99,10 +129,24 @@ class GLiClassBackend(Backend):
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
+        init = {k: options.pop(k) for k in ("init_seed", *NEW_MODEL_OPTIONS) if k in options}
         unknown = sorted(set(options) - {"max_length"})
         if unknown:
-            raise TypeError(f"gliclass backend got unknown options {unknown}; it takes ['max_length', 'trust_remote_code']")
-        raw = _read_json(folder / "config.json")
+            raise TypeError(f"gliclass backend got unknown options {unknown}; it takes "
+                            f"{['max_length', 'trust_remote_code', 'init_seed', *NEW_MODEL_OPTIONS]}")
+        if not cls.detect(folder):  # a plain encoder: a new, untrained GLiClass model on top of it
+            if "init_seed" not in init:
+                warnings.warn(f"{folder} is not a GLiClass checkpoint: built a new GLiClass model on its encoder, with "
+                              "untrained projection layers (init_seed=0); fine-tune it (udtc.finetune) before use, "
+                              "or pass init_seed= to silence this", UserWarning, stacklevel=4)
+            backend = cls.from_encoder(folder, seed=init.pop("init_seed", 0), device=device,
+                                       trust_remote_code=trust_remote_code, **options, **{**NEW_MODEL_DEFAULTS, **init})
+            return backend if dtype is None else backend._to(dtype)
+        raw = read_json(folder / "config.json")
+        for key, value in init.items():
+            if key != "init_seed" and raw.get(key, getattr(GLiClassConfig, key, None)) != value:
+                raise ValueError(f"{key}={value!r} applies when a new model is built on a plain encoder; {folder} is a "
+                                 f"GLiClass checkpoint with {key}={raw.get(key)!r}")
         config = GLiClassConfig.from_dict(raw)
         weights = folder / "model.safetensors"
         if not weights.exists():
@@ -120,19 +164,22 @@ class GLiClassBackend(Backend):
 
     @classmethod
     def from_encoder(cls, path: str | Path, *, max_length: int | None = None, seed: int | None = None,
-                     device: str | torch.device = "cpu", **gliclass_options: Any) -> GLiClassBackend:
+                     device: str | torch.device = "cpu", trust_remote_code: bool = False,
+                     **gliclass_options: Any) -> GLiClassBackend:
         """A new, untrained GLiClass uni-encoder on top of a local encoder folder.
 
-        Adds ``<<LABEL>>``, ``<<SEP>>`` and ``<<EXAMPLE>>`` to the tokenizer (transformers draws their
-        embeddings around the mean of the vocabulary's), initialises projectors and scorer as gliclass
-        does (normal, std ``initializer_range``), and records the encoder's config so gliclass and udtc
-        both load the saved folder.
+        Adds ``<<LABEL>>``, ``<<SEP>>`` and ``<<EXAMPLE>>`` to the tokenizer (their embeddings are drawn
+        per dimension from the mean and standard deviation of the vocabulary's), initialises projectors
+        and scorer as gliclass does (normal, std ``initializer_range``), and records the encoder's config
+        so gliclass and udtc both load the saved folder. With a ``seed`` the new weights depend only on
+        the encoder and the seed (the global RNG is left alone), so ``load`` can rebuild the same model.
 
         Args:
             path: a transformers encoder folder or a sentence-transformers folder (e.g. all-MiniLM-L6-v2).
             max_length: tokens per forward pass; the encoder's limit (at most 1024) when None.
-            seed: seed for the new weights.
+            seed: seed for the new weights (None: the global torch RNG).
             device: where the model lives.
+            trust_remote_code: passed to the tokenizer.
             **gliclass_options: gliclass config fields, e.g. ``pooling_strategy="avg"``, ``scorer_type="mlp"``
                 (see ``NEW_MODEL_OPTIONS``).
         """
@@ -142,13 +189,17 @@ class GLiClassBackend(Backend):
         if unknown:
             raise TypeError(f"from_encoder got unknown options {unknown}; it takes {sorted(NEW_MODEL_OPTIONS)}")
         folder = Path(path)
-        modules = _read_json(folder / "modules.json", [])
+        modules = read_json(folder / "modules.json", [])
         transformer = next((m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")), "")
         encoder_dir = folder / transformer
-        tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+        model_type = read_json(encoder_dir / "config.json", {}).get("model_type")
+        if model_type not in ENCODER_TYPES:
+            raise ValueError(f"{folder} is neither a GLiClass checkpoint (config.json with model_type 'GLiClass') nor an "
+                             f"encoder a new GLiClass model can be built on (found model_type={model_type!r}; "
+                             f"supported: {', '.join(ENCODER_TYPES)})")
+        tokenizer = AutoTokenizer.from_pretrained(encoder_dir, trust_remote_code=trust_remote_code)
         tokenizer.add_tokens([LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN], special_tokens=True)
         encoder = AutoModel.from_pretrained(encoder_dir, use_safetensors=True, dtype=torch.float32)
-        encoder.resize_token_embeddings(len(tokenizer))
         defaults = {f.name: f.default for f in fields(GLiClassConfig) if f.name != "encoder_config"}
         raw = {**defaults, **gliclass_options, "model_type": "GLiClass", "architectures": ["GLiClassModel"],
                "encoder_config": encoder.config.to_dict(), "encoder_model_name": str(encoder_dir),
@@ -157,11 +208,16 @@ class GLiClassBackend(Backend):
                "example_token_index": _token_id(tokenizer, EXAMPLE_TOKEN), "pad_token_id": encoder.config.pad_token_id,
                "problem_type": "multi_label_classification"}
         config = GLiClassConfig.from_dict(raw)
+        with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
+            if seed is not None:
+                torch.manual_seed(seed)
+            _add_token_embeddings(encoder, len(tokenizer))
+            module = GLiClassUniEncoder(config, encoder)
+            init_head_weights(module, config.initializer_range)
+        backend = cls(module.to(device), tokenizer, raw, max_length=max_length)
         if seed is not None:
-            torch.manual_seed(seed)
-        module = GLiClassUniEncoder(config, encoder)
-        init_head_weights(module, config.initializer_range)
-        return cls(module.to(device), tokenizer, raw, max_length=max_length)
+            backend.init_options = {"init_seed": seed, **gliclass_options}
+        return backend
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int,
               examples: list[dict[str, Any]] | None = None, prompt: str | None = None, **kwargs: Any) -> Scores:
@@ -186,7 +242,7 @@ class GLiClassBackend(Backend):
         # gliclass builds Path(encoder_model_name) when it loads a model, so it must be a string
         if not raw.get("encoder_model_name"):
             raw["encoder_model_name"] = raw.get("encoder_model") or raw["encoder_config"].get("model_type", "encoder")
-        _write_json(folder / "config.json", raw)
+        write_json(folder / "config.json", raw)
         state, seen = {}, set()
         for key, value in self.model.state_dict().items():
             value = value.detach().cpu().contiguous()
@@ -199,19 +255,41 @@ class GLiClassBackend(Backend):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"max_length": self.max_length}
+        return {"max_length": self.max_length, **self.init_options}
+
+    # ------------------------------------------------------------------ fine-tuning (udtc.finetune)
+    def trainable_module(self) -> torch.nn.Module:
+        return self.model
+
+    def training_logits(self, texts: list[str], labels: list[str], *, multi_label: bool) -> torch.Tensor:
+        """The logits of :meth:`score` with autograd. In train mode the labels are written in a new random
+        order per call (label shuffling, torch's global RNG), so the model cannot learn label positions; the
+        columns come back in the caller's order. In eval mode: the canonical order."""
+        order = torch.randperm(len(labels)).tolist() if self.model.training else None
+        parts, written = [], []
+        for inputs, columns, _ in self.build_inputs(texts, labels, label_order=order):
+            parts.append(self.model(inputs))  # (B, chunk)  Eq. (9)-(12)
+            written += columns
+        logits = torch.cat(parts, dim=1)  # (B, L), labels in written order
+        return logits[:, torch.tensor(written, device=logits.device).argsort()]  # (B, L), caller's order
+
+    def _to(self, dtype: torch.dtype) -> GLiClassBackend:
+        self.model.to(dtype)
+        return self
 
     # ------------------------------------------------------------------ inputs
     def build_inputs(self, texts: list[str], labels: list[str], *, examples: list[dict[str, Any]] | None = None,
-                     prompt: str | None = None) -> list[tuple[Inputs, list[int], list[bool]]]:
+                     prompt: str | None = None, label_order: list[int] | None = None
+                     ) -> list[tuple[Inputs, list[int], list[bool]]]:
         """The forward passes that score ``texts`` against ``labels``: one per label chunk.
 
         Returns ``(inputs, columns, truncated)`` triples: ``model(inputs)`` gives logits (B, len(columns))
         for the caller's labels ``columns``; ``truncated[i]`` says whether text i was cut in that pass.
-        A trainer uses this with gradients on to get the same inputs as inference.
+        ``label_order`` (a permutation of ``range(len(labels))``) writes the labels in that order instead
+        of the canonical one (sorted); training uses it to shuffle the labels.
         """
         tail, prompt = self._tail(examples, prompt)
-        chunks = self._plan(tuple(labels), len(tail))
+        chunks = self._plan(tuple(labels), len(tail), None if label_order is None else tuple(label_order))
         segments = [prompt + t for t in texts] if self.config.prompt_first and prompt else texts
         limit = max(self.max_length * _CHARS_PER_TOKEN, 4096)
         cut = [len(t) > limit for t in segments]
@@ -248,14 +326,7 @@ class GLiClassBackend(Backend):
                               return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
     def _label_ids(self, labels: list[str]) -> list[list[int]]:
-        missing = list(dict.fromkeys(x for x in labels if x not in self._label_cache))
-        for label, ids in zip(missing, self._encode(missing)):
-            self._label_cache[label] = ids
-        for x in labels:
-            self._label_cache.move_to_end(x)
-        while len(self._label_cache) > _CACHE_SIZE:
-            self._label_cache.popitem(last=False)
-        return [self._label_cache[x] for x in labels]
+        return self._label_cache.lookup(labels, self._encode)
 
     def _tail(self, examples: Any, prompt: Any) -> tuple[list[int], str]:
         """Token ids that follow the label block (prompt when it is not first, then examples), and the prompt."""
@@ -280,13 +351,17 @@ class GLiClassBackend(Backend):
             tail.append(self.sep_id)
         return tail, prompt
 
-    def _plan(self, labels: tuple[str, ...], tail_length: int) -> list[_Chunk]:
-        """Canonical order (sorted labels) and the chunks that keep each pass within max_length."""
-        key = (labels, tail_length)
+    def _plan(self, labels: tuple[str, ...], tail_length: int, order: tuple[int, ...] | None = None) -> list[_Chunk]:
+        """Canonical order (sorted labels, unless ``order`` is given) and the chunks that keep each pass within
+        max_length."""
+        key = (labels, tail_length, order)
         if key in self._plan_cache:
             self._plan_cache.move_to_end(key)
             return self._plan_cache[key]
-        order = sorted(range(len(labels)), key=labels.__getitem__)
+        if order is None:
+            order = tuple(sorted(range(len(labels)), key=labels.__getitem__))
+        elif sorted(order) != list(range(len(labels))):
+            raise ValueError(f"label_order must be a permutation of range({len(labels)}), got {list(order)}")
         ids = self._label_ids([labels[i] for i in order])
         sizes = [1 + len(x) for x in ids]  # <<LABEL>> + label tokens
         fixed = len(self.prefix) + len(self.suffix) + 1 + tail_length  # + the <<SEP>> closing the block
@@ -313,6 +388,18 @@ class GLiClassBackend(Backend):
 
 
 # ---------------------------------------------------------------------- helpers
+def _add_token_embeddings(encoder: torch.nn.Module, size: int) -> None:
+    """Grow the input embeddings to ``size`` rows; new rows ~ N(mean, std) of the old rows, per dimension
+    (global torch RNG: the caller seeds it)."""
+    old = encoder.get_input_embeddings().weight.detach().clone()  # (V, H)
+    if size <= old.shape[0]:
+        return
+    encoder.resize_token_embeddings(size, mean_resizing=False)
+    new = old.mean(0) + old.std(0) * torch.randn(size - old.shape[0], old.shape[1])  # (size - V, H)
+    with torch.no_grad():
+        encoder.get_input_embeddings().weight[old.shape[0]:] = new.to(old.dtype)
+
+
 def _build_module(config: GLiClassConfig, state: dict[str, torch.Tensor]) -> GLiClassUniEncoder:
     from transformers import AutoConfig, AutoModel
 
@@ -403,19 +490,3 @@ def _position_limit(encoder: torch.nn.Module) -> int | None:
     if not isinstance(table, torch.nn.Embedding):
         return None
     return table.num_embeddings - (table.padding_idx + 1 if table.padding_idx is not None else 0)
-
-
-def _read_json(path: Path, default: Any = ...) -> Any:
-    if not path.exists():
-        if default is ...:
-            raise FileNotFoundError(f"missing {path}")
-        return default
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

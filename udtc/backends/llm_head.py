@@ -15,9 +15,13 @@ default 0.5 applies them). Without a head (label-set mode) each label is embedde
 scored by ``scale * cos(h_T(x), h_T(y))``: label-set invariant, zero-shot, and trainable contrastively
 through :meth:`LlmHeadBackend.training_logits`.
 
-Training (Table 1): :func:`with_lora` (peft LoRA, r=16, alpha=16, dropout 0.05 on q,k,v,o,gate,up,down)
-and :func:`with_qlora` (NF4 4-bit base via bitsandbytes, optional 8-bit AdamW, gradient checkpointing;
-CUDA only).
+Training (Table 1) goes through ``udtc.finetune``: :meth:`LlmHeadBackend.prepare_training` builds a
+fresh seeded head over the training labels (``train_head="linear"`` or ``"mlp"``; ``"none"`` keeps
+label-set mode and trains it contrastively); ``method="head"`` trains only the head, LoRA (r=8,
+alpha=16, dropout 0.05 on q,k,v,o,gate,up,down) trains the adapter and the head in full, QLoRA adds an
+NF4 4-bit base (bitsandbytes, CUDA only). A LoRA run saved without merging keeps only the adapter, the
+head and the tokenizer and names its base (a folder, a Hub id, a ``.gguf`` file or ``package:`` path).
+The stand-alone helpers :func:`with_lora` / :func:`with_qlora` / :func:`make_optimizer` do the same by hand.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from udtc.backends._cache import LabelCache
 from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 from udtc.backends.llm_prompt import _leading_special_ids, _pad_id
@@ -41,8 +46,9 @@ HEAD_KINDS = ("linear", "mlp")
 #: LoRA targets of the paper (Sec. 2.1): attention q, k, v, o and the feed-forward projections
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 QLORA_ERROR = "QLoRA needs a CUDA GPU and bitsandbytes; use method='lora' on CPU"
+TRAIN_HEADS = ("linear", "mlp", "none")
 _OPTIONS = {"scale": 20.0, "multi_label_shift": 0.3, "append_eos": True, "text_prefix": "", "label_prefix": "",
-            "max_length": 1024, "padding_side": "right"}
+            "max_length": 1024, "padding_side": "right", "train_head": "linear", "head_hidden": None}
 _CACHE_SIZE = 65536
 
 
@@ -77,6 +83,8 @@ def build_head(hidden_size: int, n_labels: int, kind: str = "linear", head_hidde
 class LlmHeadBackend(Backend):
     name: ClassVar[str] = "llm-head"
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "qlora", "head"})
+    lora_targets: ClassVar[tuple[str, ...]] = LORA_TARGETS
+    lora_defaults: ClassVar[dict[str, float]] = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.05}  # Table 1
     citation: ClassVar[str] = """@article{yousefiramandi2025finetuning,
   title = {Fine-Tuning Causal {LLMs} for Text Classification: Embedding-Based vs. Instruction-Based Approaches},
   author = {Yousefiramandi, Amirhossein and Cooney, Ciaran},
@@ -86,17 +94,22 @@ class LlmHeadBackend(Backend):
 
     def __init__(self, backbone, tokenizer, *, head: nn.Module | None = None, head_config: dict | None = None,
                  scale: float = 20.0, multi_label_shift: float = 0.3, append_eos: bool = True, text_prefix: str = "",
-                 label_prefix: str = "", max_length: int = 1024, padding_side: str = "right"):
+                 label_prefix: str = "", max_length: int = 1024, padding_side: str = "right", train_head: str = "linear",
+                 head_hidden: int | None = None):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if train_head not in TRAIN_HEADS:
+            raise ValueError(f"not supported yet: train_head={train_head!r} (use one of {list(TRAIN_HEADS)})")
+        if head_hidden is not None and (not isinstance(head_hidden, int) or isinstance(head_hidden, bool) or head_hidden < 1):
+            raise ValueError(f"head_hidden must be a positive integer or None, got {head_hidden!r}")
         self.module = LastTokenClassifier(backbone, head).eval()
         self.tokenizer, self.head_config = tokenizer, head_config
         self.scale, self.multi_label_shift, self.append_eos = float(scale), float(multi_label_shift), bool(append_eos)
         self.text_prefix, self.label_prefix, self.max_length = text_prefix, label_prefix, int(max_length)
-        self.padding_side = padding_side
+        self.padding_side, self.train_head, self.head_hidden = padding_side, train_head, head_hidden
         self.head_modules = ("head",) if head is not None else ()
         self._leading = _leading_special_ids(tokenizer)
-        self._label_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._label_cache: LabelCache[torch.Tensor] = LabelCache(_CACHE_SIZE)
 
     @property
     def device(self) -> torch.device:
@@ -129,8 +142,8 @@ class LlmHeadBackend(Backend):
         if not folder.is_dir():
             raise ValueError(f"the llm-head backend loads a model folder or a .gguf file, got {folder}")
         kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
-        if load_in_4bit:
-            kwargs["quantization_config"] = _nf4_config()
+        if load_in_4bit:  # QLoRA: NF4 weights, bf16 compute, placed on the GPU by bitsandbytes
+            kwargs.update(quantization_config=_nf4_config(), device_map={"": device})
         backbone = AutoModel.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
         if not load_in_4bit:
             backbone = backbone.to(device)
@@ -160,9 +173,38 @@ class LlmHeadBackend(Backend):
     def options(self) -> dict[str, Any]:
         return {"scale": self.scale, "multi_label_shift": self.multi_label_shift, "append_eos": self.append_eos,
                 "text_prefix": self.text_prefix, "label_prefix": self.label_prefix, "max_length": self.max_length,
-                "padding_side": self.padding_side}
+                "padding_side": self.padding_side, "train_head": self.train_head, "head_hidden": self.head_hidden}
 
     # ------------------------------------------------------------------ fine-tuning hooks
+    def prepare_training(self, labels: list[str], *, multi_label: bool, method: str) -> None:
+        """Build a fresh ``train_head`` head over the training labels (Approach 1), drawn from the RNG the
+        training loop has just seeded; a head with the same labels and task is kept and trained further."""
+        if self.train_head == "none":
+            if method == "head":
+                raise ValueError("method='head' trains a fixed-label head, but train_head='none' asks for label-set "
+                                 "mode; use train_head='linear' or 'mlp', or another method")
+            if self.head_config:
+                raise ValueError(f"this llm-head model has a fixed-label head ({self.labels}); train_head='none' "
+                                 "(contrastive label-set training) needs a model without one")
+            return
+        config = self.head_config
+        if config and config["labels"] == list(labels) and config["multi_label"] == multi_label:
+            return
+        self.add_head(labels, multi_label=multi_label, kind=self.train_head, head_hidden=self.head_hidden, seed=None)
+
+    def save_adapter_files(self, folder: Path) -> None:
+        """Next to a LoRA adapter (its ``modules_to_save`` hold the head weights): head config and tokenizer."""
+        self.tokenizer.save_pretrained(folder)
+        (folder / HEAD_CONFIG).write_text(json.dumps(self.head_config or {"labels": None}, indent=2) + "\n",
+                                          encoding="utf-8")
+
+    def prepare_adapter(self, folder: Path) -> None:
+        """Give the freshly loaded base a head of the saved shape, so peft can load the adapter's head into it."""
+        config = _read_head_config(folder)
+        if config is not None:
+            self.add_head(config["labels"], multi_label=config["multi_label"], kind=config["head"],
+                          head_hidden=config["head_hidden"], thresholds=config["thresholds"])
+
     def trainable_module(self) -> nn.Module:
         return self.module
 
@@ -179,15 +221,20 @@ class LlmHeadBackend(Backend):
         self._label_cache.clear()
 
     def add_head(self, labels: list[str], *, multi_label: bool = False, kind: str = "linear",
-                 head_hidden: int | None = None, thresholds: list[float] | None = None, seed: int = 0) -> None:
-        """Attach a fresh (randomly initialised) head for the fixed ``labels``; train it with Eq. (1)/(2)."""
+                 head_hidden: int | None = None, thresholds: list[float] | None = None, seed: int | None = 0) -> None:
+        """Attach a fresh (randomly initialised) head for the fixed ``labels``; train it with Eq. (1)/(2).
+
+        ``seed`` seeds the initialisation; None draws from torch's global RNG (as seeded by ``finetune``).
+        """
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"a head needs unique, non-empty labels, got {labels!r}")
         thresholds = thresholds if thresholds is not None else [0.5] * len(labels)
         if len(thresholds) != len(labels) or not all(0.0 < t < 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be one number in (0, 1) per label, got {thresholds!r}")
-        torch.manual_seed(seed)
-        head = build_head(self.module.config.hidden_size, len(labels), kind, head_hidden)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            head = build_head(self.module.config.hidden_size, len(labels), kind, head_hidden)
         self.module.head = head.to(self.device)
         self.head_config = {"labels": list(labels), "multi_label": bool(multi_label), "head": kind,
                             "head_hidden": head_hidden, "thresholds": [float(t) for t in thresholds]}
@@ -219,16 +266,8 @@ class LlmHeadBackend(Backend):
 
     def label_states(self, labels: list[str], batch_size: int = 32) -> torch.Tensor:
         """h_T of each label (L, H), computed once per distinct label string and cached."""
-        missing = list(dict.fromkeys(x for x in labels if x not in self._label_cache))
-        if missing:
-            states, _ = self.embed([self.label_prefix + x for x in missing], batch_size)
-            for text, vector in zip(missing, states):
-                self._label_cache[text] = vector
-        for x in labels:
-            self._label_cache.move_to_end(x)
-        while len(self._label_cache) > _CACHE_SIZE:
-            self._label_cache.popitem(last=False)
-        return torch.stack([self._label_cache[x] for x in labels])
+        embed = lambda missing: self.embed([self.label_prefix + x for x in missing], batch_size)[0]
+        return torch.stack(self._label_cache.lookup(labels, embed))
 
     def embed(self, texts: list[str], batch_size: int = 32) -> tuple[torch.Tensor, list[bool]]:
         """Last-token states h_T (N, H) and whether each text was cut."""
@@ -259,6 +298,8 @@ class LlmHeadBackend(Backend):
     def to(self, device: torch.device) -> LlmHeadBackend:
         if not getattr(self.module.backbone, "is_loaded_in_4bit", False):
             self.module.to(device)
+        elif self.module.head is not None:  # 4-bit weights stay where bitsandbytes put them; the head follows
+            self.module.head.to(next(self.module.backbone.parameters()).device)
         return self
 
 
@@ -323,10 +364,11 @@ def _nf4_config():
                               bnb_4bit_compute_dtype=torch.bfloat16)
 
 
-def _read_head(folder: Path, hidden_size: int) -> tuple[nn.Module | None, dict | None]:
+def _read_head_config(folder: Path) -> dict | None:
+    """The fixed-label head described by ``udtc_head.json`` (defaults filled in), or None in label-set mode."""
     path = folder / HEAD_CONFIG
     if not path.exists():
-        return None, None
+        return None
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -334,17 +376,24 @@ def _read_head(folder: Path, hidden_size: int) -> tuple[nn.Module | None, dict |
     if not isinstance(config, dict) or "labels" not in config:
         raise ValueError(f"{path} must be a JSON object with a 'labels' key")
     if config["labels"] is None:
-        return None, None
+        return None
     known = {"labels", "multi_label", "head", "head_hidden", "thresholds"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"{path} has unknown keys {unknown}; known keys are {sorted(known)}")
+    return {"multi_label": False, "head": "linear", "head_hidden": None, "thresholds": [0.5] * len(config["labels"]),
+            **config}
+
+
+def _read_head(folder: Path, hidden_size: int) -> tuple[nn.Module | None, dict | None]:
+    config = _read_head_config(folder)
+    if config is None:
+        return None, None
     if not (folder / HEAD_WEIGHTS).exists():
         raise ValueError(f"{folder} has {HEAD_CONFIG} with labels but no {HEAD_WEIGHTS} (safetensors only, no pickle)")
     from safetensors.torch import load_file
 
     labels = config["labels"]
-    config = {"multi_label": False, "head": "linear", "head_hidden": None, "thresholds": [0.5] * len(labels), **config}
     head = build_head(hidden_size, len(labels), config["head"], config["head_hidden"])
     head.load_state_dict(load_file(folder / HEAD_WEIGHTS))
     return head.eval(), config

@@ -18,6 +18,13 @@ choice of the "contradiction" class c of Eq. (4): class id 0, or the last class 
 id 0 (so 2-way models use not_entailment, 3-way MNLI models contradiction in either usual order).
 Only the premise is ever truncated. Label-set invariant by construction: each pair is scored alone.
 
+Training (``udtc.finetune``, docs/finetune.md): on labelled texts, the loss is cross-entropy over
+the labels on Eq. (3)'s logits (single-label) or BCE on Eq. (4)'s (multi-label), i.e. on exactly
+what ``score`` returns; on premise/hypothesis pairs (``hypothesis_column=``), it is cross-entropy
+over the model's NLI classes on z(x, y) of Eq. (2), the usual NLI objective (Bowman et al., SNLI,
+EMNLP 2015). :meth:`NLIBackend.from_encoder` puts a new seeded head (entailment first) on a plain
+encoder, so a sentence-embedding model can be trained into an NLI cross-encoder.
+
 Cost is (texts x labels) forward pairs. Premises and hypotheses are tokenised once each; pair
 inputs are assembled from the tokenizer's own special-token layout, ordered by length across
 texts and labels, padded per batch of ``batch_size`` pairs, so memory is bounded by ``batch_size``
@@ -37,6 +44,7 @@ from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 
 _VERY_LONG = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
+_HEAD_NAMES = ("classifier", "classification_head", "pooler", "score")  # sequence-classification heads
 
 
 class PairLayout(NamedTuple):
@@ -130,11 +138,14 @@ class NLIBackend(Backend):
         with torch.inference_mode():
             for pairs, batch in batches:
                 logits[pairs] = self.model(**batch).logits.float().cpu()  # (B, C)  Eq. (2)
-        logits = logits.view(n, n_labels, -1)  # (N, L, C)
+        return Scores(self._label_logits(logits.view(n, n_labels, -1), multi_label), truncated)
+
+    def _label_logits(self, logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+        """(N, L, C) NLI logits -> (N, L) label logits for the Classifier's softmax or sigmoid."""
         entail = logits[..., self.entailment_id]  # (N, L)  Eq. (3) before the Classifier's softmax
         if multi_label:
-            return Scores(entail - logits[..., self.contradiction_id], truncated)  # Eq. (4): sigmoid(e - c)
-        return Scores(entail, truncated)
+            return entail - logits[..., self.contradiction_id]  # Eq. (4): sigmoid(e - c)
+        return entail
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder)
@@ -143,6 +154,98 @@ class NLIBackend(Backend):
     @property
     def options(self) -> dict[str, Any]:
         return {"max_length": self.max_length}
+
+    # ------------------------------------------------------------------ fine-tuning (optional contract)
+    # Two kinds of training data reach ``training_logits`` (docs/finetune.md, "NLI cross-encoders"):
+    # - texts (few-shot classification): the logits ``score`` returns, Eq. (3)/(4), with autograd, so
+    #   cross-entropy over the labels trains the pipeline's softmax over labels and BCE its multi-label rule;
+    # - (premise, hypothesis) pairs (NLI training, ``finetune(hypothesis_column=...)``): the labels are the
+    #   model's NLI classes and the logits are z(x, y) of Eq. (2) for those classes, so cross-entropy is the
+    #   usual NLI objective over entailment / neutral / contradiction.
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+
+    @classmethod
+    def from_encoder(cls, folder: Path, classes: list[str], *, seed: int = 0, device: torch.device,
+                     dtype: torch.dtype | None = None, max_length: int | None = None,
+                     trust_remote_code: bool = False) -> NLIBackend:
+        """A new NLI cross-encoder: the encoder in ``folder`` (e.g. all-MiniLM-L6-v2) with a fresh
+        classification head over ``classes`` (label2id in that order), initialised from ``seed``."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        label2id = {name: i for i, name in enumerate(classes)}
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, num_labels=len(classes),
+                                            label2id=label2id, id2label={i: n for n, i in label2id.items()})
+        _class_ids(config.label2id, config.num_labels)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "some weights were newly initialized": the head, on purpose
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    folder, config=config, dtype=dtype or torch.float32, use_safetensors=True,
+                    trust_remote_code=trust_remote_code).to(device)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, max_length=max_length or _model_max_length(model.config, tokenizer))
+
+    @property
+    def classes(self) -> list[str]:
+        """The model's NLI classes in id order (``config.id2label``)."""
+        return [name for name, _ in sorted(self.model.config.label2id.items(), key=lambda item: item[1])]
+
+    @property
+    def head_modules(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The classification head (and the pooler it reads, if any): trained in full next to a LoRA adapter."""
+        names = [name for name, _ in self.model.named_modules()
+                 if name.rsplit(".", 1)[-1] in _HEAD_NAMES and name.count(".") <= 1]
+        return tuple(n for n in names if not any(n.startswith(f"{m}.") for m in names))
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.model
+
+    def training_logits(self, texts: list[str] | list[tuple[str, str]], labels: list[str], *,
+                        multi_label: bool) -> torch.Tensor:
+        if texts and isinstance(texts[0], tuple):
+            columns = [self._class_of(label) for label in labels]
+            return self._pair_forward([p for p, _ in texts], [h for _, h in texts], len(texts))[:, columns]  # (B, L)
+        n, n_labels = len(texts), len(labels)
+        (pairs, batch), = list(self.pair_batches(texts, labels, n * n_labels)[0])
+        logits = self.model(**batch).logits.float()  # (N * L, C) longest pairs first  Eq. (2)
+        logits = logits[torch.argsort(torch.tensor(pairs, device=logits.device))]  # (N * L, C) in pair order
+        return self._label_logits(logits.view(n, n_labels, -1), multi_label)  # (N, L)
+
+    def pair_logits(self, premises: list[str], hypotheses: list[str], *, batch_size: int = 32) -> torch.Tensor:
+        """NLI logits ``(N, C)`` of premise ``i`` with hypothesis ``i``, classes in :attr:`classes` order
+        (softmax over the last axis gives p(entailment / neutral / contradiction))."""
+        if len(premises) != len(hypotheses):
+            raise ValueError(f"got {len(premises)} premises and {len(hypotheses)} hypotheses; pass one hypothesis each")
+        with torch.inference_mode():
+            return torch.cat([self._pair_forward(premises[i : i + batch_size], hypotheses[i : i + batch_size],
+                                                 batch_size).float().cpu()
+                              for i in range(0, len(premises), batch_size)]) if premises else torch.empty(0, len(self.classes))
+
+    def _pair_forward(self, premises: list[str], hypotheses: list[str], batch_size: int) -> torch.Tensor:
+        """Logits ``(N, C)`` of row-wise pairs, in the caller's order. A pair too long for ``max_length`` is cut
+        from the premise first; the hypothesis keeps at least half the room."""
+        room = self.max_length - self.layout.n_special
+        p_ids, _ = self._tokenize(premises)
+        h_ids, _ = self._tokenize(hypotheses)
+        rows = []
+        for p, h in zip(p_ids, h_ids):
+            h_keep = min(len(h), room - min(len(p), room // 2))
+            rows.append(self.layout.assemble(self._cut(p, room - h_keep), h[:h_keep]))
+        out = [self.model(**self._pad(rows[i : i + batch_size])).logits for i in range(0, len(rows), batch_size)]
+        return torch.cat(out).float()  # (N, C)  Eq. (2)
+
+    def _class_of(self, label: str) -> int:
+        """The class id a training label names: the class name as is, or read through ``default_template``
+        (how the training loop passes labels)."""
+        for name, index in self.model.config.label2id.items():
+            if label in (name, self.default_template.replace("{}", name)):
+                return int(index)
+        raise ValueError(f"{label!r} is not one of this model's NLI classes {self.classes}")
 
     # ------------------------------------------------------------------ pairs
     def pair_batches(self, texts: list[str], hypotheses: list[str], batch_size: int

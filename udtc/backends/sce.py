@@ -30,7 +30,6 @@ encoder layers, scales); the frozen token embeddings and tokenizer are re-read f
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from udtc.backends._cache import LabelCache
 from udtc.backends._tokenize import encode
 from udtc.backends.base import Backend, Scores
 
@@ -161,13 +161,14 @@ class SCEBackend(Backend):
 
     def __init__(self, embedder: Any, word_embeddings: torch.Tensor, tokenizer: Any, model: SoftContextualizedEncoder,
                  *, embedder_name: str, encoder_name: str, layers: list[int], max_label_tokens: int = 16,
-                 multi_label_shift: float = 0.3):
+                 multi_label_shift: float = 0.15):
         self.embedder = embedder  # a CosineBackend: the frozen external sentence embedder f
         self.word_embeddings = word_embeddings.detach().float()  # (V, H) frozen token embeddings E
         self.tokenizer, self.model = tokenizer, model.eval()
         self.embedder_name, self.encoder_name, self.layers = embedder_name, encoder_name, list(layers)
         self.max_label_tokens, self.multi_label_shift = int(max_label_tokens), float(multi_label_shift)
-        self._token_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._token_cache: LabelCache[torch.Tensor] = LabelCache(_CACHE_SIZE)
+        self._text_cache: dict[str, torch.Tensor] = {}  # training only: q of each training text (App. R/S)
 
     @property
     def device(self) -> torch.device:
@@ -277,33 +278,33 @@ class SCEBackend(Backend):
     # ------------------------------------------------------------------ labels
     def label_vectors(self, labels: list[str]) -> torch.Tensor:
         """Eq. (2): the mean frozen token embedding of each label, ``(L, H)``, cached per string."""
-        missing = list(dict.fromkeys(x for x in labels if x not in self._token_cache))
-        if missing:
-            enc, _ = encode(self.tokenizer, missing, self.max_label_tokens + 2)
-            ids, mask = enc["input_ids"], enc["attention_mask"].bool()  # (M, T)
-            # user text can never produce a special token (split_special_tokens), so these are [CLS]/[SEP]/[PAD]
-            mask &= ~torch.isin(ids, torch.tensor(self.tokenizer.all_special_ids))
-            vectors = self.word_embeddings[ids] * mask[..., None]  # (M, T, H)
-            means = vectors.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # (M, H)  Eq. (2)
-            for text, vector in zip(missing, means):
-                self._token_cache[text] = vector
-        for x in labels:
-            self._token_cache.move_to_end(x)
-        while len(self._token_cache) > _CACHE_SIZE:
-            self._token_cache.popitem(last=False)
-        return torch.stack([self._token_cache[x] for x in labels]).to(self.device)
+        return torch.stack(self._token_cache.lookup(labels, self._mean_token_embeddings)).to(self.device)
+
+    def _mean_token_embeddings(self, labels: list[str]) -> torch.Tensor:
+        enc, _ = encode(self.tokenizer, labels, self.max_label_tokens + 2)
+        ids, mask = enc["input_ids"], enc["attention_mask"].bool()  # (M, T)
+        # user text can never produce a special token (split_special_tokens), so these are [CLS]/[SEP]/[PAD]
+        mask &= ~torch.isin(ids, torch.tensor(self.tokenizer.all_special_ids))
+        vectors = self.word_embeddings[ids] * mask[..., None]  # (M, T, H)
+        return vectors.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # (M, H)  Eq. (2)
 
     # ------------------------------------------------------------------ fine-tuning (optional contract)
     def trainable_module(self) -> torch.nn.Module:
         return self.model
 
     def training_logits(self, texts: list[str], labels: list[str], *, multi_label: bool) -> torch.Tensor:
-        with torch.no_grad():  # the external embedder is frozen (Sec. 2.2)
-            q, _ = self.embedder.embed(texts, len(texts))
+        # the external embedder is frozen (Sec. 2.2): each training text is embedded once, in its first
+        # epoch, and reused after (App. R/S); clear_cache() (before and after training) empties it
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        with torch.no_grad():
+            if missing:
+                self._text_cache.update(zip(missing, self.embedder.embed(missing, len(missing))[0]))
             label_emb = self.embedder.label_embeddings(labels)
+        q = torch.stack([self._text_cache[t] for t in texts])  # (B, D)
         b = len(texts)
         return self._logits(q.to(self.device), self.label_vectors(labels).expand(b, -1, -1),
                             label_emb.to(self.device).expand(b, -1, -1), multi_label)
 
     def clear_cache(self) -> None:
         self.embedder.clear_cache()
+        self._text_cache.clear()

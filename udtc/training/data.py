@@ -2,7 +2,8 @@
 
 Neither pandas nor datasets is required: both are recognised by their methods (duck typing).
 Rows with an empty text or label are skipped and counted; every other problem is an error that
-names what was found.
+names what was found. With ``hypothesis_column`` the rows are NLI premise/hypothesis pairs: each
+"text" is a ``(premise, hypothesis)`` tuple and the label an NLI class (:func:`nli_labels`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import math
 import os
 import random
+import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -22,9 +24,11 @@ from typing import Any
 
 @dataclass
 class Examples:
-    """Validated rows: one text and a tuple of labels each (exactly one unless ``multi_label``)."""
+    """Validated rows: one text and a tuple of labels each (exactly one unless ``multi_label``).
 
-    texts: list[str]
+    A text is a ``(premise, hypothesis)`` tuple when the rows were read with ``hypothesis_column``."""
+
+    texts: list[str] | list[tuple[str, str]]
     targets: list[tuple[str, ...]]
     multi_label: bool
     skipped: int = 0  # rows left out because their text or label was empty
@@ -36,6 +40,11 @@ class Examples:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def pairs(self) -> bool:
+        """True for NLI premise/hypothesis pairs."""
+        return bool(self.texts) and isinstance(self.texts[0], tuple)
 
     def counts(self) -> dict[str, int]:
         counter = Counter(x for target in self.targets for x in target)
@@ -51,33 +60,51 @@ class Examples:
 
 
 def load_examples(data: Any, *, text_column: str = "text", label_column: str = "label",
-                  label_separator: str | None = None, what: str = "train") -> Examples:
-    """Rows of ``data`` as :class:`Examples`; ``what`` names the argument in messages."""
+                  label_separator: str | None = None, what: str = "train",
+                  hypothesis_column: str | None = None) -> Examples:
+    """Rows of ``data`` as :class:`Examples`; ``what`` names the argument in messages.
+
+    ``hypothesis_column``: read premise (``text_column``) / hypothesis pairs with one label each."""
     rows, columns, class_names = _rows(data, text_column, what)
     if not rows:
         raise ValueError(f"{what} data has no rows")
-    for column, arg in ((text_column, "text_column"), (label_column, "label_column")):
+    needed = [(text_column, "text_column"), (label_column, "label_column")]
+    if hypothesis_column is not None:
+        if not isinstance(hypothesis_column, str) or hypothesis_column in (text_column, label_column):
+            raise ValueError(f"hypothesis_column must name a column other than text_column={text_column!r} (the "
+                             f"premise) and label_column={label_column!r}, got {hypothesis_column!r}")
+        if label_separator is not None:
+            raise ValueError("label_separator does not apply to premise/hypothesis pairs: each pair has one NLI label")
+        needed.append((hypothesis_column, "hypothesis_column"))
+    for column, arg in needed:
         if column not in columns:
             raise ValueError(f"{what} data has no column {column!r} ({arg}={column!r}); "
                              f"columns found: {', '.join(map(str, columns)) or 'none'}")
     if label_separator is not None and (not isinstance(label_separator, str) or not label_separator):
         raise ValueError(f"label_separator must be a non-empty string or None, got {label_separator!r}")
-    multi_label = label_separator is not None or any(isinstance(r.get(label_column), (list, tuple)) for r in rows)
+    multi_label = hypothesis_column is None and (
+        label_separator is not None or any(isinstance(r.get(label_column), (list, tuple)) for r in rows))
     texts, targets, skipped = [], [], 0
     for i, row in enumerate(rows):
         text = row.get(text_column)
+        hypothesis = row.get(hypothesis_column) if hypothesis_column is not None else ""
         target = _labels_of(row.get(label_column), label_separator, class_names.get(label_column), f"{what} row {i}")
-        if _is_empty(text) or not target:
+        if _is_empty(text) or (hypothesis_column is not None and _is_empty(hypothesis)) or not target:
             skipped += 1
             continue
-        if not isinstance(text, str):
-            raise TypeError(f"{what} row {i}: the text ({text_column!r}) is a {type(text).__name__}, not a string")
+        for value, column in ((text, text_column), (hypothesis, hypothesis_column)):
+            if not isinstance(value, str):
+                raise TypeError(f"{what} row {i}: the text ({column!r}) is a {type(value).__name__}, not a string")
+        if hypothesis_column is not None and len(target) > 1:
+            raise ValueError(f"{what} row {i} has several labels {list(target)}; a premise/hypothesis pair has one "
+                             "NLI label")
         if not multi_label and len(target) > 1:
             raise ValueError(f"{what} row {i} has several labels {list(target)}; pass label_separator=... for multi-label")
-        texts.append(text)
+        texts.append((text, hypothesis) if hypothesis_column is not None else text)
         targets.append(target)
     if skipped:
-        warnings.warn(f"{what} data: skipped {skipped} row(s) with an empty text or label", stacklevel=3)
+        empty = "premise, hypothesis" if hypothesis_column is not None else "text"
+        warnings.warn(f"{what} data: skipped {skipped} row(s) with an empty {empty} or label", stacklevel=3)
     if not texts:
         raise ValueError(f"{what} data has no row with both a text and a label ({len(rows)} row(s) read, all empty)")
     return Examples(texts, targets, multi_label, skipped)
@@ -86,6 +113,42 @@ def load_examples(data: Any, *, text_column: str = "text", label_column: str = "
 def check_train(train: Examples) -> None:
     if not train.multi_label and len(train.labels) < 2:
         raise ValueError(f"single-label training needs at least two labels, the train data has {train.labels}")
+
+
+#: the NLI class sets a new head can have, in label2id order (entailment first, so the zero-shot
+#: pipeline contrasts it with the last class: contradiction, or not_entailment)
+NLI_CLASSES = (("entailment", "neutral", "contradiction"), ("entailment", "not_entailment"))
+
+
+def nli_labels(data: Examples, classes: Sequence[str] | None, what: str = "train") -> Examples:
+    """Pair rows with each label renamed to the NLI class it names (case, spaces and '-' ignored).
+
+    ``classes``: the model's NLI classes in id order; None (a new head): the data's labels choose
+    entailment/neutral/contradiction or entailment/not_entailment. The result's ``labels`` are all
+    the classes, so training is cross-entropy over every class of the model.
+    """
+    found = [_nli_key(x) for x in data.labels]
+    if classes is None:
+        classes = next((c for c in NLI_CLASSES if set(found) <= set(c)), None)
+        if classes is None:
+            bad = [x for x in data.labels if _nli_key(x) not in {*NLI_CLASSES[0], *NLI_CLASSES[1]}]
+            problem = f"labels {bad} are not NLI classes" if bad else f"labels {data.labels} mix 3-way and 2-way classes"
+            raise ValueError(f"{what} {problem}; a new NLI head needs entailment/neutral/contradiction (3-way) or "
+                             "entailment/not_entailment (2-way) labels")
+    by_key = {_nli_key(c): c for c in classes}
+    unknown = [x for x, k in zip(data.labels, found) if k not in by_key]
+    if unknown:
+        raise ValueError(f"{what} labels {unknown} are not NLI classes of this model ({list(classes)}); "
+                         "map them to those names first")
+    targets = [tuple(by_key[_nli_key(x)] for x in target) for target in data.targets]
+    present = sorted({x for target in targets for x in target})
+    if what == "train" and len(present) < 2:
+        raise ValueError(f"NLI training needs pairs of at least two classes; the {what} data has only {present}")
+    return Examples(data.texts, targets, False, data.skipped, list(classes))
+
+
+def _nli_key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
 def sample_shots(data: Examples, shots: int, seed: int) -> Examples:
@@ -128,6 +191,8 @@ def label_examples(data: Examples, width: int = 100) -> dict[str, str]:
     """The first training text of each label, shortened for a model card table."""
     out: dict[str, str] = {}
     for text, target in zip(data.texts, data.targets):
+        if isinstance(text, tuple):
+            text = " -> ".join(text)  # premise -> hypothesis
         for label in target:
             if label not in out:
                 flat = " ".join(text.split()).replace("|", "\\|")

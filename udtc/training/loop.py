@@ -2,9 +2,14 @@
 
 A backend plugs in through the optional part of its contract (``udtc/backends/base.py``):
 ``supported_methods``, ``trainable_module()`` and ``training_logits(texts, labels, multi_label)``.
-Each step scores a batch of texts against the whole training label set, so the loss is softmax
-cross-entropy over the candidate labels (single-label) or per-label sigmoid BCE (multi-label), on
-exactly the logits ``classify`` turns into probabilities.
+Each step scores a batch of texts against the whole training label set (or, with ``negatives=k``,
+the batch's gold labels plus k sampled others), so the loss is softmax cross-entropy over the
+candidate labels (single-label) or per-label sigmoid BCE (multi-label), on exactly the logits
+``classify`` turns into probabilities; ``loss="focal"`` is the focal loss of Lin et al. (2017,
+arXiv:1708.02002) that GLiClass trains with (arXiv:2508.07662, Sec. 2.3):
+
+    FL = alpha_t * (1 - p_t) ** gamma * BCE(logit, y),   p_t = sigmoid(logit) if y else 1 - sigmoid(logit)
+    alpha_t = alpha if y else 1 - alpha
 
     AdamW (decoupled weight decay on matrices only), linear/cosine decay after a linear warmup,
     gradient accumulation, gradient clipping, mixed precision (CUDA only), evaluation after each
@@ -23,7 +28,7 @@ import math
 import os
 import random
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from udtc.training.data import Examples
 from udtc.training.metrics import counts, from_counts, indicator
 
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+LOSSES = ("auto", "ce", "bce", "focal")
 
 
 @dataclass
@@ -58,6 +64,49 @@ class TrainArgs:
     lora_dropout: float = 0.1
     lora_target_modules: list[str] | str | None = None
     progress: bool = True
+    optim: str = "adamw"  # or "adamw_8bit" (bitsandbytes AdamW8bit, CUDA)
+    gradient_checkpointing: bool = False
+    loss: str = "auto"  # "ce" (softmax), "bce" (sigmoid), "focal"; auto: ce single-label, bce multi-label
+    focal_alpha: float | None = 0.7  # focal loss weight of the positives (None: no weighting); GLiClass Table 1
+    focal_gamma: float = 2.0  # focal loss exponent (0: plain BCE)
+    negatives: int | None = None  # labels per batch: the gold ones + this many sampled others; None: all
+    label_synonyms: dict[str, list[str]] | None = None  # training label -> names it may be shown as (SCE Sec. 2.2)
+    synonym_rate: float = 0.5  # chance that a label with synonyms is shown as one of them, per batch
+
+
+def with_objective(args: TrainArgs, *, loss: str = "auto", focal_alpha: float | None = 0.7, focal_gamma: float = 2.0,
+                   negatives: int | None = None, label_synonyms: dict[str, list[str]] | None = None,
+                   synonym_rate: float = 0.5) -> TrainArgs:
+    """``args`` with the loss and label-sampling options, checked (``finetune`` calls it)."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+    if focal_alpha is not None and (isinstance(focal_alpha, bool) or not isinstance(focal_alpha, (int, float))
+                                    or not 0 <= focal_alpha <= 1):
+        raise ValueError(f"focal_alpha must be in [0, 1] or None, got {focal_alpha!r}")
+    if isinstance(focal_gamma, bool) or not isinstance(focal_gamma, (int, float)) or not focal_gamma >= 0:
+        raise ValueError(f"focal_gamma must be a number >= 0, got {focal_gamma!r}")
+    if negatives is not None and (not isinstance(negatives, int) or isinstance(negatives, bool) or negatives < 1):
+        raise ValueError(f"negatives must be a positive integer or None (all labels), got {negatives!r}")
+    if label_synonyms is not None:
+        if not isinstance(label_synonyms, dict) or not all(
+                isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(x, str) and x.strip() for x in v)
+                for k, v in label_synonyms.items()):
+            raise ValueError("label_synonyms must map each label to a list of non-empty strings, e.g. "
+                             "{'sports': ['sport', 'athletics']}")
+        label_synonyms = {k: list(dict.fromkeys(x.strip() for x in v)) for k, v in label_synonyms.items() if v}
+    if isinstance(synonym_rate, bool) or not isinstance(synonym_rate, (int, float)) or not 0 <= synonym_rate <= 1:
+        raise ValueError(f"synonym_rate must be in [0, 1], got {synonym_rate!r}")
+    return replace(args, loss=loss, focal_alpha=None if focal_alpha is None else float(focal_alpha),
+                   focal_gamma=float(focal_gamma), negatives=negatives, label_synonyms=label_synonyms or None,
+                   synonym_rate=float(synonym_rate))
+
+
+def resolve_loss(loss: str, multi_label: bool) -> str:
+    """The loss ``"auto"`` stands for; refuses softmax cross-entropy on multi-label data."""
+    if loss == "ce" and multi_label:
+        raise ValueError("loss='ce' (softmax over the labels) needs single-label data; use 'bce' or 'focal' for "
+                         "multi-label")
+    return ("bce" if multi_label else "ce") if loss == "auto" else loss
 
 
 @dataclass
@@ -169,6 +218,7 @@ def run(backend: Backend, data: Examples, eval_data: Examples | None, args: Trai
                                         find_unused_parameters=args.method in ("full", "head"))  # e.g. BERT's pooler
     label_inputs = [backend.default_template.replace("{}", x) for x in data.labels]
     targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
+    loss_kind = resolve_loss(args.loss, data.multi_label)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
     from tqdm.auto import tqdm
 
@@ -188,10 +238,14 @@ def run(backend: Backend, data: Examples, eval_data: Examples | None, args: Trai
                 group = min(accum, len(batches) - (i // accum) * accum)  # micro-batches in this optimizer step
                 stepping = (i + 1) % accum == 0 or i == len(batches) - 1
                 sync = model.no_sync() if dist.world > 1 and not stepping else nullcontext()
+                columns = _sample_labels(targets[batch], args.negatives, f"{args.seed}:{epoch}:{dist.rank}:{i}")
                 with sync:
                     with autocast():
-                        logits = model([data.texts[j] for j in batch], label_inputs, data.multi_label)  # (B, L)
-                    loss = _loss(logits.float(), targets[batch].to(logits.device), data.multi_label)
+                        names = _show_labels(data.labels, columns, args, f"{args.seed}:{epoch}:{dist.rank}:{i}")
+                        logits = model([data.texts[j] for j in batch],
+                                       [backend.default_template.replace("{}", x) for x in names],
+                                       data.multi_label)  # (B, L') over the batch's candidate labels
+                    loss = _loss(logits.float(), targets[batch][:, columns].to(logits.device), loss_kind, args)
                     (scaler.scale(loss / group) if scaler else loss / group).backward()
                 if stepping:
                     _step(optimizer, scheduler, scaler, params, args.max_grad_norm)
@@ -244,6 +298,10 @@ def evaluate(backend: Backend, data: Examples, label_inputs: list[str], batch_si
 # ---------------------------------------------------------------------------------------------- pieces
 def _prepare(backend: Backend, module: torch.nn.Module, args: TrainArgs) -> Any:
     """Mark what ``args.method`` trains; returns the PeftModel for LoRA/QLoRA, else None."""
+    if args.gradient_checkpointing:
+        from udtc.training.lora import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(module)
     if args.method in ("lora", "qlora"):
         from udtc.training.lora import add_lora
 
@@ -261,13 +319,59 @@ def _optimizer(named: dict[str, torch.nn.Parameter], args: TrainArgs) -> torch.o
     decay = [p for p in named.values() if p.ndim >= 2]  # weight matrices; not biases, norms, LoRA-free scalars
     rest = [p for p in named.values() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if args.optim == "adamw_8bit":  # QLoRA's 8-bit AdamW (Dettmers et al.); finetune checked bitsandbytes + CUDA
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit([g for g in groups if g["params"]], lr=args.learning_rate)
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=args.learning_rate)
 
 
-def _loss(logits: torch.Tensor, targets: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    if multi_label:
+def _sample_labels(targets: torch.Tensor, negatives: int | None, key: str) -> list[int]:
+    """Columns a batch is trained on: all labels, or its gold labels plus ``negatives`` others drawn
+    with ``key`` (seed, epoch, rank, batch: the same draw on a resumed run), in training-label order."""
+    n = targets.shape[1]
+    if negatives is None:
+        return list(range(n))
+    gold = targets.any(0).nonzero().flatten().tolist()
+    others = sorted(set(range(n)) - set(gold))
+    picked = random.Random(f"negatives:{key}").sample(others, min(negatives, len(others)))
+    return sorted(gold + picked)
+
+
+def _show_labels(labels: list[str], columns: list[int], args: TrainArgs, key: str) -> list[str]:
+    """Names the batch's candidate labels are shown as: each label with synonyms becomes one of them with
+    probability ``synonym_rate`` (the SCE paper's synonym augmentation, Sec. 2.2), drawn with ``key`` so a
+    resumed run shows the same names; a synonym that is another label's name is never shown."""
+    names = [labels[c] for c in columns]
+    if not args.label_synonyms:
+        return names
+    rng = random.Random(f"synonyms:{key}")
+    for k, name in enumerate(names):
+        options = args.label_synonyms.get(name)
+        if options and rng.random() < args.synonym_rate:
+            pick = rng.choice(options)
+            if pick not in names and pick not in labels:  # never the name of another training label
+                names[k] = pick
+    return names
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str, args: TrainArgs) -> torch.Tensor:
+    if kind == "bce":
         return F.binary_cross_entropy_with_logits(logits, targets)  # per-label sigmoid
+    if kind == "focal":
+        return focal_loss(logits, targets, args.focal_alpha, args.focal_gamma)
     return F.cross_entropy(logits, targets.argmax(-1))  # softmax over the candidate labels
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None, gamma: float) -> torch.Tensor:
+    """Mean sigmoid focal loss (Lin et al., 2017) over every (text, label) cell."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # (B, L)
+    p = torch.sigmoid(logits)
+    p_t = p * targets + (1 - p) * (1 - targets)  # probability of the true answer
+    loss = bce * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.mean()
 
 
 def _step(optimizer, scheduler, scaler, params, max_grad_norm: float | None) -> None:

@@ -53,6 +53,23 @@ def add_lora(backend: Backend, *, r: int, alpha: float, dropout: float,
                          "pass lora_target_modules=[...] naming its linear layers") from None
 
 
+def enable_gradient_checkpointing(module: torch.nn.Module) -> list[str]:
+    """Turn on gradient checkpointing (non-reentrant) in every outermost transformers model inside
+    ``module``; returns their names. Raises when there is none that supports it."""
+    from udtc.compat import enable_checkpointing
+
+    found: list[str] = []
+    for name, sub in module.named_modules():
+        if any(name.startswith(f"{outer}.") for outer in found if outer) or "" in found:
+            continue
+        if getattr(sub, "supports_gradient_checkpointing", False) and hasattr(sub, "gradient_checkpointing_enable"):
+            enable_checkpointing(sub)
+            found.append(name)
+    if not found:
+        raise ValueError(f"gradient_checkpointing: no transformers model inside {type(module).__name__} supports it")
+    return found
+
+
 def merge_lora(peft_model: Any, backend: Backend) -> None:
     """Fold the adapter into the base weights, in place; the backend keeps scoring with the same module."""
     merged = peft_model.merge_and_unload()
@@ -78,6 +95,7 @@ def load_with_adapter(folder: Path, config: Any, *, device: torch.device, dtype:
         raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
                                 f"which cannot be found: {err}") from None
     backend = base.backend
+    backend.prepare_adapter(folder)  # e.g. a head of the saved shape, which the adapter's modules_to_save fill
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         peft_model = PeftModel.from_pretrained(backend.trainable_module(), folder)
