@@ -402,13 +402,18 @@ def test_cli_finetune_passes_every_training_option(monkeypatch, tmp_path):
         return None, {"eval": None, "train_examples": 1, "labels": ["a"], "epochs_run": 1, "output_dir": "x"}
 
     monkeypatch.setattr(udtc.training, "finetune", fake)
+    synonyms = tmp_path / "syn.json"
+    synonyms.write_text('{"sports": ["athletics"]}', encoding="utf-8")
     main(["finetune", "--train", "t.csv", "--output", str(tmp_path / "o"), "--lora-dropout", "0.05", "--optim",
           "adamw_8bit", "--gradient-checkpointing", "--loss", "focal", "--focal-alpha", "0.5", "--focal-gamma", "1",
-          "--negatives", "3", "--no-progress"])
+          "--negatives", "3", "--label-synonyms", str(synonyms), "--synonym-rate", "0.25", "--no-progress"])
     assert seen["model"] is None and seen["method"] is None  # the default model and its preferred method
     assert (seen["lora_r"], seen["lora_alpha"], seen["lora_dropout"]) == (None, None, 0.05)  # None: the backend's
     assert (seen["optim"], seen["gradient_checkpointing"], seen["loss"]) == ("adamw_8bit", True, "focal")
     assert (seen["focal_alpha"], seen["focal_gamma"], seen["negatives"]) == (0.5, 1.0, 3)
+    assert (seen["label_synonyms"], seen["synonym_rate"]) == ({"sports": ["athletics"]}, 0.25)
+    assert main(["finetune", "--train", "t.csv", "--output", str(tmp_path / "p"), "--label-synonyms",
+                 str(tmp_path / "missing.json")]) == 2  # a clear one-line error, not a traceback
 
 
 def test_example_data_is_a_small_labelled_csv():

@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--loss", default="auto", help="auto (ce single-label, bce multi-label), ce, bce or focal")
     f.add_argument("--focal-alpha", type=float, default=0.7, help="focal loss weight of the positives")
     f.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent")
+    f.add_argument("--label-synonyms", type=Path, default=None, metavar="JSON",
+                   help='a JSON file {"label": ["other name", ...]}: labels shown as synonyms in training')
+    f.add_argument("--synonym-rate", type=float, default=0.5, help="chance a label is shown as a synonym per batch")
     f.add_argument("--negatives", type=int, default=None,
                    help="train each batch on its gold labels plus N sampled others (default: all labels)")
     f.add_argument("--seed", type=int, default=0)
@@ -100,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.set_defaults(func=_finetune)
     return parser
+
+
+def _synonyms(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"--label-synonyms: no such file {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--label-synonyms: {path} is not valid JSON ({err})") from None
 
 
 def _labels(args) -> list[str] | None:
@@ -157,7 +171,8 @@ def _finetune(args) -> int:
         lr_scheduler=args.lr_scheduler, warmup_ratio=args.warmup_ratio, patience=args.patience, lora_r=args.lora_r,
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, optim=args.optim,
         gradient_checkpointing=args.gradient_checkpointing, loss=args.loss, focal_alpha=args.focal_alpha,
-        focal_gamma=args.focal_gamma, negatives=args.negatives, seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
+        focal_gamma=args.focal_gamma, negatives=args.negatives, label_synonyms=_synonyms(args.label_synonyms),
+        synonym_rate=args.synonym_rate, seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
         output_dir=args.output, push_to_hub=args.push_to_hub, hub_private=not args.public, overwrite=args.overwrite,
         progress=not args.no_progress)
     scores = ", ".join(f"{k} {v:.4f}" for k, v in (metrics["eval"] or {}).items() if k != "examples")
