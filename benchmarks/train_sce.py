@@ -52,6 +52,27 @@ def capped_mixture(cap: int, seed: int = 0) -> list[tuple[str, str, str]]:
     return [row for part in by_source.values() for row in (rng.sample(part, cap) if len(part) > cap else part)]
 
 
+def snli_rows(n: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
+    """``n`` SNLI train premises as ``(premise, entailed hypothesis, [contradicting hypothesis])`` rows.
+
+    The premise is the text and its candidate set is made of hypotheses: the entailed one is gold, the
+    contradicting one of the same premise a hard negative (neutral ones are left out: they are not false).
+    Premises are drawn seeded from those with both kinds of hypothesis; one of each is kept.
+    """
+    from benchmarks.datasets import load_snli
+
+    if n <= 0:
+        return []
+    by_premise: dict[str, dict[str, list[str]]] = {}
+    for premise, hypothesis, label in load_snli("train").rows():
+        by_premise.setdefault(premise, {}).setdefault(label, []).append(hypothesis)
+    usable = sorted(p for p, h in by_premise.items() if h.get("entailment") and h.get("contradiction"))
+    rng = random.Random(f"sce-snli:{seed}")
+    chosen = rng.sample(usable, min(n, len(usable)))
+    return [(p, rng.choice(by_premise[p]["entailment"]), [rng.choice(by_premise[p]["contradiction"])])
+            for p in chosen]
+
+
 def _load_name(folder: Path) -> str:
     return "package:udtc/models/sce-minilm" if folder.resolve() == DEFAULT_OUTPUT else str(folder)
 
@@ -102,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=SCETrainConfig.learning_rate)
     parser.add_argument("--max-rows-per-source", type=int, default=4000,
                         help="cap each data set of the mixture (seeded sample); 0 keeps every row")
+    parser.add_argument("--snli", type=int, default=0, metavar="N",
+                        help="add N SNLI train premises whose labels are hypotheses (entailed = gold, "
+                             "contradicting = hard negative); 0 = the shipped recipe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke test: 500 rows, 20 steps, no saving")
     parser.add_argument("--threads", type=int, default=1,
@@ -115,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                          distractor_rate=args.distractor_rate, synonym_rate=args.synonym_rate,
                          learning_rate=args.learning_rate, seed=args.seed, eval_every=10 if args.quick else 150)
     rows = capped_mixture(args.max_rows_per_source)
+    extra = snli_rows(args.snli, args.seed)
     if args.quick:
-        rows = rows[::max(1, len(rows) // 500)]
+        rows, extra = rows[::max(1, len(rows) // 500)], extra[::max(1, len(extra) // 100)]
     eval_sets = {}
     for name in EVAL_SETS:
         dev, _ = dev_test(name)
@@ -124,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             dev = dev.subset(range(0, len(dev), 20))
         eval_sets[name] = (dev.texts, dev.labels, dev.label_names)
     started = time.process_time()
-    backend, history = train_sce(rows, cfg, eval_sets=eval_sets, log=lambda m: print(m, flush=True))
+    backend, history = train_sce(rows, cfg, candidate_rows=extra, eval_sets=eval_sets,
+                                 log=lambda m: print(m, flush=True))
     history["cpu_seconds"] = round(time.process_time() - started, 1)
     first, last = history["evals"][0], history["evals"][-1]
     print(f"mean held-out dev macro-F1: cosine {mean_f1(first, HELD_OUT):.2f} -> SCE {mean_f1(last, HELD_OUT):.2f}; "

@@ -218,6 +218,32 @@ def test_candidate_sets_hold_the_gold_label_once_and_no_false_negatives():
     assert len(sizes) > 2
 
 
+def test_candidate_rows_bring_their_own_label_sets(embedder, tmp_path):
+    import random
+
+    from udtc.backends.sce_train import SCETrainConfig, _row_candidates, train_sce
+
+    pool = ["a dog runs", "a cat sleeps", "nobody is outside", "two men talk", "it rains", "a child sings"]
+    rng, sizes = random.Random(0), set()
+    for _ in range(100):
+        labels, gold = _row_candidates("a dog runs", ["a cat sleeps"], pool, 5, rng)
+        sizes.add(len(labels))
+        assert labels[gold] == "a dog runs" and "a cat sleeps" in labels and len(labels) == len(set(labels)) <= 5
+    assert min(sizes) == 2 and max(sizes) == 5
+    rows = [(f"the team won the match {i}", "sports", "news") for i in range(8)]
+    rows += [(f"rain and wind in the city {i}", "weather", "news") for i in range(8)]
+    extra = [(f"a dog runs in the park {i}", "a dog runs", ["a cat sleeps"]) for i in range(8)]
+    extra += [(f"people outside in the rain {i}", "it rains", ["nobody is outside"]) for i in range(8)]
+    cfg = SCETrainConfig(embedder=str(embedder), steps=30, batch_size=16, learning_rate=1e-3, distractor_words=50,
+                         distill_weight=0.0, scale_learning_rate=0.1, eval_every=30)
+    eval_sets = {"nli": ([t for t, _, _ in extra], [g for _, g, _ in extra], ["a dog runs", "it rains"])}
+    _, history = train_sce(rows, cfg, candidate_rows=extra, eval_sets=eval_sets, cache_dir=tmp_path,
+                           log=lambda _: None)
+    assert history["data"]["candidate_rows"] == 16 and history["data"]["sources"] == {"news": 2}
+    assert history["evals"][-1]["nli"]["accuracy"] >= history["evals"][0]["nli"]["accuracy"]
+    assert sum(history["loss"][-10:]) < sum(history["loss"][:10])
+
+
 @pytest.mark.integration
 def test_the_default_model_is_the_shipped_sce_and_classifies_the_readme_example():
     clf = Classifier.from_pretrained()

@@ -8,6 +8,9 @@ Self-contained (it does not need ``udtc.finetune``):
   labels, labels of other data sets and distractor words, shuffled, 2 to ``max_labels`` in all;
 * synonym augmentation (Sec. 2.2): each label of a data set is shown under a synonym drawn from a
   preset (``SYNONYMS``, configurable) with probability ``synonym_rate``;
+* optional ``candidate_rows`` bring their own candidates (e.g. an NLI premise whose labels are
+  hypotheses: the entailed one is gold, a contradicting one a hard negative); their sets are filled
+  with other such rows' candidates, without synonyms or distractor words;
 * cross-entropy over the candidate set (Eq. 3), plus an optional distillation term that keeps the
   model close to the frozen cosine scores (App. E) on random label sets drawn from a large word list,
   so that label sets never seen in training are not forgotten.
@@ -156,6 +159,7 @@ class _LabelBank:
 
 
 def train_sce(rows: Sequence[tuple[str, str, str]], config: SCETrainConfig | None = None, *,
+              candidate_rows: Sequence[tuple[str, str, Sequence[str]]] = (),
               eval_sets: dict[str, tuple[list[str], list[str], Sequence[str]]] | None = None,
               cache_dir: str | Path = DEFAULT_CACHE, log: Callable[[str], None] = print,
               device: str = "cpu") -> tuple[SCEBackend, dict[str, Any]]:
@@ -164,6 +168,8 @@ def train_sce(rows: Sequence[tuple[str, str, str]], config: SCETrainConfig | Non
     Args:
         rows: training rows; every source needs at least two labels.
         config: the recipe (defaults: :class:`SCETrainConfig`).
+        candidate_rows: extra ``(text, gold label, hard negatives)`` rows, each with its own label set:
+            the gold, every hard negative and, up to a random size, other candidate rows' labels.
         eval_sets: ``name -> (texts, gold labels, label set)`` scored every ``eval_every`` steps
             (reporting only: the run keeps its last weights).
         cache_dir: where the external embeddings are stored between runs.
@@ -179,7 +185,8 @@ def train_sce(rows: Sequence[tuple[str, str, str]], config: SCETrainConfig | Non
     torch.manual_seed(cfg.seed)
     cache_dir = cache_folder(cfg.embedder, cache_dir)
     # data: label sets per source, renderings (synonyms) per canonical label
-    texts = [text for text, _, _ in rows]
+    texts = [text for text, _, _ in rows] + [text for text, _, _ in candidate_rows]
+    pool = list(dict.fromkeys(x for _, gold, negatives in candidate_rows for x in (gold, *negatives)))
     sources: dict[str, list[str]] = {}
     for _, label, source in rows:
         sources.setdefault(source, [])
@@ -195,7 +202,7 @@ def train_sce(rows: Sequence[tuple[str, str, str]], config: SCETrainConfig | Non
     words = distractor_vocabulary(backend.tokenizer, cfg.distractor_words)
     known = {x.lower() for forms in renderings.values() for x in forms}
     words = [w for w in words if w.lower() not in known]
-    bank_strings = list(dict.fromkeys([x for forms in renderings.values() for x in forms] + words))
+    bank_strings = list(dict.fromkeys([x for forms in renderings.values() for x in forms] + words + pool))
     q_all = embed_cached(backend, texts, cache_dir, log=log)  # (N, D), once for all epochs
     bank = _LabelBank({x: i for i, x in enumerate(bank_strings)}, backend.label_vectors(bank_strings).cpu(),
                       embed_cached(backend, bank_strings, cache_dir, log=log))
@@ -222,7 +229,7 @@ def train_sce(rows: Sequence[tuple[str, str, str]], config: SCETrainConfig | Non
     other_labels = {s: list(dict.fromkeys(x for names in sources.values() for x in names if x not in sources[s]))
                     for s in sources}  # labels of other label sets (never one of the example's own)
     history: dict[str, Any] = {"loss": [], "evals": [], "data": {
-        "rows": len(rows), "sources": {s: len(n) for s, n in sources.items()},
+        "rows": len(rows), "candidate_rows": len(candidate_rows), "sources": {s: len(n) for s, n in sources.items()},
         "distinct_label_strings": len(bank_strings), "distractor_words": len(words)}}
     if evals:
         history["evals"].append({"step": 0, **_evaluate(backend, evals)})
@@ -230,12 +237,16 @@ def train_sce(rows: Sequence[tuple[str, str, str]], config: SCETrainConfig | Non
     order: list[int] = []
     for step in range(cfg.steps):
         if len(order) < cfg.batch_size:
-            order += rng.sample(range(len(rows)), len(rows))
+            order += rng.sample(range(len(texts)), len(texts))
         batch, order = order[: cfg.batch_size], order[cfg.batch_size :]
         sets, gold = [], []
         for i in batch:
-            _, label, source = rows[i]
-            candidates = _candidates(label, source, sources, other_labels, words, blocked, renderings, cfg, rng)
+            if i < len(rows):
+                _, label, source = rows[i]
+                candidates = _candidates(label, source, sources, other_labels, words, blocked, renderings, cfg, rng)
+            else:
+                _, label, negatives = candidate_rows[i - len(rows)]
+                candidates = _row_candidates(label, negatives, pool, cfg.max_labels, rng)
             sets.append([bank.index[x] for x in candidates[0]])
             gold.append(candidates[1])
         ids, mask = _pad(sets)
@@ -294,6 +305,22 @@ def _candidates(label, source, sources, other_labels, words, blocked, renderings
     rendered = list(dict.fromkeys(rendered))
     rng.shuffle(rendered)
     return rendered, rendered.index(gold_string)
+
+
+def _row_candidates(label: str, negatives: Sequence[str], pool: Sequence[str], max_labels: int,
+                    rng: random.Random) -> tuple[list[str], int]:
+    """The gold, its hard negatives and other rows' labels from ``pool`` (shuffled), and the gold position."""
+    own = list(dict.fromkeys([label, *negatives]))
+    size = rng.randint(max(2, len(own)), max(2, max_labels, len(own)))
+    shown = list(own)
+    for _ in range(4 * size):  # a few draws may hit the row's own strings or repeat
+        if len(shown) >= size:
+            break
+        x = pool[rng.randrange(len(pool))]
+        if x not in shown:
+            shown.append(x)
+    rng.shuffle(shown)
+    return shown, shown.index(label)
 
 
 def _pad(sets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
