@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import csv
+import hashlib
 import io
 import json
 import math
@@ -38,6 +39,7 @@ import tarfile
 import tempfile
 import textwrap
 import time
+import urllib.request
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -605,9 +607,6 @@ def _pip_download(package: Package, dest: Path) -> None:
 
 def _npm_download(package: Package, dest: Path) -> None:
     """The package's tarball from the npm registry, refused unless its SHA-256 is the pinned one."""
-    import hashlib
-    import urllib.request
-
     file_name = f"{package.name.rpartition('/')[2]}-{package.version}.tgz"
     url = f"{NPM_REGISTRY}/{package.name}/-/{file_name}"
     try:

@@ -83,8 +83,10 @@ def training_rows(max_rows_per_source: int, wordnet: int, snli: int, seed: int) 
     """The recipe's data: capped mixture rows and candidate rows (WordNet hypernyms, then SNLI)."""
     from benchmarks.wordnet import hypernym_rows
 
-    unseen = {x for name in EVAL_SETS for x in load(name).label_names}  # held-out label names stay unseen
-    extra = (hypernym_rows(wordnet, seed, exclude_labels=unseen) if wordnet else []) + snli_rows(snli, seed)
+    extra = snli_rows(snli, seed)
+    if wordnet:  # the label names of the evaluation data sets stay unseen
+        unseen = {x for name in EVAL_SETS for x in load(name).label_names}
+        extra = hypernym_rows(wordnet, seed, exclude_labels=unseen) + extra
     return capped_mixture(max_rows_per_source), extra
 
 

@@ -1,6 +1,9 @@
-"""Device and dtype choices, shared by the Classifier and training."""
+"""Device, dtype and seeding choices, shared by the Classifier, backends and training."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -36,3 +39,13 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
         return _DTYPES[dtype.removeprefix("torch.")]
     raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or a torch.dtype")
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run the block on torch's CPU RNG seeded with ``seed``, leaving the global RNG as it was;
+    ``None`` draws from the global RNG as it stands (e.g. as seeded by ``finetune``)."""
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +43,7 @@ from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 from udtc.backends.gliclass_model import ENCODER_TYPES, GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
 from udtc.config import read_json, write_json
+from udtc.runtime import seeded
 
 LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
 _DEFAULT_MAX_LENGTH = 1024  # gliclass's pipeline default (the v3 models are trained on 1024 tokens)
@@ -208,9 +208,7 @@ class GLiClassBackend(Backend):
                "example_token_index": _token_id(tokenizer, EXAMPLE_TOKEN), "pad_token_id": encoder.config.pad_token_id,
                "problem_type": "multi_label_classification"}
         config = GLiClassConfig.from_dict(raw)
-        with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             _add_token_embeddings(encoder, len(tokenizer))
             module = GLiClassUniEncoder(config, encoder)
             init_head_weights(module, config.initializer_range)

@@ -40,6 +40,7 @@ from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 from udtc.backends.llm_prompt import _leading_special_ids, _pad_id
 from udtc.config import read_json, write_json
+from udtc.runtime import seeded
 
 HEAD_CONFIG, HEAD_WEIGHTS = "udtc_head.json", "udtc_head.safetensors"
 HEAD_KINDS = ("linear", "mlp")
@@ -229,9 +230,7 @@ class LlmHeadBackend(Backend):
         thresholds = thresholds if thresholds is not None else [0.5] * len(labels)
         if len(thresholds) != len(labels) or not all(0.0 < t < 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be one number in (0, 1) per label, got {thresholds!r}")
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             head = build_head(self.module.config.hidden_size, len(labels), kind, head_hidden)
         self.module.head = head.to(self.device)
         self.head_config = {"labels": list(labels), "multi_label": bool(multi_label), "head": kind,

@@ -42,6 +42,7 @@ import torch
 
 from udtc.backends._tokenize import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
+from udtc.runtime import seeded
 
 _VERY_LONG = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
 _HEAD_NAMES = ("classifier", "classification_head", "pooler", "score")  # sequence-classification heads
@@ -180,8 +181,7 @@ class NLIBackend(Backend):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "some weights were newly initialized": the head, on purpose
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 model = AutoModelForSequenceClassification.from_pretrained(
                     folder, config=config, dtype=dtype or torch.float32, use_safetensors=True,
                     trust_remote_code=trust_remote_code).to(device)
