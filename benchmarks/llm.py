@@ -48,7 +48,7 @@ def evaluate(logits: torch.Tensor, gold: list[str], labels: list[str], first_lis
 
 def prompt_variants(model, tokenizer, mode: str, texts: list[str], labels: list[str], batch_size: int) -> dict[str, torch.Tensor]:
     """Single-label logits of each (reduction, calibration) variant, as ``LlmPromptBackend.score`` computes them."""
-    from udtc.backends.llm_prompt import LlmPromptBackend
+    from udtc.backends.llm.prompt import LlmPromptBackend
 
     sums, lengths, _ = LlmPromptBackend(model, tokenizer, prompt_mode=mode).label_log_probs(texts, labels, batch_size)
     out = {}

@@ -8,7 +8,7 @@
 2. Throughput (texts/s) against the number of labels, 1 to 128: the text is embedded once, the
    labels only pass the small encoder, so the curve is nearly flat.
 
-External embeddings are cached (``udtc.backends.sce_train.embed_cached``); a sample of every data
+External embeddings are cached (``benchmarks.sce_train.embed_cached``); a sample of every data
 set is also classified end to end through ``Classifier.classify`` to check the cached path agrees.
 
     python -m benchmarks.sce            # default (< 30 min on a 2-core CPU, first run included)
@@ -36,7 +36,7 @@ MEAN_UNSEEN = "mean of unseen label sets (trec6, sms_spam, trec50)"
 
 
 def evaluate(backend, texts: list[str], gold: list[str], names: list[str], cache: Path) -> dict[str, float]:
-    from udtc.backends.sce_train import classification_metrics, embed_cached
+    from benchmarks.sce_train import classification_metrics, embed_cached
 
     q = embed_cached(backend, texts, cache)  # (N, D)
     emb = embed_cached(backend, names, cache)  # (L, D)
@@ -53,7 +53,7 @@ def cosine_metrics(backend, texts, gold, names, cache) -> dict[str, float]:
     """The cosine baseline from the same cached embeddings: argmax_y cos(f(x), f(y)) (App. E)."""
     import torch.nn.functional as F
 
-    from udtc.backends.sce_train import classification_metrics, embed_cached
+    from benchmarks.sce_train import classification_metrics, embed_cached
 
     q, emb = embed_cached(backend, texts, cache), embed_cached(backend, names, cache)
     pred = (F.normalize(q, dim=-1) @ F.normalize(emb, dim=-1).T).argmax(-1)
@@ -62,7 +62,7 @@ def cosine_metrics(backend, texts, gold, names, cache) -> dict[str, float]:
 
 def check_end_to_end(clf, backend, texts, names, cache) -> bool:
     """``Classifier.classify`` and the cached path pick the same labels on ``texts``."""
-    from udtc.backends.sce_train import embed_cached
+    from benchmarks.sce_train import embed_cached
 
     q, emb = embed_cached(backend, texts, cache), embed_cached(backend, names, cache)
     with torch.inference_mode():
@@ -73,7 +73,7 @@ def check_end_to_end(clf, backend, texts, names, cache) -> bool:
 
 def train_ablation(model_dir: Path):
     """The shipped recipe with label self-attention disabled."""
-    from udtc.backends.sce_train import SCETrainConfig, train_sce
+    from benchmarks.sce_train import SCETrainConfig, train_sce
 
     record = json.loads((model_dir / "training.json").read_text())
     recipe = record["config"]
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
 
     from udtc import Classifier
-    from udtc.backends.sce_train import cache_folder
+    from benchmarks.sce_train import cache_folder
     from udtc.defaults import COSINE_MINILM
 
     clf = Classifier.from_pretrained(args.model, device="cpu")

@@ -96,7 +96,7 @@ def _load_name(folder: Path) -> str:
 
 def model_card(record: dict, *, load_name: str, test: dict | None = None):
     """The model card of a trained SCE from its training record (and, once measured, test results)."""
-    from udtc.backends.sce import SCEBackend
+    from udtc.backends.sce.backend import SCEBackend
     from udtc.card import ModelCard
 
     cfg, first, last = record["config"], record["evals"][0], record["evals"][-1]
@@ -127,7 +127,7 @@ def model_card(record: dict, *, load_name: str, test: dict | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from udtc.backends.sce_train import SCETrainConfig, mean_f1, train_sce
+    from benchmarks.sce_train import SCETrainConfig, mean_f1, train_sce
 
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to save the model")

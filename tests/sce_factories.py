@@ -14,7 +14,7 @@ def tiny_sce(folder: Path, seed: int = 0) -> Path:
     ``label_input="tokens+embedding"`` and a non-zero SCE scale make every part of the model count.
     """
     from udtc import Classifier
-    from udtc.backends.sce import SCEBackend
+    from udtc.backends.sce.backend import SCEBackend
 
     embedder = tiny_cosine(folder.parent / f"{folder.name}-embedder", seed)
     torch.manual_seed(seed)

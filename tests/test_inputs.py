@@ -9,7 +9,7 @@ import pytest
 
 from udtc import Classifier, Prediction
 from udtc.backends import get_backend
-from udtc.backends._tokenize import encode
+from udtc.backends._text import encode
 
 
 @pytest.fixture(scope="module")

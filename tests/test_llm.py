@@ -12,8 +12,8 @@ from llm_factories import tiny_llm, write_gguf
 
 import udtc.gguf
 from udtc import Classifier
-from udtc.backends.llm_head import LORA_TARGETS, QLORA_ERROR, LlmHeadBackend, make_optimizer, with_lora, with_qlora
-from udtc.backends.llm_prompt import LlmPromptBackend
+from udtc.backends.llm.head import LORA_TARGETS, QLORA_ERROR, LlmHeadBackend, make_optimizer, with_lora, with_qlora
+from udtc.backends.llm.prompt import LlmPromptBackend
 
 CPU = torch.device("cpu")
 TEXTS = ["the team won the match with a late goal", "rain and wind in the city today",
@@ -451,7 +451,7 @@ def test_lora_adapter_over_a_gguf_package_resource_reloads_equal(llm_folder, tmp
 def test_nf4_config_and_4bit_load_arguments(llm_folder, monkeypatch):
     import transformers
 
-    from udtc.backends import llm_head
+    from udtc.backends.llm import head as llm_head
 
     config = llm_head._nf4_config()
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant

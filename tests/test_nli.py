@@ -10,7 +10,7 @@ import torch
 from factories import WORDS, tiny_nli
 
 from udtc import Classifier
-from udtc.backends.nli import NLIBackend, _class_ids
+from udtc.backends.nli.backend import NLIBackend, _class_ids
 
 LABEL_MAPS = {
     "3way": {"entailment": 0, "neutral": 1, "contradiction": 2},

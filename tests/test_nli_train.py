@@ -13,7 +13,7 @@ from factories import ROWS, TRAIN, tiny_encoder, tiny_nli
 import udtc
 from udtc import Classifier
 from udtc.backends import detect_backend
-from udtc.backends.nli import NLIBackend
+from udtc.backends.nli.backend import NLIBackend
 from udtc.cli import main
 
 LABELS = list(TRAIN)

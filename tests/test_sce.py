@@ -10,7 +10,7 @@ import torch
 from factories import tiny_cosine
 
 from udtc import Classifier
-from udtc.backends.sce import WEIGHTS_NAME, SCEBackend
+from udtc.backends.sce.backend import WEIGHTS_NAME, SCEBackend
 
 TEXTS = ["the team won the match with a late goal", "rain and wind in the city", "a new phone from the market"]
 LABELS = ["sports", "weather", "technology", "food", "music"]
@@ -113,7 +113,7 @@ def test_multi_label_is_a_shifted_logit(embedder):
 
 
 def test_train_sce_learns_and_caches_embeddings(embedder, tmp_path):
-    from udtc.backends.sce_train import SCETrainConfig, train_sce
+    from benchmarks.sce_train import SCETrainConfig, train_sce
 
     rows = [(f"the team won the match {i}", "sports", "news") for i in range(12)]
     rows += [(f"rain and wind in the city {i}", "weather", "news") for i in range(12)]
@@ -198,7 +198,7 @@ def test_shipped_model_loads_offline_and_is_order_invariant():
 def test_candidate_sets_hold_the_gold_label_once_and_no_false_negatives():
     import random
 
-    from udtc.backends.sce_train import SCETrainConfig, _candidates
+    from benchmarks.sce_train import SCETrainConfig, _candidates
 
     sources = {"news": ["sports", "weather", "politics"], "reviews": ["positive", "negative"],
                "tweets": ["positive", "negative"]}
@@ -221,7 +221,7 @@ def test_candidate_sets_hold_the_gold_label_once_and_no_false_negatives():
 def test_candidate_rows_bring_their_own_label_sets(embedder, tmp_path):
     import random
 
-    from udtc.backends.sce_train import SCETrainConfig, _row_candidates, train_sce
+    from benchmarks.sce_train import SCETrainConfig, _row_candidates, train_sce
 
     pool = ["a dog runs", "a cat sleeps", "nobody is outside", "two men talk", "it rains", "a child sings"]
     rng, sizes = random.Random(0), set()

@@ -16,12 +16,12 @@ from udtc.backends.base import Backend, Scores
 
 # name -> module holding the class; order is detection order (most specific first).
 _BUILTINS: dict[str, str] = {
-    "gliclass": "udtc.backends.gliclass:GLiClassBackend",
-    "nli": "udtc.backends.nli:NLIBackend",
-    "llm-head": "udtc.backends.llm_head:LlmHeadBackend",
-    "llm-prompt": "udtc.backends.llm_prompt:LlmPromptBackend",
-    "sce": "udtc.backends.sce:SCEBackend",
-    "cosine": "udtc.backends.cosine:CosineBackend",
+    "gliclass": "udtc.backends.gliclass.backend:GLiClassBackend",
+    "nli": "udtc.backends.nli.backend:NLIBackend",
+    "llm-head": "udtc.backends.llm.head:LlmHeadBackend",
+    "llm-prompt": "udtc.backends.llm.prompt:LlmPromptBackend",
+    "sce": "udtc.backends.sce.backend:SCEBackend",
+    "cosine": "udtc.backends.cosine.backend:CosineBackend",
 }
 
 __all__ = ["Backend", "Scores", "available_backends", "detect_backend", "get_backend"]

@@ -127,7 +127,7 @@ def finetune(
             (GLiClass's sampled negatives); None: every training label.
         label_synonyms: training label -> other names for it; in each batch a label is shown as one
             of them with probability ``synonym_rate`` (the SCE paper's synonym augmentation;
-            ``udtc.backends.sce_train.SYNONYMS`` is a preset for common labels). Evaluation and the
+            ``SYNONYMS`` in benchmarks/sce_train.py is a preset for common labels). Evaluation and the
             saved labels use the real names.
         synonym_rate: that probability, in [0, 1].
         backend: force a backend when ``model`` is a name (``"gliclass"`` on a plain encoder folder builds a
@@ -211,7 +211,7 @@ def finetune(
             if method == "qlora":
                 options["load_in_4bit"] = True
             if hypothesis_column is not None and nli_classes is None:  # a plain encoder: a new seeded NLI head
-                from udtc.backends.nli import NLIBackend
+                from udtc.backends.nli.backend import NLIBackend
                 from udtc.hub import resolve
 
                 clf = Classifier(NLIBackend.from_encoder(resolve(model), train_data.labels, seed=seed,
@@ -353,7 +353,7 @@ def _pair_mode(model, backend: str | None, method: str | None) -> tuple[str | No
 def _nli_classes(model, method: str, merge: bool, backend_options: dict) -> list[str] | None:
     """The NLI classes of the model pair training starts from (config.json only), or None for a plain
     encoder, which gets a new head."""
-    from udtc.backends.nli import NLIBackend, _read_json
+    from udtc.backends.nli.backend import NLIBackend, _read_json
     from udtc.hub import resolve
 
     if isinstance(model, Classifier):

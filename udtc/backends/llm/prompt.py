@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from udtc.backends._tokenize import _CHARS_PER_TOKEN
+from udtc.backends._text import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 
 #: the prompts by mode; ``{text}`` is the text, ``{labels}`` the comma-separated sorted label set

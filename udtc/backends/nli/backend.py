@@ -40,7 +40,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from udtc.backends._tokenize import _CHARS_PER_TOKEN
+from udtc.backends._text import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
 from udtc.runtime import seeded
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from udtc.backends._cache import LabelCache
-from udtc.backends._tokenize import encode
+from udtc.backends._text import encode
 from udtc.backends.base import Backend, Scores
 
 WEIGHTS_NAME = "sce.safetensors"
@@ -212,7 +212,7 @@ class SCEBackend(Backend):
               label_input: str = "tokens", **options: Any) -> SCEBackend:
         """A new SCE: pretrained layers ``layers`` of ``encoder`` (default: the embedder's own
         transformer), or the trained weights in ``state``."""
-        from udtc.backends.cosine import CosineBackend
+        from udtc.backends.cosine.backend import CosineBackend
         from udtc.hub import resolve
 
         f = CosineBackend.load(resolve(embedder), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
@@ -222,7 +222,7 @@ class SCEBackend(Backend):
         else:
             from transformers import AutoModel, AutoTokenizer
 
-            from udtc.backends.cosine import _read_modules
+            from udtc.backends.cosine.backend import _read_modules
 
             path = resolve(encoder)
             path = path / _read_modules(path)["transformer"]

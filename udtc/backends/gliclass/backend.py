@@ -39,9 +39,9 @@ from typing import Any, ClassVar
 import torch
 
 from udtc.backends._cache import LabelCache
-from udtc.backends._tokenize import _CHARS_PER_TOKEN
+from udtc.backends._text import _CHARS_PER_TOKEN
 from udtc.backends.base import Backend, Scores
-from udtc.backends.gliclass_model import ENCODER_TYPES, GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
+from udtc.backends.gliclass.model import ENCODER_TYPES, GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
 from udtc.config import read_json, write_json
 from udtc.runtime import seeded
 

@@ -1,0 +1,5 @@
+"""GLiClass uni-encoder (see ``backend.py`` and ``model.py``)."""
+
+from udtc.backends.gliclass.backend import GLiClassBackend
+
+__all__ = ["GLiClassBackend"]
