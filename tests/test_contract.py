@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 import udtc
 from udtc import Classifier
+from udtc.backends import get_backend
+from udtc.backends.base import Trainable
 from udtc.config import CONFIG_NAME
 
 BACKENDS = udtc.available_backends()
+TRAINABLE = [name for name in BACKENDS if issubclass(get_backend(name), Trainable)]
 TEXTS = ["the team won the match with a late goal", "rain and wind in the city", "a new phone from the market"]
 
 
@@ -112,3 +115,29 @@ def test_special_tokens_in_labels_and_texts_are_plain_text(classifiers, name):
     assert set(pred.scores) == set(labels)
     assert abs(sum(pred.scores.values()) - 1) < 1e-5
     assert all(torch.isfinite(torch.tensor(list(pred.scores.values()))))
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_training_logits_are_the_score_logits(classifiers, name, multi_label):
+    """What fine-tuning trains is what classify scores: the same logits, with autograd."""
+    backend = classifiers(name).backend
+    labels = [backend.default_template.replace("{}", x) for x in ("sports", "weather", "technology", "food")]
+    try:
+        trained = backend.training_logits(TEXTS, labels, multi_label=multi_label)
+        with torch.inference_mode():
+            scored = backend.score(TEXTS, labels, multi_label=multi_label, batch_size=32).logits
+    finally:
+        backend.clear_cache()
+    assert trained.requires_grad and trained.shape == (len(TEXTS), len(labels))
+    torch.testing.assert_close(trained.detach().float().cpu(), scored.float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_every_listed_method_has_something_to_train(tiny_models, name):
+    """A backend lists only methods it can train: "head" needs head modules once training is prepared."""
+    backend = Classifier.from_pretrained(tiny_models(name), backend=name, device="cpu").backend
+    assert backend.supported_methods <= {"full", "lora", "qlora", "head"}
+    if "head" in backend.supported_methods:
+        backend.prepare_training(["sports", "weather"], multi_label=False, method="head")
+        assert backend.head_modules, f"{name} lists method='head' but has no head modules"

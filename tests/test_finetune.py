@@ -27,6 +27,7 @@ from factories import ROWS, TRAIN
 import udtc
 from udtc import Classifier
 from udtc.backends import get_backend
+from udtc.backends.base import Trainable
 from udtc.cli import main
 from udtc.training import checkpoint as ckpt
 from udtc.training.data import check_eval, load_examples, sample_shots
@@ -42,13 +43,7 @@ def tiny(tiny_models):
     return tiny_models("cosine")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy CPU thread hand-offs cost 50x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # on a busy CPU, thread hand-offs cost tiny models 50x
 
 
 def _scores(clf, texts=TEXTS, labels=None):
@@ -153,16 +148,6 @@ def test_metrics_match_hand_computed_values():
 
 
 # ---------------------------------------------------------------------------------------------- contract
-def test_cosine_training_logits_are_the_score_logits_with_grad(tiny):
-    clf = Classifier.from_pretrained(tiny, device="cpu")
-    labels = ["sports", "weather", "food"]
-    for multi in (False, True):
-        scored = clf.backend.score(TEXTS, labels, multi_label=multi, batch_size=8).logits
-        trained = clf.backend.training_logits(TEXTS, labels, multi_label=multi)
-        assert trained.requires_grad and trained.shape == (3, 3)
-        assert torch.allclose(trained.detach(), scored, atol=1e-5)
-
-
 def test_unsupported_or_unknown_method_fails_before_any_work(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"not supported by the 'cosine' backend; it supports: full, lora"):
         udtc.finetune(tiny, ROWS, method="head", output_dir=tmp_path / "o")
@@ -180,20 +165,15 @@ def test_qlora_without_cuda_fails_at_once(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- every backend
-TRAINABLE = [(name, method) for name in udtc.available_backends()
+TRAINABLE = [(name, method) for name in udtc.available_backends() if issubclass(get_backend(name), Trainable)
              for method in sorted(get_backend(name).supported_methods - {"qlora"})]
 
 
 @pytest.mark.parametrize(("name", "method"), TRAINABLE)
 def test_every_trainable_backend_fine_tunes_saves_and_reloads(tiny_models, tmp_path, name, method):
     """The optional training contract, generated from the registry: one epoch, save, reload, same scores."""
-    try:
-        clf, metrics = udtc.finetune(tiny_models(name), ROWS, method=method, epochs=1, batch_size=6, progress=False,
-                                     output_dir=tmp_path / "o")
-    except ValueError as err:
-        if "leaves nothing to train" not in str(err):
-            raise
-        pytest.xfail(f"{name} lists {method!r} but trains nothing for it: {err}")
+    clf, metrics = udtc.finetune(tiny_models(name), ROWS, method=method, epochs=1, batch_size=6, progress=False,
+                                 output_dir=tmp_path / "o")  # a listed method that trains nothing is an error
     assert metrics["epochs_run"] == 1 and np.isfinite(metrics["train_loss"])
     again = Classifier.from_pretrained(tmp_path / "o", device="cpu")
     assert again.labels == ["sports", "weather", "food"]

@@ -52,13 +52,7 @@ EXTRA = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and much faster when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run much faster on one thread on a busy machine
 
 
 def _name(flags: dict) -> str:
@@ -261,10 +255,14 @@ def test_from_encoder_rejects_unknown_options(tmp_path):
 
 # ---------------------------------------------------------------------- label order, long inputs
 @pytest.fixture(scope="module")
-def tiny(bert_assets):
+def tiny_folder(bert_assets):
     root, tokenizer, encoder = bert_assets
-    _, folder = build_gliclass(root / "tiny", tokenizer, encoder, pooling_strategy="avg")
-    return Classifier.from_pretrained(folder, device="cpu")
+    return build_gliclass(root / "tiny", tokenizer, encoder, pooling_strategy="avg")[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_folder):
+    return Classifier.from_pretrained(tiny_folder, device="cpu")
 
 
 def test_labels_are_scored_in_sorted_order_whatever_the_caller_order(tiny):
@@ -309,16 +307,15 @@ def test_label_set_longer_than_one_pass_is_split_into_chunks(tiny):
     assert not pred.truncated
 
 
-def test_small_max_length_makes_many_chunks_and_too_long_labels_raise(bert_assets):
-    root, _, _ = bert_assets
-    clf = Classifier.from_pretrained(root / "tiny", device="cpu", max_length=40)
+def test_small_max_length_makes_many_chunks_and_too_long_labels_raise(tiny_folder):
+    clf = Classifier.from_pretrained(tiny_folder, device="cpu", max_length=40)
     labels = [w for w in WORDS if len(w) > 2][:30]
     assert len(clf.backend.build_inputs(["rain"], labels)) > 2
     assert set(clf.classify("rain in the city", labels).scores) == set(labels)
     with pytest.raises(ValueError, match="tokens; with max_length=40"):
         clf.classify("rain", ["sports", " ".join(WORDS[:40])])
     with pytest.raises(ValueError, match="max_length=4096 is out of range"):
-        Classifier.from_pretrained(root / "tiny", device="cpu", max_length=4096)
+        Classifier.from_pretrained(tiny_folder, device="cpu", max_length=4096)
 
 
 def test_special_tokens_in_prompt_examples_and_labels_are_plain_text(tiny):
@@ -332,7 +329,7 @@ def test_special_tokens_in_prompt_examples_and_labels_are_plain_text(tiny):
     assert int((ids == backend.example_id).sum()) == 1
 
 
-def test_bad_options_and_examples(tiny, bert_assets):
+def test_bad_options_and_examples(tiny, tiny_folder):
     with pytest.raises(TypeError, match="examples, prompt"):
         tiny.classify("rain", ["a", "b"], shots=3)
     with pytest.raises(TypeError, match="list of"):
@@ -341,18 +338,16 @@ def test_bad_options_and_examples(tiny, bert_assets):
         tiny.classify("rain", ["sports", "weather"], examples=[{"labels": ["sports"]}])
     with pytest.raises(TypeError, match="prompt must be a string"):
         tiny.classify("rain", ["sports", "weather"], prompt=["a", "b"])
-    root, _, _ = bert_assets
     with pytest.raises(TypeError, match="unknown options"):
-        Classifier.from_pretrained(root / "tiny", device="cpu", scale=2.0)
+        Classifier.from_pretrained(tiny_folder, device="cpu", scale=2.0)
 
 
 # ---------------------------------------------------------------------- refusals
 @pytest.mark.parametrize(("key", "value"), [("architecture_type", "bi-encoder"), ("scorer_type", "cross-attn"),
                                             ("pooling_strategy", "pass"), ("class_token_pooling", "last"),
                                             ("use_calibrator", True), ("use_segment_embeddings", True)])
-def test_unsupported_config_values_are_refused(bert_assets, tmp_path, key, value):
-    root, _, _ = bert_assets
-    shutil.copytree(root / "tiny", tmp_path / "m")
+def test_unsupported_config_values_are_refused(tiny_folder, tmp_path, key, value):
+    shutil.copytree(tiny_folder, tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     config[key] = value
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
@@ -360,9 +355,8 @@ def test_unsupported_config_values_are_refused(bert_assets, tmp_path, key, value
         Classifier.from_pretrained(tmp_path / "m", device="cpu")
 
 
-def test_unsupported_encoder_and_missing_safetensors(bert_assets, tmp_path):
-    root, _, _ = bert_assets
-    shutil.copytree(root / "tiny", tmp_path / "m")
+def test_unsupported_encoder_and_missing_safetensors(tiny_folder, tmp_path):
+    shutil.copytree(tiny_folder, tmp_path / "m")
     path = tmp_path / "m" / "config.json"
     config = json.loads(path.read_text())
     path.write_text(json.dumps({**config, "encoder_config": {**config["encoder_config"], "model_type": "t5"}}))

@@ -62,14 +62,9 @@ def assert_gliclass_agrees(folder, clf: Classifier, labels: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------- the hooks
-def test_training_logits_are_the_score_logits_with_grad_in_eval_mode(encoder):
+def test_head_modules_are_the_layers_with_weights(encoder):
+    # training_logits == score logits: the registry matrix in test_contract.py
     backend = GLiClassBackend.from_encoder(encoder, seed=0, pooling_strategy="avg", class_token_pooling="average")
-    _randomise(backend.model, 1)
-    labels = ["weather", "sports", "food", "music band"]
-    logits = backend.training_logits(TEXTS, labels, multi_label=False)
-    assert logits.requires_grad and logits.shape == (len(TEXTS), len(labels))
-    torch.testing.assert_close(logits.detach(), backend.score(TEXTS, labels, multi_label=False, batch_size=4).logits,
-                               atol=1e-5, rtol=1e-5)
     assert backend.supported_methods == {"full", "lora"}
     assert backend.head_modules == ("text_projector", "classes_projector")  # the dot scorer has no weights
 

@@ -474,7 +474,7 @@ def test_nf4_config_and_4bit_load_arguments(llm_folder, monkeypatch):
 
 def test_qlora_finetune_arguments_and_adamw_8bit_fail_at_once_without_cuda(llm_folder, tmp_path):
     import udtc
-    from udtc.training.api import _train_args
+    from udtc.training import TrainingArguments
 
     if torch.cuda.is_available():
         pytest.skip("checks the no-CUDA path")
@@ -484,13 +484,11 @@ def test_qlora_finetune_arguments_and_adamw_8bit_fail_at_once_without_cuda(llm_f
         with pytest.raises(ValueError, match=message):
             udtc.finetune(llm_folder, ROWS, backend="llm-head", method=method, optim=optim, output_dir=tmp_path / "o")
     assert not (tmp_path / "o").exists()
-    common = {"epochs": 1, "learning_rate": None, "batch_size": 4, "accumulation": 1, "max_grad_norm": 1.0,
-              "warmup_ratio": 0.1, "lr_scheduler": "linear", "weight_decay": 0.0, "patience": None,
-              "mixed_precision": "no", "seed": 0, "lora_r": None, "lora_alpha": None, "lora_dropout": None,
-              "lora_target_modules": None, "progress": False, "device": None, "has_eval": False}
-    lora = _train_args("lora", **common)
-    assert lora.gradient_checkpointing is False and lora.optim == "adamw" and lora.lora_dropout is None
-    assert _train_args("lora", **common, gradient_checkpointing=True).gradient_checkpointing is True
+    lora = TrainingArguments(method="lora").resolved(frozenset({"lora"}), {}, backend="llm-head", device=None,
+                                                     has_eval=False)
+    assert lora.gradient_checkpointing is False and lora.optim == "adamw" and lora.lora_dropout == 0.1
+    assert TrainingArguments(gradient_checkpointing=True).resolved(
+        frozenset({"lora"}), {}, backend="llm-head", device=None, has_eval=False).gradient_checkpointing is True
 
 
 def test_qlora_training_pieces_on_a_plain_cpu_model(llm_folder, monkeypatch):
@@ -502,7 +500,7 @@ def test_qlora_training_pieces_on_a_plain_cpu_model(llm_folder, monkeypatch):
 
     import peft
 
-    from udtc.training import loop
+    from udtc.training import TrainingArguments, loop
 
     calls = []
     real_prepare = peft.prepare_model_for_kbit_training
@@ -512,7 +510,7 @@ def test_qlora_training_pieces_on_a_plain_cpu_model(llm_folder, monkeypatch):
         pass
 
     backend = head_backend(llm_folder)
-    args = loop.TrainArgs(method="qlora", epochs=1, learning_rate=1e-2, batch_size=4, lora_r=8, lora_alpha=16.0,
+    args = TrainingArguments(method="qlora", epochs=1, learning_rate=1e-2, batch_size=4, lora_r=8, lora_alpha=16.0,
                           lora_dropout=0.05, optim="adamw_8bit", gradient_checkpointing=True, weight_decay=0.01)
     backend.prepare_training(["sports", "weather"], multi_label=False, method="qlora")
     peft_model = loop._prepare(backend, backend.trainable_module(), args)

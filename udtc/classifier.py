@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from udtc.backends import Backend, detect_backend, get_backend
+from udtc.backends.base import Trainable
 from udtc.card import ModelCard
-from udtc.config import CONFIG_NAME, UdtcConfig
+from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
 from udtc.hub import resolve
 from udtc.prediction import Prediction
@@ -74,16 +75,42 @@ class Classifier:
         name = backend or (config.backend if config else detect_backend(folder))
         backend_cls = get_backend(name)
         options = {**(config.options if config and config.backend == name else {}), **backend_options}
-        if (folder / "adapter_config.json").exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
-            from udtc.training.lora import load_with_adapter
-
-            impl = load_with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
+        if (folder / ADAPTER_CONFIG).exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
+            impl = cls._with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
                                      options=options, token=token)
         else:
             impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
                                  options=options)
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         return cls(impl, labels=config.labels if config else None, base_model=base)
+
+    @classmethod
+    def _with_adapter(cls, folder: Path, config: UdtcConfig | None, *, device: torch.device, dtype: torch.dtype | None,
+                      options: dict[str, Any], token: str | None) -> Backend:
+        """The backend of ``config.base_model`` with the LoRA adapter in ``folder`` merged in (peft)."""
+        if config is None or not config.base_model:
+            raise ValueError(f"{folder} holds a LoRA adapter but no udtc_config.json naming its base_model")
+        if not (folder / ADAPTER_WEIGHTS).exists():
+            raise ValueError(f"{folder} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; udtc loads safetensors only (no pickle)")
+        try:
+            base = cls.from_pretrained(config.base_model, backend=config.backend, device=device, dtype=dtype,
+                                       token=token, **options)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
+                                    f"which cannot be found: {err}") from None
+        backend = base.backend
+        if not isinstance(backend, Trainable):
+            raise ValueError(f"{folder} holds a LoRA adapter, but the {backend.name!r} backend cannot be fine-tuned")
+        from peft import PeftModel
+
+        backend.prepare_adapter(folder)  # e.g. a head of the saved shape, which the adapter's modules_to_save fill
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = PeftModel.from_pretrained(backend.trainable_module(), folder)
+        merged = peft_model.merge_and_unload()  # in place: the backend keeps scoring with the same module
+        assert merged is backend.trainable_module(), "peft replaced the module instead of merging in place"
+        backend.clear_cache()
+        return backend
 
     # ------------------------------------------------------------------ inference
     def classify(

@@ -10,6 +10,8 @@ from typing import Any
 from udtc._version import __version__
 
 CONFIG_NAME = "udtc_config.json"
+#: a LoRA adapter saved by ``udtc.finetune`` (peft's file names)
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 
 
 @dataclass

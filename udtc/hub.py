@@ -1,10 +1,13 @@
-"""Resolve ``name_or_path`` to a local folder: a folder, a file, a package resource or a Hub id."""
+"""The Hugging Face Hub and other places models come from: :func:`resolve` turns ``name_or_path`` into a
+local folder (a folder, a file, a package resource or a Hub id); :func:`upload` sends a saved folder."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
+from typing import Any
 
 from udtc.defaults import DEFAULT_MODEL, PACKAGE_INSTALL_HINTS
 
@@ -84,3 +87,25 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Path:
         ) from None
     except HfHubHTTPError as err:
         raise OSError(f"could not download {repo_id!r} from the Hub: {err}") from None
+
+
+def upload(folder: Path, repo_id: str, *, token: str, private: bool = True) -> dict[str, Any]:
+    """Create ``repo_id`` (private by default; an existing repo is reused) and upload ``folder``.
+
+    A failed upload keeps the local folder: it warns with the folder's path and the command that
+    retries, and returns ``{"repo_id", "error", "local_folder"}`` instead of raising.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="Upload udtc fine-tuned model",
+                                   ignore_patterns=["checkpoints/*", ".*"])
+    except Exception as err:  # noqa: BLE001 - network, auth, server: the trained model must not be lost either way
+        message = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        warnings.warn(f"upload to the Hub repo {repo_id!r} failed ({message}); the trained model is kept in "
+                      f"{folder.resolve()}; retry with: hf upload {repo_id} {folder.resolve()}{' --private' if private else ''}",
+                      stacklevel=3)
+        return {"repo_id": repo_id, "error": message, "local_folder": str(folder.resolve())}
+    return {"repo_id": repo_id, "url": str(url), "commit": getattr(commit, "oid", None), "private": private}

@@ -1,9 +1,12 @@
 """The backend contract: every scoring method in udtc implements this small interface.
 
-A backend scores texts against one label set and returns raw logits shaped
-``(n_texts, n_labels)`` in the caller's label order. The :class:`~udtc.Classifier` owns
-everything else (input checks, grouping texts by label set, batching, softmax/sigmoid,
-thresholds, result objects), so a backend stays a few hundred lines.
+A backend (:class:`Backend`, also exported as ``Scorer``) scores texts against one label set
+and returns raw logits shaped ``(n_texts, n_labels)`` in the caller's label order. It implements
+``detect``, ``load``, ``score`` and ``save`` and declares its options as one dataclass
+(``options_class``, a subclass of :class:`Options`), which is what ``udtc_config.json`` stores.
+The :class:`~udtc.Classifier` owns everything else (input checks, label templates, grouping texts
+by label set, batching, ``inference_mode``, softmax/sigmoid, thresholds, result objects), so a
+backend stays a few hundred lines.
 
 Normalisation rule: single-label probabilities are ``softmax(logits, -1)`` and multi-label
 probabilities are ``sigmoid(logits)``; a backend that has its own multi-label rule (e.g. NLI's
@@ -13,18 +16,20 @@ Label-set invariance is part of the contract: permuting ``labels`` must permute 
 columns and change nothing else (|difference| <= 1e-5). ``tests/test_contract.py`` checks it
 for every registered backend.
 
-Fine-tuning (optional): a backend that ``udtc.finetune`` can train lists the methods it allows in
-``supported_methods`` and implements :meth:`Backend.trainable_module` and
-:meth:`Backend.training_logits` (and :meth:`Backend.clear_cache` if it caches anything computed
-from its weights). The training loop (``udtc/training/loop.py``) owns the rest: LoRA through peft,
-the optimiser, checkpoints, evaluation, distributed runs. A backend without them is not trainable.
+Fine-tuning (optional): a backend that ``udtc.finetune`` can train also derives from
+:class:`Trainable`, lists the methods it allows in ``supported_methods`` and implements
+:meth:`Trainable.trainable_module` and :meth:`Trainable.training_logits`. Its special cases
+(a new head, extra load options, premise/hypothesis pairs) come in through the hooks of
+:class:`Trainable`; the training code (``udtc/training/``) never names a backend.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 
@@ -36,10 +41,42 @@ class Scores(NamedTuple):
     truncated: list[bool]  # per text: True when the text was cut to fit the model
 
 
+O = TypeVar("O", bound="Options")
+
+
+@dataclass
+class Options:
+    """Base of a backend's options dataclass: the fields are the options ``load`` takes and
+    ``udtc_config.json`` stores (fields with ``metadata={"saved": False}`` are load-time only)."""
+
+    @classmethod
+    def parse(cls: type[O], backend: str, given: Mapping[str, Any], *, extra: tuple[str, ...] = ()) -> O:
+        """The options in ``given``; a key that is neither a field nor in ``extra`` is a ``TypeError``
+        naming every option the backend takes. Keys in ``extra`` are left to the caller."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(given) - set(known) - set(extra))
+        if unknown:
+            raise TypeError(f"{backend} backend got unknown options {unknown}; it takes {sorted({*known, *extra})}")
+        return cls(**{k: v for k, v in given.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The saved options (JSON-serialisable), in field order."""
+        values = asdict(self)
+        return {f.name: values[f.name] for f in fields(self) if f.metadata.get("saved", True)}
+
+
+@dataclass
+class NoOptions(Options):
+    """For a backend without options."""
+
+
 class Backend(ABC):
-    """Base class of every backend. Subclasses set ``name`` and implement the five methods."""
+    """The scorer contract. Subclasses set ``name`` and ``options_class`` and implement ``detect``,
+    ``load``, ``score`` and ``save``."""
 
     name: ClassVar[str]
+    #: the backend's options: one dataclass, the single list of their names and defaults
+    options_class: ClassVar[type[Options]] = NoOptions
     #: template applied to each label (or its description) when the caller gives none
     default_template: ClassVar[str] = "{}"
     #: extra keyword arguments ``Classifier.classify`` may forward to :meth:`score`
@@ -76,24 +113,51 @@ class Backend(ABC):
         """Write the weights (safetensors only), tokenizer and backend files into ``folder``."""
 
     @property
-    @abstractmethod
     def options(self) -> dict[str, Any]:
-        """JSON-serialisable options that :meth:`load` needs to rebuild this backend exactly."""
+        """JSON-serialisable options that :meth:`load` needs to rebuild this backend exactly: the saved
+        fields of ``options_class``, read from the attributes of the same names."""
+        saved = [f.name for f in fields(self.options_class) if f.metadata.get("saved", True)]
+        return self.options_class(**{name: getattr(self, name) for name in saved}).to_dict()
 
-    # ------------------------------------------------------------------ optional: fine-tuning
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any], *, extra: tuple[str, ...] = ()) -> Any:
+        """``options`` as an ``options_class`` instance; unknown keys are a ``TypeError``."""
+        return cls.options_class.parse(cls.name, options, extra=extra)
+
+    #: BibTeX of the paper the backend implements, for model cards.
+    citation: ClassVar[str] = ""
+
+
+#: the contract's name in docs/architecture.md; ``Backend`` stays the public name
+Scorer = Backend
+
+
+class Trainable(ABC):
+    """Mixin of a backend ``udtc.finetune`` can train (``class MyBackend(Trainable, Backend)``).
+
+    The training loop (``udtc/training/``) owns LoRA through peft, the optimiser, checkpoints,
+    evaluation and distributed runs; a backend brings only what is its own, through these hooks.
+    """
+
+    name: ClassVar[str]
+    default_template: ClassVar[str]
+
     #: what ``udtc.finetune(method=...)`` may do with this backend, a subset of
     #: {"full", "lora", "qlora", "head"}; empty means the backend cannot be fine-tuned.
     #: "qlora" also means :meth:`load` accepts ``load_in_4bit=True`` (bitsandbytes NF4 weights).
     supported_methods: ClassVar[frozenset[str]] = frozenset()
-    #: names of submodules of :meth:`trainable_module` that form a task head: ``method="head"``
-    #: trains only these, LoRA trains them in full next to the adapter (peft ``modules_to_save``).
-    head_modules: ClassVar[tuple[str, ...]] = ()
     #: layers LoRA wraps by default (peft ``target_modules``); None: peft's default for the architecture.
     lora_targets: ClassVar[tuple[str, ...] | str | None] = None
     #: the backend's own defaults for ``finetune``'s ``lora_r``, ``lora_alpha``, ``lora_dropout`` (else 8, 16, 0.1)
     lora_defaults: ClassVar[dict[str, float]] = {}
-    #: BibTeX of the paper the backend implements, for model cards.
-    citation: ClassVar[str] = ""
+    #: True when the backend trains on (premise, hypothesis) pairs (``finetune(hypothesis_column=...)``)
+    trains_pairs: ClassVar[bool] = False
+
+    @property
+    def head_modules(self) -> tuple[str, ...]:
+        """Names of submodules of :meth:`trainable_module` that form a task head: ``method="head"``
+        trains only these, LoRA trains them in full next to the adapter (peft ``modules_to_save``)."""
+        return ()
 
     def prepare_training(self, labels: list[str], *, multi_label: bool, method: str) -> None:
         """Called once before training (and again before resuming) with the training labels.
@@ -102,6 +166,7 @@ class Backend(ABC):
         same shapes). The default does nothing.
         """
 
+    @abstractmethod
     def trainable_module(self) -> torch.nn.Module:
         """The module fine-tuning updates: what ``method="full"`` trains and what LoRA wraps.
 
@@ -109,15 +174,16 @@ class Backend(ABC):
         with this same object. A Hugging Face ``PreTrainedModel`` lets peft pick its default
         LoRA target layers.
         """
-        raise NotImplementedError(f"the {self.name!r} backend cannot be fine-tuned")
 
+    @abstractmethod
     def training_logits(self, texts: list[str], labels: list[str], *, multi_label: bool) -> torch.Tensor:
         """Logits ``(len(texts), len(labels))`` with autograd on, on the model's device.
 
         The same function :meth:`score` computes (so softmax cross-entropy or sigmoid BCE on them
-        trains what ``classify`` uses), without caches and without ``inference_mode``.
+        trains what ``classify`` uses), without caches and without ``inference_mode``. For
+        pair data (``trains_pairs``), ``texts`` are ``(premise, hypothesis)`` tuples and ``labels``
+        the pair classes, as named (no template).
         """
-        raise NotImplementedError(f"the {self.name!r} backend cannot be fine-tuned")
 
     def clear_cache(self) -> None:
         """Forget anything computed from the weights (called before and after training)."""
@@ -129,3 +195,31 @@ class Backend(ABC):
     def prepare_adapter(self, folder: Path) -> None:
         """Called on the freshly loaded base before the LoRA adapter in ``folder`` is loaded onto it:
         rebuild what the adapter expects (e.g. a head of the saved shape). The default does nothing."""
+
+    # ------------------------------------------------------------------ finetune hooks (classmethods: before loading)
+    @classmethod
+    def training_load_options(cls, method: str) -> dict[str, Any]:
+        """Options ``finetune`` adds when it loads the model for ``method`` (e.g. 4-bit weights for QLoRA)."""
+        return {}
+
+    @classmethod
+    def pair_classes(cls, folder: Path, *, method: str, merge: bool, options: Mapping[str, Any]) -> list[str] | None:
+        """Pair training: the classes of the model in ``folder`` (config files only), or None when it gets a
+        new head (:meth:`new_for_pairs`). Refuses what cannot be trained. Only for ``trains_pairs`` backends."""
+        raise NotImplementedError(f"the {cls.name!r} backend does not train on pairs")
+
+    def model_pair_classes(self) -> list[str]:
+        """The pair classes of this loaded model, in id order."""
+        raise NotImplementedError(f"the {self.name!r} backend does not train on pairs")
+
+    @classmethod
+    def new_for_pairs(cls, folder: Path, classes: list[str], *, seed: int, device: torch.device,
+                      **options: Any) -> Backend:
+        """A new model with a fresh seeded head over ``classes`` on the encoder in ``folder``."""
+        raise NotImplementedError(f"the {cls.name!r} backend does not train on pairs")
+
+    @classmethod
+    def pair_targets(cls, data: Any, classes: list[str] | None, what: str = "train") -> Any:
+        """Pair rows (``udtc.training.data.Examples``) with each label renamed to the class it names;
+        ``classes`` None (a new head): chosen from the data's labels."""
+        raise NotImplementedError(f"the {cls.name!r} backend does not train on pairs")

@@ -2,8 +2,8 @@
 
 Neither pandas nor datasets is required: both are recognised by their methods (duck typing).
 Rows with an empty text or label are skipped and counted; every other problem is an error that
-names what was found. With ``hypothesis_column`` the rows are NLI premise/hypothesis pairs: each
-"text" is a ``(premise, hypothesis)`` tuple and the label an NLI class (:func:`nli_labels`).
+names what was found. With ``hypothesis_column`` the rows are premise/hypothesis pairs: each
+"text" is a ``(premise, hypothesis)`` tuple and the label a pair class (the backend's ``pair_targets``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import json
 import math
 import os
 import random
-import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from udtc.io import read_rows
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Examples:
 
     @property
     def pairs(self) -> bool:
-        """True for NLI premise/hypothesis pairs."""
+        """True for premise/hypothesis pairs."""
         return bool(self.texts) and isinstance(self.texts[0], tuple)
 
     def counts(self) -> dict[str, int]:
@@ -115,42 +116,6 @@ def check_train(train: Examples) -> None:
         raise ValueError(f"single-label training needs at least two labels, the train data has {train.labels}")
 
 
-#: the NLI class sets a new head can have, in label2id order (entailment first, so the zero-shot
-#: pipeline contrasts it with the last class: contradiction, or not_entailment)
-NLI_CLASSES = (("entailment", "neutral", "contradiction"), ("entailment", "not_entailment"))
-
-
-def nli_labels(data: Examples, classes: Sequence[str] | None, what: str = "train") -> Examples:
-    """Pair rows with each label renamed to the NLI class it names (case, spaces and '-' ignored).
-
-    ``classes``: the model's NLI classes in id order; None (a new head): the data's labels choose
-    entailment/neutral/contradiction or entailment/not_entailment. The result's ``labels`` are all
-    the classes, so training is cross-entropy over every class of the model.
-    """
-    found = [_nli_key(x) for x in data.labels]
-    if classes is None:
-        classes = next((c for c in NLI_CLASSES if set(found) <= set(c)), None)
-        if classes is None:
-            bad = [x for x in data.labels if _nli_key(x) not in {*NLI_CLASSES[0], *NLI_CLASSES[1]}]
-            problem = f"labels {bad} are not NLI classes" if bad else f"labels {data.labels} mix 3-way and 2-way classes"
-            raise ValueError(f"{what} {problem}; a new NLI head needs entailment/neutral/contradiction (3-way) or "
-                             "entailment/not_entailment (2-way) labels")
-    by_key = {_nli_key(c): c for c in classes}
-    unknown = [x for x, k in zip(data.labels, found) if k not in by_key]
-    if unknown:
-        raise ValueError(f"{what} labels {unknown} are not NLI classes of this model ({list(classes)}); "
-                         "map them to those names first")
-    targets = [tuple(by_key[_nli_key(x)] for x in target) for target in data.targets]
-    present = sorted({x for target in targets for x in target})
-    if what == "train" and len(present) < 2:
-        raise ValueError(f"NLI training needs pairs of at least two classes; the {what} data has only {present}")
-    return Examples(data.texts, targets, False, data.skipped, list(classes))
-
-
-def _nli_key(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", name.strip().lower())
-
-
 def sample_shots(data: Examples, shots: int, seed: int) -> Examples:
     """``shots`` rows per label, drawn with ``seed`` (rows keep their order); warns for labels with fewer."""
     rng = random.Random(f"shots:{seed}")
@@ -204,8 +169,6 @@ def label_examples(data: Examples, width: int = 100) -> dict[str, str]:
 def _rows(data: Any, text_column: str, what: str) -> tuple[list[Mapping], list[str], dict[str, list[str]]]:
     """-> (rows as mappings, columns found, label-id -> name tables of ``datasets`` ClassLabel columns)."""
     if isinstance(data, (str, os.PathLike)):
-        from udtc.cli import read_rows
-
         path = Path(data).expanduser()
         if path.is_dir():
             raise ValueError(f"{what}={os.fspath(data)!r} is a folder; pass a .csv, .tsv or .jsonl file")

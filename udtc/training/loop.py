@@ -28,7 +28,7 @@ import math
 import os
 import random
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,70 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from udtc.backends.base import Backend
+from udtc.backends.base import Trainable
 from udtc.training import checkpoint as ckpt
+from udtc.training.args import SCHEDULERS, TrainingArguments
 from udtc.training.data import Examples
 from udtc.training.metrics import counts, from_counts, indicator
-
-SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
-LOSSES = ("auto", "ce", "bce", "focal")
-
-
-@dataclass
-class TrainArgs:
-    method: str
-    epochs: int
-    learning_rate: float
-    batch_size: int
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float | None = 1.0
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.01
-    patience: int | None = None
-    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (resolved; CUDA only)
-    seed: int = 0
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | str | None = None
-    progress: bool = True
-    optim: str = "adamw"  # or "adamw_8bit" (bitsandbytes AdamW8bit, CUDA)
-    gradient_checkpointing: bool = False
-    loss: str = "auto"  # "ce" (softmax), "bce" (sigmoid), "focal"; auto: ce single-label, bce multi-label
-    focal_alpha: float | None = 0.7  # focal loss weight of the positives (None: no weighting); GLiClass Table 1
-    focal_gamma: float = 2.0  # focal loss exponent (0: plain BCE)
-    negatives: int | None = None  # labels per batch: the gold ones + this many sampled others; None: all
-    label_synonyms: dict[str, list[str]] | None = None  # training label -> names it may be shown as (SCE Sec. 2.2)
-    synonym_rate: float = 0.5  # chance that a label with synonyms is shown as one of them, per batch
-
-
-def with_objective(args: TrainArgs, *, loss: str = "auto", focal_alpha: float | None = 0.7, focal_gamma: float = 2.0,
-                   negatives: int | None = None, label_synonyms: dict[str, list[str]] | None = None,
-                   synonym_rate: float = 0.5) -> TrainArgs:
-    """``args`` with the loss and label-sampling options, checked (``finetune`` calls it)."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    if focal_alpha is not None and (isinstance(focal_alpha, bool) or not isinstance(focal_alpha, (int, float))
-                                    or not 0 <= focal_alpha <= 1):
-        raise ValueError(f"focal_alpha must be in [0, 1] or None, got {focal_alpha!r}")
-    if isinstance(focal_gamma, bool) or not isinstance(focal_gamma, (int, float)) or not focal_gamma >= 0:
-        raise ValueError(f"focal_gamma must be a number >= 0, got {focal_gamma!r}")
-    if negatives is not None and (not isinstance(negatives, int) or isinstance(negatives, bool) or negatives < 1):
-        raise ValueError(f"negatives must be a positive integer or None (all labels), got {negatives!r}")
-    if label_synonyms is not None:
-        if not isinstance(label_synonyms, dict) or not all(
-                isinstance(k, str) and isinstance(v, (list, tuple)) and all(isinstance(x, str) and x.strip() for x in v)
-                for k, v in label_synonyms.items()):
-            raise ValueError("label_synonyms must map each label to a list of non-empty strings, e.g. "
-                             "{'sports': ['sport', 'athletics']}")
-        label_synonyms = {k: list(dict.fromkeys(x.strip() for x in v)) for k, v in label_synonyms.items() if v}
-    if isinstance(synonym_rate, bool) or not isinstance(synonym_rate, (int, float)) or not 0 <= synonym_rate <= 1:
-        raise ValueError(f"synonym_rate must be in [0, 1], got {synonym_rate!r}")
-    return replace(args, loss=loss, focal_alpha=None if focal_alpha is None else float(focal_alpha),
-                   focal_gamma=float(focal_gamma), negatives=negatives, label_synonyms=label_synonyms or None,
-                   synonym_rate=float(synonym_rate))
-
 
 def resolve_loss(loss: str, multi_label: bool) -> str:
     """The loss ``"auto"`` stands for; refuses softmax cross-entropy on multi-label data."""
@@ -161,7 +102,7 @@ class Result:
 class _Forward(torch.nn.Module):
     """What DistributedDataParallel wraps: the trained module, called through the backend."""
 
-    def __init__(self, backend: Backend, module: torch.nn.Module):
+    def __init__(self, backend: Trainable, module: torch.nn.Module):
         super().__init__()
         self.module = module
         self.backend = backend
@@ -170,7 +111,7 @@ class _Forward(torch.nn.Module):
         return self.backend.training_logits(texts, labels, multi_label=multi_label)
 
 
-def run(backend: Backend, data: Examples, eval_data: Examples | None, args: TrainArgs, output_dir: Path,
+def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: TrainingArguments, output_dir: Path,
         dist: Dist, *, resume: bool) -> Result:
     """Fine-tune ``backend`` in place on ``data``; checkpoints go to ``output_dir/checkpoints``."""
     _seed(args.seed)
@@ -216,7 +157,7 @@ def run(backend: Backend, data: Examples, eval_data: Examples | None, args: Trai
 
         model = DistributedDataParallel(forward, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
                                         find_unused_parameters=args.method in ("full", "head"))  # e.g. BERT's pooler
-    label_inputs = [backend.default_template.replace("{}", x) for x in data.labels]
+    label_inputs = label_texts(backend, data.labels, pairs=data.pairs)
     targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
     loss_kind = resolve_loss(args.loss, data.multi_label)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
@@ -243,7 +184,7 @@ def run(backend: Backend, data: Examples, eval_data: Examples | None, args: Trai
                     with autocast():
                         names = _show_labels(data.labels, columns, args, f"{args.seed}:{epoch}:{dist.rank}:{i}")
                         logits = model([data.texts[j] for j in batch],
-                                       [backend.default_template.replace("{}", x) for x in names],
+                                       label_texts(backend, names, pairs=data.pairs),
                                        data.multi_label)  # (B, L') over the batch's candidate labels
                     loss = _loss(logits.float(), targets[batch][:, columns].to(logits.device), loss_kind, args)
                     (scaler.scale(loss / group) if scaler else loss / group).backward()
@@ -273,7 +214,13 @@ def run(backend: Backend, data: Examples, eval_data: Examples | None, args: Trai
     return Result(state["history"], state["best_epoch"], state["epoch"], state["stopped_early"], resumed_from, peft_model)
 
 
-def evaluate(backend: Backend, data: Examples, label_inputs: list[str], batch_size: int, dist: Dist | None = None,
+def label_texts(backend: Trainable, names: list[str], *, pairs: bool) -> list[str]:
+    """What the model reads for each training label: the backend's default template applied, as
+    ``classify`` applies it; pair classes are passed as named."""
+    return list(names) if pairs else [backend.default_template.replace("{}", x) for x in names]
+
+
+def evaluate(backend: Trainable, data: Examples, label_inputs: list[str], batch_size: int, dist: Dist | None = None,
              autocast=nullcontext) -> dict[str, float]:
     """Accuracy, macro- and micro-F1 of the backend on ``data`` (this process's shard, counts summed)."""
     dist = dist or Dist()
@@ -296,7 +243,7 @@ def evaluate(backend: Backend, data: Examples, label_inputs: list[str], batch_si
 
 
 # ---------------------------------------------------------------------------------------------- pieces
-def _prepare(backend: Backend, module: torch.nn.Module, args: TrainArgs) -> Any:
+def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArguments) -> Any:
     """Mark what ``args.method`` trains; returns the PeftModel for LoRA/QLoRA, else None."""
     if args.gradient_checkpointing:
         from udtc.training.lora import enable_gradient_checkpointing
@@ -315,7 +262,7 @@ def _prepare(backend: Backend, module: torch.nn.Module, args: TrainArgs) -> Any:
     return None
 
 
-def _optimizer(named: dict[str, torch.nn.Parameter], args: TrainArgs) -> torch.optim.Optimizer:
+def _optimizer(named: dict[str, torch.nn.Parameter], args: TrainingArguments) -> torch.optim.Optimizer:
     decay = [p for p in named.values() if p.ndim >= 2]  # weight matrices; not biases, norms, LoRA-free scalars
     rest = [p for p in named.values() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
@@ -338,7 +285,7 @@ def _sample_labels(targets: torch.Tensor, negatives: int | None, key: str) -> li
     return sorted(gold + picked)
 
 
-def _show_labels(labels: list[str], columns: list[int], args: TrainArgs, key: str) -> list[str]:
+def _show_labels(labels: list[str], columns: list[int], args: TrainingArguments, key: str) -> list[str]:
     """Names the batch's candidate labels are shown as: each label with synonyms becomes one of them with
     probability ``synonym_rate`` (the SCE paper's synonym augmentation, Sec. 2.2), drawn with ``key`` so a
     resumed run shows the same names; a synonym that is another label's name is never shown."""
@@ -355,7 +302,7 @@ def _show_labels(labels: list[str], columns: list[int], args: TrainArgs, key: st
     return names
 
 
-def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str, args: TrainArgs) -> torch.Tensor:
+def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str, args: TrainingArguments) -> torch.Tensor:
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(logits, targets)  # per-label sigmoid
     if kind == "focal":
@@ -395,7 +342,7 @@ def _shard(n: int, seed: int, epoch: int, dist: Dist) -> list[int]:
     return order[dist.rank :: dist.world]
 
 
-def _track_best(state: dict[str, Any], record: dict[str, Any], args: TrainArgs) -> None:
+def _track_best(state: dict[str, Any], record: dict[str, Any], args: TrainingArguments) -> None:
     epoch = record["epoch"]
     if "eval" not in record:
         state["best_epoch"] = epoch

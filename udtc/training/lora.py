@@ -3,21 +3,20 @@
 peft injects the adapter into the backend's :meth:`~udtc.Backend.trainable_module` in place;
 udtc saves it the peft way (``adapter_config.json`` + ``adapter_model.safetensors``, no base
 weights) next to a ``udtc_config.json`` whose ``base_model`` names the weights it adapts. Loading
-such a folder loads the base and merges the adapter into it, so the result scores like any model.
+such a folder (``Classifier.from_pretrained``) loads the base and merges the adapter into it, so the
+result scores like any model.
 """
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from udtc.backends.base import Backend
+from udtc.backends.base import Trainable
+from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS  # noqa: F401 - re-exported
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 LORA_CITATION = """@inproceedings{hu2022lora,
   title = {{LoRA}: Low-Rank Adaptation of Large Language Models},
@@ -33,7 +32,7 @@ QLORA_CITATION = """@inproceedings{dettmers2023qlora,
 }"""
 
 
-def add_lora(backend: Backend, *, r: int, alpha: float, dropout: float,
+def add_lora(backend: Trainable, *, r: int, alpha: float, dropout: float,
              target_modules: list[str] | tuple[str, ...] | str | None, quantized: bool = False) -> Any:
     """Wrap ``backend.trainable_module()`` with a fresh LoRA adapter; returns the ``PeftModel``."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -70,34 +69,8 @@ def enable_gradient_checkpointing(module: torch.nn.Module) -> list[str]:
     return found
 
 
-def merge_lora(peft_model: Any, backend: Backend) -> None:
+def merge_lora(peft_model: Any, backend: Trainable) -> None:
     """Fold the adapter into the base weights, in place; the backend keeps scoring with the same module."""
     merged = peft_model.merge_and_unload()
     assert merged is backend.trainable_module(), "peft replaced the module instead of merging in place"
     backend.clear_cache()
-
-
-def load_with_adapter(folder: Path, config: Any, *, device: torch.device, dtype: torch.dtype | None,
-                      options: dict[str, Any], token: str | None = None) -> Backend:
-    """The backend of ``config.base_model`` with the LoRA adapter in ``folder`` merged in."""
-    from peft import PeftModel
-
-    from udtc.classifier import Classifier
-
-    if config is None or not config.base_model:
-        raise ValueError(f"{folder} holds a LoRA adapter but no udtc_config.json naming its base_model")
-    if not (folder / ADAPTER_WEIGHTS).exists():
-        raise ValueError(f"{folder} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; udtc loads safetensors only (no pickle)")
-    try:
-        base = Classifier.from_pretrained(config.base_model, backend=config.backend, device=device, dtype=dtype,
-                                          token=token, **options)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
-                                f"which cannot be found: {err}") from None
-    backend = base.backend
-    backend.prepare_adapter(folder)  # e.g. a head of the saved shape, which the adapter's modules_to_save fill
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        peft_model = PeftModel.from_pretrained(backend.trainable_module(), folder)
-    merge_lora(peft_model, backend)
-    return backend

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from udtc.backends._cache import LabelCache
-from udtc.backends._text import encode
-from udtc.backends.base import Backend, Scores
+from udtc.backends._text import LabelCache, encode
+from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.cosine.config import CosineOptions
 from udtc.config import read_json, write_json
 
 _ST = "sentence_transformers.models."
@@ -47,8 +47,9 @@ _CITATION = """@inproceedings{reimers2019sentencebert,
 }"""
 
 
-class CosineBackend(Backend):
+class CosineBackend(Trainable, Backend):
     name: ClassVar[str] = "cosine"
+    options_class: ClassVar[type[CosineOptions]] = CosineOptions
 
     def __init__(self, model, tokenizer, *, pooling: list[str], dense: list[dict], normalize: bool, max_length: int,
                  do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.1,
@@ -76,10 +77,7 @@ class CosineBackend(Backend):
              trust_remote_code: bool = False, **options: Any) -> CosineBackend:
         from transformers import AutoModel, AutoTokenizer
 
-        allowed = {"scale", "multi_label_shift", "text_prefix", "label_prefix", "max_length"}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise TypeError(f"cosine backend got unknown options {unknown}; it takes {sorted(allowed)}")
+        opts = cls.parse_options(options)
         if not folder.is_dir():
             raise ValueError(f"the cosine backend loads a folder, got the file {folder}")
         modules = _read_modules(folder)
@@ -88,10 +86,11 @@ class CosineBackend(Backend):
         kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
         model = AutoModel.from_pretrained(transformer_dir, dtype=dtype or torch.float32, **kwargs).to(device)
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
-        max_length = options.pop("max_length", None) or st_config.get("max_seq_length") or min(
+        max_length = opts.max_length or st_config.get("max_seq_length") or min(
             getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length)
         return cls(model, tokenizer, pooling=modules["pooling"], dense=modules["dense"], normalize=modules["normalize"],
-                   max_length=int(max_length), do_lower_case=bool(st_config.get("do_lower_case", False)), **options)
+                   max_length=int(max_length), do_lower_case=bool(st_config.get("do_lower_case", False)),
+                   **opts.to_dict())
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
         text_emb, truncated = self.embed([self.text_prefix + t for t in texts], batch_size)  # (N, D)
@@ -121,11 +120,6 @@ class CosineBackend(Backend):
             (folder / f"{n}_Normalize").mkdir()
         write_json(folder / "modules.json", modules)
         write_json(folder / "sentence_bert_config.json", {"max_seq_length": self.max_length, "do_lower_case": self.do_lower_case})
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"scale": self.scale, "multi_label_shift": self.multi_label_shift, "text_prefix": self.text_prefix,
-                "label_prefix": self.label_prefix}
 
     # ------------------------------------------------------------------ embedding
     def label_embeddings(self, labels: list[str], batch_size: int = 32) -> torch.Tensor:

@@ -29,7 +29,6 @@ rather than learn their slots. ``load`` on a plain encoder folder builds a new m
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, fields
@@ -38,14 +37,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from udtc.backends._cache import LabelCache
-from udtc.backends._text import _CHARS_PER_TOKEN
-from udtc.backends.base import Backend, Scores
-from udtc.backends.gliclass.model import ENCODER_TYPES, GLiClassConfig, GLiClassUniEncoder, Inputs, init_head_weights
+from udtc.backends._text import LabelCache, cap_chars, pack, special_ids, token_id
+from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.gliclass.config import NEW_MODEL_OPTIONS, GLiClassOptions
+from udtc.backends.gliclass.model import (EXAMPLE_TOKEN, LABEL_TOKEN, SEP_TOKEN, GLiClassConfig, GLiClassUniEncoder,
+                                          Inputs, build_module)
 from udtc.config import read_json, write_json
 from udtc.runtime import seeded
 
-LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
 _DEFAULT_MAX_LENGTH = 1024  # gliclass's pipeline default (the v3 models are trained on 1024 tokens)
 _MIN_TEXT_TOKENS = 64  # a label chunk leaves at least this many tokens (or max_length // 4) to the text
 _CACHE_SIZE = 4096
@@ -60,11 +59,6 @@ _CITATION = """@article{stepanov2025gliclass,
   journal = {arXiv preprint arXiv:2508.07662},
   year = {2025},
 }"""
-#: options ``from_encoder`` accepts, i.e. the gliclass config fields a new model may set
-NEW_MODEL_OPTIONS = ("pooling_strategy", "class_token_pooling", "scorer_type", "normalize_features",
-                     "extract_text_features", "prompt_first", "embed_class_token", "use_lstm", "squeeze_layers",
-                     "layer_wise", "encoder_layer_id", "hidden_size", "projector_hidden_act",
-                     "logit_scale_init_value", "initializer_range", "dropout")
 #: what ``load`` builds on a plain encoder unless told otherwise: mean pooling, as sentence encoders are
 #: trained, and label features averaged over the label's tokens (they read the label's words directly)
 NEW_MODEL_DEFAULTS = {"pooling_strategy": "avg", "class_token_pooling": "average"}
@@ -78,8 +72,9 @@ class _Chunk:
     text_budget: int  # text tokens this pass has room for
 
 
-class GLiClassBackend(Backend):
+class GLiClassBackend(Trainable, Backend):
     name: ClassVar[str] = "gliclass"
+    options_class: ClassVar[type[GLiClassOptions]] = GLiClassOptions
     score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
     lora_targets: ClassVar[str] = LORA_TARGETS
@@ -91,10 +86,10 @@ class GLiClassBackend(Backend):
         self.config: GLiClassConfig = model.config
         self.label_id, self.sep_id = self.config.class_token_index, self.config.text_token_index
         for token, expected in ((LABEL_TOKEN, self.label_id), (SEP_TOKEN, self.sep_id)):
-            if _token_id(tokenizer, token) != expected:
-                raise ValueError(f"the tokenizer maps {token} to id {_token_id(tokenizer, token)} but the gliclass "
+            if token_id(tokenizer, token) != expected:
+                raise ValueError(f"the tokenizer maps {token} to id {token_id(tokenizer, token)} but the gliclass "
                                  f"config says {expected}; the tokenizer does not belong to this model")
-        example_id = _token_id(tokenizer, EXAMPLE_TOKEN)
+        example_id = token_id(tokenizer, EXAMPLE_TOKEN)
         self.example_id = example_id if example_id == self.config.example_token_index else None
         limit = _position_limit(model.encoder_model)
         if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)):
@@ -102,20 +97,22 @@ class GLiClassBackend(Backend):
         self.max_length = max_length or min(_DEFAULT_MAX_LENGTH, limit or _DEFAULT_MAX_LENGTH)
         if self.max_length < 16 or (limit is not None and self.max_length > limit):
             raise ValueError(f"max_length={self.max_length} is out of range: this encoder reads 16 to {limit} tokens")
-        self.prefix, self.suffix = _special_ids(tokenizer)
+        self.prefix, self.suffix = special_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._label_cache: LabelCache[list[int]] = LabelCache(_CACHE_SIZE)
         self._plan_cache: OrderedDict[tuple, list[_Chunk]] = OrderedDict()
         self._tail_memo: tuple[Any, Any] = (None, None)
-        #: GLiClass's own layers (with weights): trained in full next to a LoRA adapter on the encoder
-        self.head_modules = tuple(n for n in _HEADS
-                                  if any(True for _ in getattr(model, n, torch.nn.Identity()).parameters()))
         #: how a model built on a plain encoder was initialised, so that ``load`` rebuilds it (LoRA base)
         self.init_options: dict[str, Any] = {}
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def head_modules(self) -> tuple[str, ...]:
+        """GLiClass's own layers (with weights): trained in full next to a LoRA adapter on the encoder."""
+        return tuple(n for n in _HEADS if any(True for _ in getattr(self.model, n, torch.nn.Identity()).parameters()))
 
     # ------------------------------------------------------------------ contract
     @classmethod
@@ -129,11 +126,9 @@ class GLiClassBackend(Backend):
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
-        init = {k: options.pop(k) for k in ("init_seed", *NEW_MODEL_OPTIONS) if k in options}
-        unknown = sorted(set(options) - {"max_length"})
-        if unknown:
-            raise TypeError(f"gliclass backend got unknown options {unknown}; it takes "
-                            f"{['max_length', 'trust_remote_code', 'init_seed', *NEW_MODEL_OPTIONS]}")
+        opts = cls.parse_options(options)
+        init = opts.new_model()
+        options = {"max_length": opts.max_length} if "max_length" in options else {}
         if not cls.detect(folder):  # a plain encoder: a new, untrained GLiClass model on top of it
             if "init_seed" not in init:
                 warnings.warn(f"{folder} is not a GLiClass checkpoint: built a new GLiClass model on its encoder, with "
@@ -154,7 +149,7 @@ class GLiClassBackend(Backend):
             raise ValueError(f"{folder} has no model.safetensors (pickle weights found: {found}); udtc loads safetensors "
                              "only: convert with GLiClassModel.from_pretrained(...).save_pretrained(..., safe_serialization=True)")
         state = {k.removeprefix("model."): v for k, v in load_file(weights).items()}
-        module = _build_module(config, state).to(device)
+        module = build_module(config, state).to(device)
         if dtype is not None:
             module.to(dtype)
         # the encoder's config tells AutoTokenizer the model family (it does not know model_type GLiClass)
@@ -183,39 +178,10 @@ class GLiClassBackend(Backend):
             **gliclass_options: gliclass config fields, e.g. ``pooling_strategy="avg"``, ``scorer_type="mlp"``
                 (see ``NEW_MODEL_OPTIONS``).
         """
-        from transformers import AutoModel, AutoTokenizer
+        from udtc.backends.gliclass.train import build_on_encoder
 
-        unknown = sorted(set(gliclass_options) - set(NEW_MODEL_OPTIONS))
-        if unknown:
-            raise TypeError(f"from_encoder got unknown options {unknown}; it takes {sorted(NEW_MODEL_OPTIONS)}")
-        folder = Path(path)
-        modules = read_json(folder / "modules.json", [])
-        transformer = next((m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")), "")
-        encoder_dir = folder / transformer
-        model_type = read_json(encoder_dir / "config.json", {}).get("model_type")
-        if model_type not in ENCODER_TYPES:
-            raise ValueError(f"{folder} is neither a GLiClass checkpoint (config.json with model_type 'GLiClass') nor an "
-                             f"encoder a new GLiClass model can be built on (found model_type={model_type!r}; "
-                             f"supported: {', '.join(ENCODER_TYPES)})")
-        tokenizer = AutoTokenizer.from_pretrained(encoder_dir, trust_remote_code=trust_remote_code)
-        tokenizer.add_tokens([LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN], special_tokens=True)
-        encoder = AutoModel.from_pretrained(encoder_dir, use_safetensors=True, dtype=torch.float32)
-        defaults = {f.name: f.default for f in fields(GLiClassConfig) if f.name != "encoder_config"}
-        raw = {**defaults, **gliclass_options, "model_type": "GLiClass", "architectures": ["GLiClassModel"],
-               "encoder_config": encoder.config.to_dict(), "encoder_model_name": str(encoder_dir),
-               "vocab_size": len(tokenizer), "hidden_size": gliclass_options.get("hidden_size", encoder.config.hidden_size),
-               "class_token_index": _token_id(tokenizer, LABEL_TOKEN), "text_token_index": _token_id(tokenizer, SEP_TOKEN),
-               "example_token_index": _token_id(tokenizer, EXAMPLE_TOKEN), "pad_token_id": encoder.config.pad_token_id,
-               "problem_type": "multi_label_classification"}
-        config = GLiClassConfig.from_dict(raw)
-        with seeded(seed):
-            _add_token_embeddings(encoder, len(tokenizer))
-            module = GLiClassUniEncoder(config, encoder)
-            init_head_weights(module, config.initializer_range)
-        backend = cls(module.to(device), tokenizer, raw, max_length=max_length)
-        if seed is not None:
-            backend.init_options = {"init_seed": seed, **gliclass_options}
-        return backend
+        return build_on_encoder(cls, Path(path), max_length=max_length, seed=seed, device=device,
+                                trust_remote_code=trust_remote_code, **gliclass_options)
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int,
               examples: list[dict[str, Any]] | None = None, prompt: str | None = None, **kwargs: Any) -> Scores:
@@ -253,7 +219,7 @@ class GLiClassBackend(Backend):
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, **self.init_options}
+        return GLiClassOptions(max_length=self.max_length, **self.init_options).to_dict()
 
     # ------------------------------------------------------------------ fine-tuning (udtc.finetune)
     def trainable_module(self) -> torch.nn.Module:
@@ -289,9 +255,8 @@ class GLiClassBackend(Backend):
         tail, prompt = self._tail(examples, prompt)
         chunks = self._plan(tuple(labels), len(tail), None if label_order is None else tuple(label_order))
         segments = [prompt + t for t in texts] if self.config.prompt_first and prompt else texts
-        limit = max(self.max_length * _CHARS_PER_TOKEN, 4096)
-        cut = [len(t) > limit for t in segments]
-        text_ids = self._encode([t[:limit] for t in segments])
+        capped, cut = cap_chars(segments, self.max_length)
+        text_ids = self._encode(capped)
         device, result = self.device, []
         for chunk in chunks:
             rows, block_starts = [], []
@@ -372,7 +337,7 @@ class GLiClassBackend(Backend):
             raise ValueError(f"label {labels[order[longest]]!r} is {sizes[longest] - 1} tokens; with max_length="
                              f"{self.max_length} a label may take at most {room - 1}; shorten it")
         chunks = []
-        for group in _pack(sizes, room):
+        for group in pack(sizes, room):
             block, offsets = [], []
             for j in group:
                 offsets.append(len(block))
@@ -386,68 +351,6 @@ class GLiClassBackend(Backend):
 
 
 # ---------------------------------------------------------------------- helpers
-def _add_token_embeddings(encoder: torch.nn.Module, size: int) -> None:
-    """Grow the input embeddings to ``size`` rows; new rows ~ N(mean, std) of the old rows, per dimension
-    (global torch RNG: the caller seeds it)."""
-    old = encoder.get_input_embeddings().weight.detach().clone()  # (V, H)
-    if size <= old.shape[0]:
-        return
-    encoder.resize_token_embeddings(size, mean_resizing=False)
-    new = old.mean(0) + old.std(0) * torch.randn(size - old.shape[0], old.shape[1])  # (size - V, H)
-    with torch.no_grad():
-        encoder.get_input_embeddings().weight[old.shape[0]:] = new.to(old.dtype)
-
-
-def _build_module(config: GLiClassConfig, state: dict[str, torch.Tensor]) -> GLiClassUniEncoder:
-    from transformers import AutoConfig, AutoModel
-
-    enc = {k: v for k, v in config.encoder_config.items() if k != "model_type"}
-    enc["vocab_size"] = config.vocab_size
-    encoder_config = AutoConfig.for_model(config.encoder_config["model_type"], **enc)
-    kwargs = {}
-    if config.encoder_config["model_type"] in ("bert", "roberta", "xlm-roberta") and not any(
-            k.startswith("encoder_model.pooler.") for k in state):
-        kwargs["add_pooling_layer"] = False
-    encoder = AutoModel.from_config(encoder_config, **kwargs)
-    mlp = state.get("scorer.mlp.0.weight")
-    squeeze = state.get("layer_wise_attention.W1.weight")
-    module = GLiClassUniEncoder(config, encoder, **({"mlp_hidden": mlp.shape[0]} if mlp is not None else {}),
-                                num_squeeze_layers=squeeze.shape[1] if squeeze is not None else None)
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise ValueError(f"the gliclass weights do not fit the model its config describes: {err}") from None
-    missing = [k for k in missing if not k.startswith("encoder_model.pooler.")]
-    unexpected = [k for k in unexpected if "position_embeddings" not in k and "position_ids" not in k]
-    if missing or unexpected:
-        raise ValueError(f"the gliclass weights do not match its config: missing {missing[:8]}, unexpected {unexpected[:8]}")
-    return module
-
-
-def _pack(sizes: list[int], room: int) -> list[list[int]]:
-    """Contiguous groups of labels whose sizes fit ``room``: as few as greedy packing needs, evenly filled."""
-    greedy, current, used = [], [], 0
-    for j, size in enumerate(sizes):
-        if current and used + size > room:
-            greedy.append(current)
-            current, used = [], 0
-        current.append(j)
-        used += size
-    greedy.append(current)
-    if len(greedy) == 1:
-        return greedy
-    target = math.ceil(sum(sizes) / len(greedy))
-    balanced, current, used = [], [], 0
-    for j, size in enumerate(sizes):
-        if current and (used + size > room or used >= target):
-            balanced.append(current)
-            current, used = [], 0
-        current.append(j)
-        used += size
-    balanced.append(current)
-    return balanced if len(balanced) == len(greedy) else greedy
-
-
 def _check_examples(examples: Any) -> list[dict]:
     if isinstance(examples, dict) or not isinstance(examples, (list, tuple)):
         raise TypeError("examples must be a list of {'text': ..., 'labels': [...]} dicts shared by every text, "
@@ -465,21 +368,6 @@ def _example_text(example: Any, i: int) -> str:
             raise TypeError(f"example {i}: labels must be strings, got {labels!r}")
         labels = ", ".join(labels)
     return f"{example['text']} \nLabels:\n {labels}"
-
-
-def _token_id(tokenizer: Any, token: str) -> int | None:
-    index = tokenizer.convert_tokens_to_ids(token)
-    return None if index is None or index == tokenizer.unk_token_id else int(index)
-
-
-def _special_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a single sequence (e.g. [CLS] and [SEP])."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a", add_special_tokens=True)["input_ids"]
-    for i in range(len(full) - len(plain) + 1):
-        if full[i : i + len(plain)] == plain:
-            return full[:i], full[i + len(plain):]
-    raise ValueError("cannot tell which special tokens this tokenizer adds around a sequence")
 
 
 def _position_limit(encoder: torch.nn.Module) -> int | None:

@@ -31,6 +31,8 @@ SCORERS = ("simple", "weighted-dot", "mlp")
 ENCODER_TYPES = ("bert", "deberta-v2", "deberta", "modernbert", "roberta", "xlm-roberta", "electra")
 _EPS = 1e-8  # gliclass adds it to the norm when normalize_features is on
 _MLP_SCORER_HIDDEN = 256  # gliclass builds its MLP scorer with this width whatever the config says
+#: the special tokens of the GLiClass input format (added to the encoder's tokenizer)
+LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN = "<<LABEL>>", "<<SEP>>", "<<EXAMPLE>>"
 
 
 @dataclass
@@ -320,3 +322,30 @@ def init_head_weights(module: GLiClassUniEncoder, std: float) -> None:
                     nn.init.zeros_(param)
                 else:
                     nn.init.normal_(param, std=std)
+
+
+def build_module(config: GLiClassConfig, state: dict[str, torch.Tensor]) -> GLiClassUniEncoder:
+    """The GLiClass module a saved config describes, with the weights in ``state``."""
+    from transformers import AutoConfig, AutoModel
+
+    enc = {k: v for k, v in config.encoder_config.items() if k != "model_type"}
+    enc["vocab_size"] = config.vocab_size
+    encoder_config = AutoConfig.for_model(config.encoder_config["model_type"], **enc)
+    kwargs = {}
+    if config.encoder_config["model_type"] in ("bert", "roberta", "xlm-roberta") and not any(
+            k.startswith("encoder_model.pooler.") for k in state):
+        kwargs["add_pooling_layer"] = False
+    encoder = AutoModel.from_config(encoder_config, **kwargs)
+    mlp = state.get("scorer.mlp.0.weight")
+    squeeze = state.get("layer_wise_attention.W1.weight")
+    module = GLiClassUniEncoder(config, encoder, **({"mlp_hidden": mlp.shape[0]} if mlp is not None else {}),
+                                num_squeeze_layers=squeeze.shape[1] if squeeze is not None else None)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"the gliclass weights do not fit the model its config describes: {err}") from None
+    missing = [k for k in missing if not k.startswith("encoder_model.pooler.")]
+    unexpected = [k for k in unexpected if "position_embeddings" not in k and "position_ids" not in k]
+    if missing or unexpected:
+        raise ValueError(f"the gliclass weights do not match its config: missing {missing[:8]}, unexpected {unexpected[:8]}")
+    return module

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from udtc.backends._cache import LabelCache
-from udtc.backends._text import _CHARS_PER_TOKEN
-from udtc.backends.base import Backend, Scores
-from udtc.backends.llm.prompt import _leading_special_ids, _pad_id
+from udtc.backends._text import _CHARS_PER_TOKEN, LabelCache, special_ids
+from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.llm.config import LlmHeadOptions
+from udtc.backends.llm.prompt import _pad_id
 from udtc.config import read_json, write_json
 from udtc.runtime import seeded
 
@@ -48,8 +48,6 @@ HEAD_KINDS = ("linear", "mlp")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 QLORA_ERROR = "QLoRA needs a CUDA GPU and bitsandbytes; use method='lora' on CPU"
 TRAIN_HEADS = ("linear", "mlp", "none")
-_OPTIONS = {"scale": 20.0, "multi_label_shift": 0.3, "append_eos": True, "text_prefix": "", "label_prefix": "",
-            "max_length": 1024, "padding_side": "right", "train_head": "linear", "head_hidden": None}
 _CACHE_SIZE = 65536
 
 
@@ -81,8 +79,9 @@ def build_head(hidden_size: int, n_labels: int, kind: str = "linear", head_hidde
     raise ValueError(f"not supported yet: head={kind!r} (use one of {list(HEAD_KINDS)})")
 
 
-class LlmHeadBackend(Backend):
+class LlmHeadBackend(Trainable, Backend):
     name: ClassVar[str] = "llm-head"
+    options_class: ClassVar[type[LlmHeadOptions]] = LlmHeadOptions
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "qlora", "head"})
     lora_targets: ClassVar[tuple[str, ...]] = LORA_TARGETS
     lora_defaults: ClassVar[dict[str, float]] = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.05}  # Table 1
@@ -108,13 +107,21 @@ class LlmHeadBackend(Backend):
         self.scale, self.multi_label_shift, self.append_eos = float(scale), float(multi_label_shift), bool(append_eos)
         self.text_prefix, self.label_prefix, self.max_length = text_prefix, label_prefix, int(max_length)
         self.padding_side, self.train_head, self.head_hidden = padding_side, train_head, head_hidden
-        self.head_modules = ("head",) if head is not None else ()
-        self._leading = _leading_special_ids(tokenizer)
+        self._leading = special_ids(tokenizer, strict=False)[0]
         self._label_cache: LabelCache[torch.Tensor] = LabelCache(_CACHE_SIZE)
 
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
+
+    @property
+    def head_modules(self) -> tuple[str, ...]:
+        """The fixed-label head, when there is one."""
+        return ("head",) if self.module.head is not None else ()
+
+    @classmethod
+    def training_load_options(cls, method: str) -> dict[str, Any]:
+        return {"load_in_4bit": True} if method == "qlora" else {}
 
     @property
     def labels(self) -> list[str] | None:
@@ -128,14 +135,13 @@ class LlmHeadBackend(Backend):
 
     @classmethod
     def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype | None = None,
-             trust_remote_code: bool = False, load_in_4bit: bool = False, **options: Any) -> LlmHeadBackend:
+             trust_remote_code: bool = False, **options: Any) -> LlmHeadBackend:
         from transformers import AutoModel, AutoTokenizer
 
         from udtc.gguf import gguf_to_folder, is_gguf
 
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(f"llm-head backend got unknown options {unknown}; it takes {sorted([*_OPTIONS, 'load_in_4bit'])}")
+        opts = cls.parse_options(options)
+        load_in_4bit = opts.load_in_4bit
         if load_in_4bit:
             check_qlora_available()
         if is_gguf(folder):
@@ -150,7 +156,7 @@ class LlmHeadBackend(Backend):
             backbone = backbone.to(device)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         head, head_config = _read_head(folder, backbone.config.hidden_size)
-        return cls(backbone, tokenizer, head=head, head_config=head_config, **options).to(device)
+        return cls(backbone, tokenizer, head=head, head_config=head_config, **opts.to_dict()).to(device)
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
         states, truncated = self.embed([self.text_prefix + t for t in texts], batch_size)  # (N, H)
@@ -168,12 +174,6 @@ class LlmHeadBackend(Backend):
 
             save_file({k: v.detach().float().cpu().contiguous() for k, v in self.module.head.state_dict().items()},
                       folder / HEAD_WEIGHTS)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"scale": self.scale, "multi_label_shift": self.multi_label_shift, "append_eos": self.append_eos,
-                "text_prefix": self.text_prefix, "label_prefix": self.label_prefix, "max_length": self.max_length,
-                "padding_side": self.padding_side, "train_head": self.train_head, "head_hidden": self.head_hidden}
 
     # ------------------------------------------------------------------ fine-tuning hooks
     def prepare_training(self, labels: list[str], *, multi_label: bool, method: str) -> None:
@@ -235,7 +235,6 @@ class LlmHeadBackend(Backend):
         self.module.head = head.to(self.device)
         self.head_config = {"labels": list(labels), "multi_label": bool(multi_label), "head": kind,
                             "head_hidden": head_hidden, "thresholds": [float(t) for t in thresholds]}
-        self.head_modules = ("head",)
         self.clear_cache()
 
     # ------------------------------------------------------------------ computing

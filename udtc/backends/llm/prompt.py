@@ -36,8 +36,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from udtc.backends._text import _CHARS_PER_TOKEN
+from udtc.backends._text import _CHARS_PER_TOKEN, special_ids
 from udtc.backends.base import Backend, Scores
+from udtc.backends.llm.config import LlmPromptOptions
 
 #: the prompts by mode; ``{text}`` is the text, ``{labels}`` the comma-separated sorted label set
 PROMPTS = {
@@ -50,13 +51,12 @@ PLAIN_FORMAT = "{prompt}\nAnswer: {answer}\n"
 #: content-free texts of contextual calibration (Zhao et al. 2021, Sec. 5)
 CONTENT_FREE = ("N/A", "", "[MASK]")
 _TEXT, _LABELS, _ANSWER = "\ue000udtc:text\ue000", "\ue000udtc:labels\ue000", "\ue000udtc:answer\ue000"
-_OPTIONS = {"prompt_mode": "single", "calibrate": True, "reduction": "mean", "prompt": None, "chat_template": "auto",
-            "system_prompt": None, "answer_prefix": "", "end_of_answer": True, "max_length": 1024, "kv_cache": True}
 _CACHE_SIZE = 4096
 
 
 class LlmPromptBackend(Backend):
     name: ClassVar[str] = "llm-prompt"
+    options_class: ClassVar[type[LlmPromptOptions]] = LlmPromptOptions
 
     def __init__(self, model, tokenizer, *, prompt_mode: str = "single", calibrate: bool = True, reduction: str = "mean",
                  prompt: str | None = None, chat_template: bool | str = "auto", system_prompt: str | None = None,
@@ -96,11 +96,9 @@ class LlmPromptBackend(Backend):
     @classmethod
     def load(cls, folder: Path, *, device: torch.device, dtype: torch.dtype | None = None,
              trust_remote_code: bool = False, **options: Any) -> LlmPromptBackend:
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(f"llm-prompt backend got unknown options {unknown}; it takes {sorted(_OPTIONS)}")
+        opts = cls.parse_options(options)
         model, tokenizer = load_causal_lm(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        return cls(model, tokenizer, **options)
+        return cls(model, tokenizer, **opts.to_dict())
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
         sums, lengths, truncated = self.label_log_probs(texts, labels, batch_size)  # (N, L), (L,)
@@ -115,13 +113,6 @@ class LlmPromptBackend(Backend):
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"prompt_mode": self.prompt_mode, "calibrate": self.calibrate, "reduction": self.reduction,
-                "prompt": self.prompt, "chat_template": self.chat_template, "system_prompt": self.system_prompt,
-                "answer_prefix": self.answer_prefix, "end_of_answer": self.end_of_answer, "max_length": self.max_length,
-                "kv_cache": self.kv_cache}
 
     # ------------------------------------------------------------------ scoring
     def label_log_probs(self, texts: list[str], labels: list[str], batch_size: int = 32,
@@ -261,7 +252,7 @@ class PromptBuilder:
             if i + 1 < len(chunks):  # spaces before a user piece are tokenised with it, as in running text
                 chunk, lead = _split_trailing_spaces(chunk)
             self.pieces.append(("ids", self._ids(chunk, special=True)))
-        leading = _leading_special_ids(tokenizer)
+        leading = special_ids(tokenizer, strict=False)[0]
         first = self.pieces[0][1] if self.pieces and self.pieces[0][0] == "ids" else []
         self.leading = [] if first[: len(leading)] == leading else leading  # the template may write BOS itself
 
@@ -348,17 +339,6 @@ def _sliding_window(model, prompts, answers) -> bool:
     """True when a sliding-window layer could drop prompt tokens: then the cache path is not exact."""
     window = getattr(model.config.get_text_config(), "sliding_window", None)
     return bool(window) and max(len(p) for p in prompts) + max(len(a) for a in answers) >= window
-
-
-def _leading_special_ids(tokenizer) -> list[int]:
-    """The ids the tokenizer puts before any text by default (e.g. BOS), or []."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    if plain and len(full) > len(plain):
-        for start in range(len(full) - len(plain) + 1):
-            if full[start : start + len(plain)] == plain:
-                return list(full[:start])
-    return []
 
 
 def _split_trailing_spaces(s: str) -> tuple[str, str]:

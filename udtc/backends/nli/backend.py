@@ -34,14 +34,15 @@ whatever the number of labels.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from udtc.backends._text import _CHARS_PER_TOKEN
-from udtc.backends.base import Backend, Scores
+from udtc.backends._text import cap_chars
+from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.nli.config import NLIOptions
 from udtc.runtime import seeded
 
 _VERY_LONG = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
@@ -71,8 +72,9 @@ class PairLayout(NamedTuple):
         return ids, types
 
 
-class NLIBackend(Backend):
+class NLIBackend(Trainable, Backend):
     name: ClassVar[str] = "nli"
+    options_class: ClassVar[type[NLIOptions]] = NLIOptions
     default_template: ClassVar[str] = "This example is {}."
     citation: ClassVar[str] = (
         "@inproceedings{yin-etal-2019-benchmarking,\n"
@@ -114,10 +116,7 @@ class NLIBackend(Backend):
              trust_remote_code: bool = False, **options: Any) -> NLIBackend:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        allowed = {"max_length"}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise TypeError(f"nli backend got unknown options {unknown}; it takes {sorted(allowed)}")
+        opts = cls.parse_options(options)
         if not folder.is_dir():
             raise ValueError(f"the nli backend loads a folder, got the file {folder}")
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -125,12 +124,7 @@ class NLIBackend(Backend):
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code).to(device)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        max_length = options.get("max_length")
-        if max_length is None:
-            max_length = _model_max_length(model.config, tokenizer)
-        elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
-        return cls(model, tokenizer, max_length=max_length)
+        return cls(model, tokenizer, max_length=opts.max_length or _model_max_length(model.config, tokenizer))
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
         n, n_labels = len(texts), len(labels)
@@ -152,10 +146,6 @@ class NLIBackend(Backend):
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"max_length": self.max_length}
-
     # ------------------------------------------------------------------ fine-tuning (optional contract)
     # Two kinds of training data reach ``training_logits`` (docs/finetune.md, "NLI cross-encoders"):
     # - texts (few-shot classification): the logits ``score`` returns, Eq. (3)/(4), with autograd, so
@@ -164,6 +154,27 @@ class NLIBackend(Backend):
     #   model's NLI classes and the logits are z(x, y) of Eq. (2) for those classes, so cross-entropy is the
     #   usual NLI objective over entailment / neutral / contradiction.
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    trains_pairs: ClassVar[bool] = True
+
+    @classmethod
+    def pair_classes(cls, folder: Path, *, method: str, merge: bool, options: Mapping[str, Any]) -> list[str] | None:
+        from udtc.backends.nli.train import pair_classes
+
+        return pair_classes(cls.detect(folder), folder, method=method, merge=merge, options=options)
+
+    def model_pair_classes(self) -> list[str]:
+        return self.classes
+
+    @classmethod
+    def new_for_pairs(cls, folder: Path, classes: list[str], *, seed: int, device: torch.device,
+                      **options: Any) -> NLIBackend:
+        return cls.from_encoder(folder, classes, seed=seed, device=device, **options)
+
+    @classmethod
+    def pair_targets(cls, data: Any, classes: list[str] | None, what: str = "train") -> Any:
+        from udtc.backends.nli.train import pair_targets
+
+        return pair_targets(data, classes, what)
 
     @classmethod
     def from_encoder(cls, folder: Path, classes: list[str], *, seed: int = 0, device: torch.device,
@@ -240,10 +251,9 @@ class NLIBackend(Backend):
         return torch.cat(out).float()  # (N, C)  Eq. (2)
 
     def _class_of(self, label: str) -> int:
-        """The class id a training label names: the class name as is, or read through ``default_template``
-        (how the training loop passes labels)."""
+        """The class id a pair-training label names (the training loop passes pair classes as named)."""
         for name, index in self.model.config.label2id.items():
-            if label in (name, self.default_template.replace("{}", name)):
+            if label == name:
                 return int(index)
         raise ValueError(f"{label!r} is not one of this model's NLI classes {self.classes}")
 
@@ -282,9 +292,8 @@ class NLIBackend(Backend):
 
     def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids without special tokens; special-token strings in ``texts`` stay plain text."""
-        limit = max(self.max_length * _CHARS_PER_TOKEN, 4096)
-        cut = [len(t) > limit for t in texts]
-        ids = self.tokenizer([t[:limit] for t in texts], add_special_tokens=False, split_special_tokens=True,
+        capped, cut = cap_chars(texts, self.max_length)
+        ids = self.tokenizer(capped, add_special_tokens=False, split_special_tokens=True,
                              truncation=False, verbose=False, return_attention_mask=False,
                              return_token_type_ids=False)["input_ids"]
         return ids, cut

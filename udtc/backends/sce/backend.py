@@ -37,12 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from udtc.backends._cache import LabelCache
-from udtc.backends._text import encode
-from udtc.backends.base import Backend, Scores
+from udtc.backends._text import LabelCache, encode
+from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.sce.config import LABEL_INPUTS, SCEOptions
 
 WEIGHTS_NAME = "sce.safetensors"
-LABEL_INPUTS = ("tokens", "tokens+embedding")
 _CACHE_SIZE = 65536
 _CITATION = """@article{maheshwari2026sce,
   title = {Soft Contextualized Encoder For User Defined Text Classification},
@@ -154,8 +153,9 @@ class SoftContextualizedEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- backend
-class SCEBackend(Backend):
+class SCEBackend(Trainable, Backend):
     name: ClassVar[str] = "sce"
+    options_class: ClassVar[type[SCEOptions]] = SCEOptions
     citation: ClassVar[str] = _CITATION
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full"})
 
@@ -184,11 +184,7 @@ class SCEBackend(Backend):
              trust_remote_code: bool = False, **options: Any) -> SCEBackend:
         from safetensors.torch import load_file
 
-        allowed = {"embedder", "encoder", "layers", "label_attention", "residual", "label_input",
-                   "max_label_tokens", "multi_label_shift"}
-        unknown = sorted(set(options) - allowed)
-        if unknown:
-            raise TypeError(f"sce backend got unknown options {unknown}; it takes {sorted(allowed)}")
+        cls.parse_options(options)
         if "embedder" not in options:
             raise ValueError(f"{folder}: the sce backend needs the option 'embedder' (a sentence-transformers model)")
         weights = folder / WEIGHTS_NAME
@@ -269,11 +265,11 @@ class SCEBackend(Backend):
                   folder / WEIGHTS_NAME)
 
     @property
-    def options(self) -> dict[str, Any]:
-        return {"embedder": self.embedder_name, "encoder": self.encoder_name, "layers": self.layers,
-                "label_attention": self.model.label_attention, "residual": self.model.residual,
-                "label_input": self.model.label_input, "max_label_tokens": self.max_label_tokens,
-                "multi_label_shift": self.multi_label_shift}
+    def options(self) -> dict[str, Any]:  # the names differ from the attributes (``embedder`` is the model)
+        return SCEOptions(embedder=self.embedder_name, encoder=self.encoder_name, layers=self.layers,
+                          label_attention=self.model.label_attention, residual=self.model.residual,
+                          label_input=self.model.label_input, max_label_tokens=self.max_label_tokens,
+                          multi_label_shift=self.multi_label_shift).to_dict()
 
     # ------------------------------------------------------------------ labels
     def label_vectors(self, labels: list[str]) -> torch.Tensor:
