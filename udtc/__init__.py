@@ -6,8 +6,11 @@ from udtc._version import __version__
 from udtc.backends import Backend, Scores, available_backends
 from udtc.card import ModelCard
 from udtc.classifier import Classifier
+from udtc.compat import install_moved_modules
 from udtc.defaults import DEFAULT_MODEL
 from udtc.prediction import Prediction
+
+install_moved_modules()
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -16,6 +19,7 @@ __all__ = [
     "ModelCard",
     "Prediction",
     "Scores",
+    "TrainingArguments",
     "__version__",
     "available_backends",
     "finetune",
@@ -23,9 +27,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # ``udtc.finetune`` is imported on first use, so ``import udtc`` loads no training code (nor peft).
-    if name == "finetune":
-        from udtc.training import finetune
+    # ``udtc.finetune`` and ``udtc.TrainingArguments`` are imported on first use, so ``import udtc``
+    # loads no training code (nor peft).
+    if name in ("finetune", "TrainingArguments"):
+        import udtc.training
 
-        return finetune
+        return getattr(udtc.training, name)
     raise AttributeError(f"module 'udtc' has no attribute {name!r}")

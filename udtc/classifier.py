@@ -13,7 +13,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -196,7 +196,8 @@ class Classifier:
                           "(see Prediction.truncated)", stacklevel=2)
 
         results = [
-            _prediction(text_list[i], label_sets[i][0], probs[i], multi_label, thresholds, top_k, truncated[i])
+            _prediction(text_list[i], label_sets[i][0], cast(torch.Tensor, probs[i]), multi_label, thresholds, top_k,
+                        truncated[i])
             for i in range(len(text_list))
         ]
         return results[0] if single else results
@@ -357,11 +358,12 @@ def _prediction(text: str, names: tuple[str, ...], probs: torch.Tensor, multi_la
         return thresholds
 
     if multi_label:
-        chosen = [n for n in ranked if scores[n] >= limit(n)][: top_k or None]
+        chosen = [n for n in ranked if scores[n] >= (limit(n) or 0.0)][: top_k or None]  # never None here
         label = chosen[0] if chosen else None
     else:
         best = ranked[0]
-        keep = limit(best) is None or scores[best] >= limit(best)
+        least = limit(best)
+        keep = least is None or scores[best] >= least
         label = best if keep else None
         chosen = ranked[: top_k or 1] if keep else []
     return Prediction(text=text, label=label, labels=chosen, scores=scores, multi_label=multi_label, truncated=truncated)

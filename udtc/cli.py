@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from udtc._version import __version__
 from udtc.io import read_rows, write_rows
@@ -141,7 +141,7 @@ def _classify(args) -> int:
     predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
                                threshold=args.threshold, top_k=args.top_k, template=args.template,
                                batch_size=args.batch_size, progress=None if args.input else False) if keep else []
-    by_row: dict[int, Any] = dict(zip(keep, predictions))
+    by_row: dict[int, Any] = dict(zip(keep, cast(list, predictions)))
     if args.output:
         write_rows(args.output, rows, by_row)
         print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)

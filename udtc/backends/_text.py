@@ -64,7 +64,9 @@ def token_id(tokenizer: Any, token: str) -> int | None:
 
 def pack(sizes: list[int], room: int) -> list[list[int]]:
     """Contiguous groups of labels whose sizes fit ``room``: as few as greedy packing needs, evenly filled."""
-    greedy, current, used = [], [], 0
+    greedy: list[list[int]] = []
+    current: list[int] = []
+    used = 0
     for j, size in enumerate(sizes):
         if current and used + size > room:
             greedy.append(current)
@@ -75,7 +77,8 @@ def pack(sizes: list[int], room: int) -> list[list[int]]:
     if len(greedy) == 1:
         return greedy
     target = math.ceil(sum(sizes) / len(greedy))
-    balanced, current, used = [], [], 0
+    balanced: list[list[int]] = []
+    current, used = [], 0
     for j, size in enumerate(sizes):
         if current and (used + size > room or used >= target):
             balanced.append(current)

@@ -113,6 +113,12 @@ class Backend(ABC):
         """Write the weights (safetensors only), tokenizer and backend files into ``folder``."""
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are: those of the ``model`` attribute, by convention (a backend that keeps its
+        network elsewhere overrides this)."""
+        return next(getattr(self, "model").parameters()).device
+
+    @property
     def options(self) -> dict[str, Any]:
         """JSON-serialisable options that :meth:`load` needs to rebuild this backend exactly: the saved
         fields of ``options_class``, read from the attributes of the same names."""

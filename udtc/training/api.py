@@ -8,12 +8,12 @@ import shutil
 import time
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from udtc.backends import available_backends, detect_backend, get_backend
-from udtc.backends.base import Trainable
+from udtc.backends.base import Backend, Trainable
 from udtc.card import ModelCard
 from udtc.classifier import Classifier
 from udtc.hub import resolve
@@ -85,16 +85,17 @@ def finetune(
         backend = None if isinstance(model, Classifier) else pair_cls.name
         args = replace(args, method=args.method or "full")
     if isinstance(model, Classifier):
-        given = [*backend_options, *(k for k, v in (("max_length", max_length), ("backend", backend),
-                                                     ("device", device)) if v is not None)]
-        if given:
-            raise ValueError(f"{sorted(given)} apply when finetune loads the model; model is already a Classifier, "
+        load_only = [*backend_options, *(k for k, v in (("max_length", max_length), ("backend", backend),
+                                                         ("device", device)) if v is not None)]
+        if load_only:
+            raise ValueError(f"{sorted(load_only)} apply when finetune loads the model; model is already a Classifier, "
                              "so pass them to Classifier.from_pretrained instead")
-    backend_cls = type(model.backend) if isinstance(model, Classifier) else _backend_class(model, backend)
-    trainable = issubclass(backend_cls, Trainable)
-    args = args.resolved(backend_cls.supported_methods if trainable else frozenset(),
-                         backend_cls.lora_defaults if trainable else {}, backend=backend_cls.name,
-                         device=device, has_eval=eval is not None)
+    found: type[Backend] = type(model.backend) if isinstance(model, Classifier) else _backend_class(model, backend)
+    backend_cls = found if issubclass(found, Trainable) else None
+    args = args.resolved(backend_cls.supported_methods if backend_cls else frozenset(),
+                         backend_cls.lora_defaults if backend_cls else {}, backend=found.name, device=device,
+                         has_eval=eval is not None)
+    assert args.method is not None and backend_cls is not None  # resolved() refused anything else
     method, merge, seed = args.method, args.merge, args.seed
     base_ref = _base_reference(model, method, merge)
     token = _hub_token(args.push_to_hub, args.hub_token, base_ref, method, merge)
@@ -104,7 +105,7 @@ def finetune(
                                  label_separator=label_separator, what="train", hypothesis_column=hypothesis_column)
     classes = None  # pair training: the classes of the model trained on; None: a new head
     if pair_cls is not None:
-        classes = (model.backend.model_pair_classes() if isinstance(model, Classifier)
+        classes = (cast(Trainable, model.backend).model_pair_classes() if isinstance(model, Classifier)
                    else pair_cls.pair_classes(resolve(model), method=method, merge=merge, options=backend_options))
         train_data = pair_cls.pair_targets(train_data, classes)
     if args.shots is not None:
@@ -145,7 +146,7 @@ def finetune(
             else:
                 clf = Classifier.from_pretrained(model, backend=backend, device=dist.device, **options)
         impl = clf.backend
-        assert isinstance(impl, Trainable)
+        assert isinstance(impl, Trainable)  # the class checked above
 
         # ---- train
         result = run(impl, train_data, eval_data, args, out, dist, resume=resume)
@@ -220,7 +221,7 @@ def _device_of(backend) -> torch.device:
     return next(backend.trainable_module().parameters()).device
 
 
-def _backend_class(model, backend: str | None):
+def _backend_class(model: Any, backend: str | None) -> type[Backend]:
     """The backend class ``Classifier.from_pretrained(model)`` would use, without loading weights."""
     if backend is not None:
         return get_backend(backend)
@@ -250,9 +251,10 @@ def _metrics(result, train_data: D.Examples, eval_data: D.Examples | None, secon
 
 def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments, metrics, load_name: str,
           merge: bool) -> ModelCard:
-    adapter = args.method in ("lora", "qlora")
+    method = str(args.method)
+    adapter = method in ("lora", "qlora")
     kind = " (merged into full weights)" if adapter and merge else " (adapter only: loading fetches the base model)" if adapter else ""
-    hyper = {"method": args.method + kind,
+    hyper = {"method": method + kind,
              "epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
              "gradient_accumulation_steps": args.gradient_accumulation_steps, "lr_scheduler": args.lr_scheduler,
              "warmup_ratio": args.warmup_ratio, "weight_decay": args.weight_decay, "seed": args.seed}
@@ -279,25 +281,26 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
                              QLORA_CITATION if args.method == "qlora" else "") if c]
     return ModelCard(backend=clf.backend.name, base_model=clf.base_model, labels=clf.labels,
                      title=f"udtc nli cross-encoder trained on {len(train_data)} premise/hypothesis pairs"
-                     if train_data.pairs else f"udtc {clf.backend.name} classifier fine-tuned on {len(clf.labels)} labels",
+                     if train_data.pairs else f"udtc {clf.backend.name} classifier fine-tuned on {len(clf.labels or [])} labels",
                      label_examples=D.label_examples(train_data), data_statistics=stats, hyperparameters=hyper,
                      metrics=shown, citations=citations, load_name=load_name)
 
 
 def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: ModelCard, metrics: dict) -> None:
     """Write the final model next to the checkpoints, move it into ``out``, then drop the checkpoints."""
+    backend = cast(Trainable, clf.backend)
     tmp = out / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     if peft_model is not None and not merge:
         tmp.mkdir()
         peft_model.save_pretrained(tmp)  # adapter_config.json + adapter_model.safetensors, no base weights
-        clf.backend.save_adapter_files(tmp)  # e.g. a head's config and the tokenizer
+        backend.save_adapter_files(tmp)  # e.g. a head's config and the tokenizer
         clf.config.save(tmp)
         (tmp / "README.md").write_text(card.render(), encoding="utf-8")
-        merge_lora(peft_model, clf.backend)  # in memory the classifier scores like the reloaded folder
+        merge_lora(peft_model, backend)  # in memory the classifier scores like the reloaded folder
     else:
         if peft_model is not None:
-            merge_lora(peft_model, clf.backend)
+            merge_lora(peft_model, backend)
         clf.save_pretrained(tmp, card=card)
     (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     for item in tmp.iterdir():

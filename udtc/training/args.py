@@ -181,7 +181,7 @@ class TrainingArguments:
             mixed_precision=_mixed_precision(self.mixed_precision, device),
             gradient_checkpointing=method == "qlora" if self.gradient_checkpointing is None
             else bool(self.gradient_checkpointing),
-            lora_r=lora["lora_r"], lora_alpha=float(lora["lora_alpha"]), lora_dropout=float(lora["lora_dropout"]))
+            lora_r=int(lora["lora_r"]), lora_alpha=float(lora["lora_alpha"]), lora_dropout=float(lora["lora_dropout"]))
 
     def training_settings(self) -> dict[str, Any]:
         """The fields that decide what a run computes (recorded in ``checkpoints/run.json`` for resuming)."""

@@ -186,7 +186,7 @@ def host_rng_state() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {"python": [version, list(internal), gauss],
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+            "numpy": [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)]}
 
 
 def set_host_rng_state(state: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ class Examples:
 
     A text is a ``(premise, hypothesis)`` tuple when the rows were read with ``hypothesis_column``."""
 
-    texts: list[str] | list[tuple[str, str]]
+    texts: list[Any]  # strings, or (premise, hypothesis) tuples
     targets: list[tuple[str, ...]]
     multi_label: bool
     skipped: int = 0  # rows left out because their text or label was empty
@@ -93,7 +93,7 @@ def load_examples(data: Any, *, text_column: str = "text", label_column: str = "
         if _is_empty(text) or (hypothesis_column is not None and _is_empty(hypothesis)) or not target:
             skipped += 1
             continue
-        for value, column in ((text, text_column), (hypothesis, hypothesis_column)):
+        for value, column in ((text, text_column), (hypothesis, str(hypothesis_column))):
             if not isinstance(value, str):
                 raise TypeError(f"{what} row {i}: the text ({column!r}) is a {type(value).__name__}, not a string")
         if hypothesis_column is not None and len(target) > 1:
@@ -166,7 +166,7 @@ def label_examples(data: Examples, width: int = 100) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _rows(data: Any, text_column: str, what: str) -> tuple[list[Mapping], list[str], dict[str, list[str]]]:
+def _rows(data: Any, text_column: str, what: str) -> tuple[list[Any], list[str], dict[str, list[str]]]:
     """-> (rows as mappings, columns found, label-id -> name tables of ``datasets`` ClassLabel columns)."""
     if isinstance(data, (str, os.PathLike)):
         path = Path(data).expanduser()

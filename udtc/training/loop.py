@@ -30,7 +30,7 @@ import random
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -115,6 +115,7 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
         dist: Dist, *, resume: bool) -> Result:
     """Fine-tune ``backend`` in place on ``data``; checkpoints go to ``output_dir/checkpoints``."""
     _seed(args.seed)
+    assert args.method is not None, "run() takes TrainingArguments.resolved(...)"
     backend.prepare_training(list(data.labels), multi_label=data.multi_label, method=args.method)
     module = backend.trainable_module()
     peft_model = _prepare(backend, module, args)
@@ -178,7 +179,7 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
             for i, batch in enumerate(batches):
                 group = min(accum, len(batches) - (i // accum) * accum)  # micro-batches in this optimizer step
                 stepping = (i + 1) % accum == 0 or i == len(batches) - 1
-                sync = model.no_sync() if dist.world > 1 and not stepping else nullcontext()
+                sync = cast(Any, model).no_sync() if dist.world > 1 and not stepping else nullcontext()
                 columns = _sample_labels(targets[batch], args.negatives, f"{args.seed}:{epoch}:{dist.rank}:{i}")
                 with sync:
                     with autocast():
@@ -252,6 +253,7 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
     if args.method in ("lora", "qlora"):
         from udtc.training.lora import add_lora
 
+        assert args.lora_r is not None and args.lora_alpha is not None and args.lora_dropout is not None
         return add_lora(backend, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                         target_modules=args.lora_target_modules or backend.lora_targets,
                         quantized=args.method == "qlora")
@@ -262,10 +264,11 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
     return None
 
 
-def _optimizer(named: dict[str, torch.nn.Parameter], args: TrainingArguments) -> torch.optim.Optimizer:
+def _optimizer(named: dict[str, torch.Tensor], args: TrainingArguments) -> torch.optim.Optimizer:
     decay = [p for p in named.values() if p.ndim >= 2]  # weight matrices; not biases, norms, LoRA-free scalars
     rest = [p for p in named.values() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    assert args.learning_rate is not None, "run() takes TrainingArguments.resolved(...)"
     if args.optim == "adamw_8bit":  # QLoRA's 8-bit AdamW (Dettmers et al.); finetune checked bitsandbytes + CUDA
         import bitsandbytes as bnb
 
@@ -379,3 +382,12 @@ def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainArgs":  # the loop's arguments became the public TrainingArguments
+        import warnings
+
+        warnings.warn("udtc.training.loop.TrainArgs is now udtc.TrainingArguments", DeprecationWarning, stacklevel=2)
+        return TrainingArguments
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

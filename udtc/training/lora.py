@@ -41,7 +41,8 @@ def add_lora(backend: Trainable, *, r: int, alpha: float, dropout: float,
     if quantized:
         module = prepare_model_for_kbit_training(module, use_gradient_checkpointing=False)
     targets = list(target_modules) if isinstance(target_modules, tuple) else target_modules
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+    # peft types lora_alpha as int; the float it gets is what it computes with (scaling = alpha / r)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,  # type: ignore[arg-type]
                         modules_to_save=list(backend.head_modules) or None)
     try:
         with warnings.catch_warnings():

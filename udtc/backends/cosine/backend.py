@@ -63,10 +63,6 @@ class CosineBackend(Trainable, Backend):
         self._dense_layers = [_dense_layer(d).to(self.device, dtype) for d in dense]
         self._label_cache: LabelCache[torch.Tensor] = LabelCache(_CACHE_SIZE)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     # ------------------------------------------------------------------ contract
     @classmethod
     def detect(cls, folder: Path) -> bool:

@@ -106,10 +106,6 @@ class GLiClassBackend(Trainable, Backend):
         self.init_options: dict[str, Any] = {}
 
     @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
     def head_modules(self) -> tuple[str, ...]:
         """GLiClass's own layers (with weights): trained in full next to a LoRA adapter on the encoder."""
         return tuple(n for n in _HEADS if any(True for _ in getattr(self.model, n, torch.nn.Identity()).parameters()))
@@ -189,12 +185,10 @@ class GLiClassBackend(Trainable, Backend):
             raise TypeError(f"gliclass score() got unknown options {sorted(kwargs)}; it takes ['examples', 'prompt']")
         logits = torch.empty(len(texts), len(labels))  # (N, L), caller's label order
         truncated = [False] * len(texts)
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                stop = min(start + batch_size, len(texts))
-                for inputs, columns, cut in self.build_inputs(texts[start:stop], labels, examples=examples, prompt=prompt):
-                    logits[start:stop, columns] = self.model(inputs).float().cpu()  # (B, chunk)
-                    truncated[start:stop] = [a or b for a, b in zip(truncated[start:stop], cut)]
+        with torch.inference_mode():  # the Classifier hands over at most batch_size texts: one pass per label chunk
+            for inputs, columns, cut in self.build_inputs(texts, labels, examples=examples, prompt=prompt):
+                logits[:, columns] = self.model(inputs).float().cpu()  # (N, chunk)
+                truncated = [a or b for a, b in zip(truncated, cut)]
         return Scores(logits, truncated)
 
     def save(self, folder: Path) -> None:
@@ -338,7 +332,8 @@ class GLiClassBackend(Trainable, Backend):
                              f"{self.max_length} a label may take at most {room - 1}; shorten it")
         chunks = []
         for group in pack(sizes, room):
-            block, offsets = [], []
+            block: list[int] = []
+            offsets: list[int] = []
             for j in group:
                 offsets.append(len(block))
                 block += [self.label_id, *ids[j]]

@@ -82,10 +82,6 @@ class LlmPromptBackend(Backend):
                                      end_of_answer=end_of_answer, listed=prompt_mode == "listed")
         self._calibration: OrderedDict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     # ------------------------------------------------------------------ contract
     @classmethod
     def detect(cls, folder: Path) -> bool:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import torch
 
@@ -96,10 +96,6 @@ class NLIBackend(Trainable, Backend):
         self.input_names = [n for n in tokenizer.model_input_names if n in ("input_ids", "token_type_ids", "attention_mask")]
         if self.max_length <= self.layout.n_special + 1:
             raise ValueError(f"max_length={self.max_length} leaves no room for a premise and a hypothesis")
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ contract
     @classmethod
@@ -207,7 +203,7 @@ class NLIBackend(Trainable, Backend):
         return [name for name, _ in sorted(self.model.config.label2id.items(), key=lambda item: item[1])]
 
     @property
-    def head_modules(self) -> tuple[str, ...]:  # type: ignore[override]
+    def head_modules(self) -> tuple[str, ...]:
         """The classification head (and the pooler it reads, if any): trained in full next to a LoRA adapter."""
         names = [name for name, _ in self.model.named_modules()
                  if name.rsplit(".", 1)[-1] in _HEAD_NAMES and name.count(".") <= 1]
@@ -222,7 +218,7 @@ class NLIBackend(Trainable, Backend):
             columns = [self._class_of(label) for label in labels]
             return self._pair_forward([p for p, _ in texts], [h for _, h in texts], len(texts))[:, columns]  # (B, L)
         n, n_labels = len(texts), len(labels)
-        (pairs, batch), = list(self.pair_batches(texts, labels, n * n_labels)[0])
+        (pairs, batch), = list(self.pair_batches(cast(list[str], texts), labels, n * n_labels)[0])
         logits = self.model(**batch).logits.float()  # (N * L, C) longest pairs first  Eq. (2)
         logits = logits[torch.argsort(torch.tensor(pairs, device=logits.device))]  # (N * L, C) in pair order
         return self._label_logits(logits.view(n, n_labels, -1), multi_label)  # (N, L)

@@ -30,6 +30,7 @@ def pair_classes(is_nli_folder: bool, folder: Path, *, method: str, merge: bool,
     except ValueError:
         config = None
     if is_nli_folder:
+        assert isinstance(config, dict)  # detect() read it
         return [name for name, _ in sorted(config["label2id"].items(), key=lambda item: item[1])]
     if not isinstance(config, dict) or not config.get("model_type"):
         raise ValueError(f"{folder} holds neither an NLI model nor a transformers encoder (config.json with a "

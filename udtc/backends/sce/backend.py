@@ -170,10 +170,6 @@ class SCEBackend(Trainable, Backend):
         self._token_cache: LabelCache[torch.Tensor] = LabelCache(_CACHE_SIZE)
         self._text_cache: dict[str, torch.Tensor] = {}  # training only: q of each training text (App. R/S)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     # ------------------------------------------------------------------ contract
     @classmethod
     def detect(cls, folder: Path) -> bool:
@@ -245,13 +241,11 @@ class SCEBackend(Trainable, Backend):
         q, truncated = self.embedder.embed(texts, batch_size)  # (N, D), each text embedded once
         tokens = self.label_vectors(labels)  # (L, H)  Eq. (2)
         label_emb = self.embedder.label_embeddings(labels, batch_size)  # (L, D)
-        out = []
-        for start in range(0, len(texts), batch_size):
-            chunk = q[start : start + batch_size].to(self.device)  # (b, D)
-            b = chunk.shape[0]
-            out.append(self._logits(chunk, tokens.expand(b, -1, -1), label_emb.to(self.device).expand(b, -1, -1),
-                                    multi_label).float().cpu())
-        return Scores(torch.cat(out), truncated)
+        n = len(texts)  # the Classifier hands over at most batch_size texts: one pass
+        with torch.inference_mode():
+            logits = self._logits(q.to(self.device), tokens.expand(n, -1, -1), label_emb.to(self.device).expand(n, -1, -1),
+                                  multi_label)  # (N, L)  Eq. (3)
+        return Scores(logits.float().cpu(), truncated)
 
     def _logits(self, q, tokens, label_emb, multi_label: bool, label_mask=None) -> torch.Tensor:
         logits = self.model(q, tokens, label_emb, label_mask)  # (b, L)  Eq. (3)
