@@ -58,6 +58,7 @@ class BatcherStats:
     calls: int = 0
     texts: int = 0
     requests: int = 0
+    round_seconds: float = 0.0
     rejected_full: int = 0
     timed_out: int = 0
 
@@ -156,6 +157,7 @@ class Batcher:
             except Exception as err:  # noqa: BLE001 - the worker must survive anything a round raises
                 results, calls = {job: err for job in jobs}, 0
             self.last_round_seconds = time.perf_counter() - start
+            self.stats.round_seconds += self.last_round_seconds
             self.scoring = 0
             self.stats.rounds += 1
             self.stats.calls += calls
