@@ -8,7 +8,8 @@ over four label sets. The server is ``python -m udtc.cli serve MODEL`` in a subp
 the previous one is answered (closed loop). Per client count: latency p50/p95/p99 and throughput
 (requests/s over the wall time), each level bounded by ``--requests`` and ``--seconds``. The
 in-process baseline (one ``classify(text, labels)`` call after another, same torch threads) runs
-before and after the served levels; ratios are against the mean of its two runs. A sample of
+before and after the served levels; ratios are against the mean of its two runs. The same requests
+classified ``--max-batch`` per ``classify`` call in-process (no HTTP) show what batching alone can gain. A sample of
 served answers is compared with in-process ``classify`` (max |score difference| reported).
 
     python -m benchmarks.serve_load                      # default model, 1/8/32 clients, 1 and 4 label sets (~5 min)
@@ -68,6 +69,19 @@ def in_process(clf, requests: list[tuple[str, list[str]]], seconds: float) -> di
     return summary(latencies, time.perf_counter() - start)
 
 
+def in_process_batched(clf, requests: list[tuple[str, list[str]]], seconds: float, max_batch: int) -> dict:
+    """The ceiling for batching: the same requests, ``max_batch`` per ``classify`` call, no HTTP."""
+    done, start = 0, time.perf_counter()
+    for i in range(0, len(requests), max_batch):
+        chunk = requests[i : i + max_batch]
+        clf.classify([text for text, _ in chunk], [labels for _, labels in chunk], batch_size=max_batch, progress=False)
+        done += len(chunk)
+        if time.perf_counter() - start > seconds:
+            break
+    wall = time.perf_counter() - start
+    return {"requests": done, "seconds": round(wall, 3), "throughput_rps": round(done / wall, 2)}
+
+
 async def served(base: str, requests: list[tuple[str, list[str]]], clients: int, seconds: float) -> dict:
     import httpx
 
@@ -111,7 +125,7 @@ def start_server(model: str | None, args: argparse.Namespace) -> tuple[subproces
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     cmd = [sys.executable, "-m", "udtc.cli", "serve", *([model] if model else []), "--port", str(port),
            "--threads", str(args.threads), "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", "4096", "--log-level", "warning"]
+           "--max-queue", "4096", "--switch-interval-ms", str(args.switch_interval_ms), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -151,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, server and baseline alike")
+    parser.add_argument("--switch-interval-ms", type=float, default=0.5, help="the server's GIL switch interval")
     parser.add_argument("--quick", action="store_true", help="CI smoke test: tiny random model, 1 and 4 clients")
     args = parser.parse_args(argv)
 
@@ -184,10 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                     levels[clients] = asyncio.run(served(base, requests, clients, args.seconds))
                     print(f"{n_sets} label set(s), {clients:>3} clients: {levels[clients]}", file=sys.stderr)
                 baseline.append(in_process(clf, requests, args.seconds))
+                ceiling = in_process_batched(clf, requests, args.seconds, args.max_batch)
                 one_at_a_time = statistics.fmean(b["throughput_rps"] for b in baseline)
                 for level in levels.values():
                     level["vs_one_at_a_time"] = round(level["throughput_rps"] / one_at_a_time, 2)
-                runs[n_sets] = {"in_process": baseline, "one_at_a_time_rps": round(one_at_a_time, 2), "served": levels}
+                ceiling["vs_one_at_a_time"] = round(ceiling["throughput_rps"] / one_at_a_time, 2)
+                runs[n_sets] = {"in_process": baseline, "one_at_a_time_rps": round(one_at_a_time, 2),
+                                "in_process_batched": ceiling, "served": levels}
             difference = max_difference(base, clf, workload(24))
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -200,19 +218,24 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {n_sets} | in-process `classify`, one at a time ({name}) | 1 | {b['requests']} | "
                         f"{b['throughput_rps']:.1f} | {b['throughput_rps'] / run['one_at_a_time_rps']:.2f} | "
                         f"{b['p50_ms']:.1f} | {b['p95_ms']:.1f} | {b['p99_ms']:.1f} |")
+        c = run["in_process_batched"]
+        rows.append(f"| {n_sets} | in-process `classify`, {args.max_batch} requests per call (no HTTP: the batching "
+                    f"ceiling) | - | {c['requests']} | {c['throughput_rps']:.1f} | {c['vs_one_at_a_time']:.2f} | - | - | - |")
         for clients, r in run["served"].items():
             rows.append(f"| {n_sets} | `udtc serve` over loopback | {clients} | {r['requests']} | {r['throughput_rps']:.1f} | "
                         f"**{r['vs_one_at_a_time']:.2f}** | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} |")
     errors = sum(r["errors"] for run in runs.values() for r in run["served"].values())
     rows.append(f"\nmodel: {model or 'the default model'}; one text (8-40 words) per request; torch threads {args.threads}; "
-                f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}; each level <= {args.requests} requests "
+                f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} --switch-interval-ms "
+                f"{args.switch_interval_ms:g}; each level <= {args.requests} requests "
                 f"and <= {args.seconds:g} s; vs one-at-a-time: over the mean of the in-process runs before and after; "
                 f"max |served - in-process| score {difference:.2e}; HTTP errors {errors}")
     table = "\n".join(rows)
     print(table)
     write_results("serve_load" + ("_quick" if args.quick else ""),
                   {"model": model or "default", "quick": args.quick, "threads": args.threads,
-                   "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "requests": args.requests,
+                   "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+                   "switch_interval_ms": args.switch_interval_ms, "requests": args.requests,
                    "seconds": args.seconds, "runs": {str(k): v for k, v in runs.items()},
                    "max_score_difference": difference, "load_average_before_after": [load_before, os.getloadavg()]},
                   table)
