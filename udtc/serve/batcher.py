@@ -89,6 +89,7 @@ class Batcher:
         return self._task is not None and not self._task.done() and not self._closing
 
     async def start(self) -> None:
+        self._closing = False
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="udtc-serve")
         self._task = asyncio.create_task(self._run(), name="udtc-batcher")
