@@ -7,11 +7,12 @@ normalise (softmax or sigmoid) -> thresholds -> :class:`Prediction`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -203,6 +204,20 @@ class Classifier:
         return results[0] if single else results
 
     __call__ = classify
+
+    def classify_iter(self, texts: Iterable[str], labels: LabelSpec | None = None, *, chunk_size: int = 1024,
+                      **kwargs: Any) -> Iterator[Prediction]:
+        """Yield one Prediction per text of ``texts`` (any iterable, e.g. a file's lines), in input order,
+        holding at most ``chunk_size`` texts and their predictions in memory; ``labels`` is one label set
+        shared by every text; other arguments as :meth:`classify`."""
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("classify_iter takes an iterable of texts; for one text use classify(text, labels)")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        kwargs.setdefault("progress", False)
+        it = iter(texts)
+        while chunk := list(itertools.islice(it, chunk_size)):
+            yield from self.classify(chunk, labels, **kwargs)
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None) -> Path:

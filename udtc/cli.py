@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.set_defaults(func=_finetune)
+
+    from udtc.serve.command import add_serve_command  # `udtc serve` lives in udtc/serve (no web imports here)
+
+    add_serve_command(sub)
     return parser
 
 
