@@ -12,30 +12,42 @@ from udtc.defaults import DEFAULT_MODEL, PACKAGE_INSTALL_HINTS
 _IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot", "onnx/*", "openvino/*", "*.tflite"]
 
 
-def resolve(name_or_path: str | os.PathLike | None, *, revision: str | None = None, token: str | None = None) -> Path:
+def resolve(name_or_path: str | os.PathLike | None, *, revision: str | None = None, token: str | None = None,
+            local: bool = True, trust_remote_code: bool = False) -> Path:
     """Return a local path for ``name_or_path``.
 
     * ``None`` means the embedded default model (:data:`udtc.defaults.DEFAULT_MODEL`).
     * ``package:<module>/<sub/path>`` is a folder inside an installed Python package.
     * An existing local path is used as is (folder or file).
     * Anything shaped like ``owner/name`` is a Hugging Face Hub repo, fetched through
-      ``huggingface_hub.snapshot_download`` (honours ``HF_HUB_OFFLINE``, ``HF_HOME``, the cache).
+      ``huggingface_hub.snapshot_download`` (honours ``HF_HUB_OFFLINE``, ``HF_HOME``, the cache);
+      code files are skipped unless ``trust_remote_code``. ``local=False`` never reads a local path
+      (for ids a saved folder names). Every folder returned passes :func:`udtc.safety.check_folder`.
     """
+    from udtc.safety import ModelRef, check_folder
+
+    if isinstance(name_or_path, ModelRef):
+        return name_or_path.path
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL
     name = os.fspath(name_or_path)
     if not name.strip():
         raise ValueError("name_or_path is empty; pass a folder, a Hub id or None for the default model")
     if name.startswith("package:"):
-        return _package_path(name)
+        path = _package_path(name)
+        check_folder(path)
+        return path
     path = Path(name).expanduser()
-    if path.exists():
+    if local and path.exists():
         if path.is_dir() and not any(path.iterdir()):
             raise FileNotFoundError(f"model folder {path} is empty; save a model there or pick another path")
+        check_folder(path)
         return path
     if _looks_local(name):
         raise FileNotFoundError(f"no such model folder or file: {path}")
-    return _from_hub(name, revision=revision, token=token)
+    path = _from_hub(name, revision=revision, token=token, trust_remote_code=trust_remote_code)
+    check_folder(path)
+    return path
 
 
 def _looks_local(name: str) -> bool:
@@ -60,19 +72,24 @@ def _package_path(name: str) -> Path:
     return path
 
 
-def _from_hub(repo_id: str, *, revision: str | None, token: str | None) -> Path:
+def _from_hub(repo_id: str, *, revision: str | None, token: str | None, trust_remote_code: bool = False) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
+        HFValidationError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
+    from udtc.safety import CODE_PATTERNS
+
+    ignore = _IGNORE_PATTERNS if trust_remote_code else _IGNORE_PATTERNS + CODE_PATTERNS
     try:
-        return Path(
-            snapshot_download(repo_id, revision=revision, token=token, ignore_patterns=_IGNORE_PATTERNS)
-        )
+        return Path(snapshot_download(repo_id, revision=revision, token=token, ignore_patterns=ignore))
+    except HFValidationError as err:
+        raise ValueError(f"{repo_id!r} is neither a local folder nor a valid Hub id 'owner/name' "
+                         f"({str(err).splitlines()[0]})") from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise FileNotFoundError(
             f"{repo_id!r} is neither a local folder nor a Hub model{' at revision ' + revision if revision else ''}: {err.__class__.__name__}"
