@@ -44,8 +44,10 @@ def disk_error(err: BaseException, what: str) -> OSError | None:
     code = getattr(err, "errno", None)
     text = str(err)
     if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or "os error 28" in text:
-        return OSError(errno.ENOSPC, f"no space left on device while writing {what}; free some space or write "
-                       "somewhere else (nothing under the final name was changed)")
+        full = OSError(f"no space left on device while writing {what}; free some space or write somewhere else "
+                       "(nothing under the final name was changed)")
+        full.errno = errno.ENOSPC
+        return full
     return None
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from udtc import atomic, formats
 from udtc._version import __version__
 
 EXIT_ERROR = 2
@@ -25,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("udtc: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as err:
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback, for the errors udtc expects
+        full = atomic.disk_error(err, getattr(args, "output", None) or "the output")
+        if full is None and not isinstance(err, (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError)):
+            raise
+        err = full or err
         message = str(err).splitlines()[0] if str(err) else err.__class__.__name__
         print(f"udtc: error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -54,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--json", action="store_true", help="print one JSON object per text")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    c.add_argument("--prefix", default="", help="prefix of udtc's output columns (label, labels, score, scores, "
+                   "truncated), e.g. udtc_, when the input has columns of those names")
     c.set_defaults(func=_classify)
 
     f = sub.add_parser("finetune", help="fine-tune a model on labelled texts (few-shot or full)",
@@ -134,18 +141,25 @@ def _classify(args) -> int:
         raise ValueError(f"--output must end in .csv or .jsonl, got {args.output.name!r}")
     rows = [{"text": t} for t in args.texts] if args.texts else read_rows(args.input, args.text_column)
     column = "text" if args.texts else args.text_column
+    names = formats.result_columns({k for row in rows for k in row}, args.prefix) if args.output else None
+    out = atomic.AtomicFile(args.output) if args.output else None  # an unwritable --output fails before any work
     keep = [i for i, row in enumerate(rows) if isinstance(row.get(column), str) and row[column].strip()]
     if len(keep) < len(rows):
         print(f"udtc: skipped {len(rows) - len(keep)} empty row(s)", file=sys.stderr)
-    clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
-    predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
-                               threshold=args.threshold, top_k=args.top_k, template=args.template,
-                               batch_size=args.batch_size, progress=None if args.input else False) if keep else []
-    by_row: dict[int, Any] = dict(zip(keep, predictions))
-    if args.output:
-        write_rows(args.output, rows, by_row)
-        print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)
-        return 0
+    try:
+        clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
+        predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
+                                   threshold=args.threshold, top_k=args.top_k, template=args.template,
+                                   batch_size=args.batch_size, progress=None if args.input else False) if keep else []
+        by_row: dict[int, Any] = dict(zip(keep, predictions))
+        if out is not None:
+            write_rows(out, rows, by_row, names)
+            out.commit()
+            print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)
+            return 0
+    finally:
+        if out is not None:
+            out.discard()
     for i, row in enumerate(rows):
         p = by_row.get(i)
         if args.json:
@@ -200,19 +214,19 @@ def read_rows(path: Path, text_column: str = "text") -> list[dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"no such input file: {path}")
     try:
-        raw = path.read_text(encoding="utf-8-sig")
+        raw = formats.read_text(path)
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return [{text_column: line} for line in raw.splitlines()]
+        return [{text_column: line} for line in formats.split_lines(raw)]
     if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        reader = formats.csv_reader(raw, delimiter="\t" if suffix == ".tsv" else ",")
         rows = list(reader)
         columns = reader.fieldnames or []
     elif suffix in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(raw.splitlines(), start=1):
+        for n, line in enumerate(formats.split_lines(raw), start=1):
             if line.strip():
                 try:
                     item = json.loads(line)
@@ -229,25 +243,33 @@ def read_rows(path: Path, text_column: str = "text") -> list[dict[str, Any]]:
     return rows
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]], predictions: dict[int, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_rows(target: atomic.AtomicFile, rows: list[dict[str, Any]], predictions: dict[int, Any],
+               names: dict[str, str]) -> None:
+    """Write rows and results to ``target``'s temporary file (renamed into place by its ``commit``)."""
     out = []
     for i, row in enumerate(rows):
         p = predictions.get(i)
-        out.append({**row, "label": p.label if p else None, "labels": "|".join(p.labels) if p else "",
-                    "score": p.scores[p.label] if p and p.label else None,
-                    "scores": json.dumps(p.scores, ensure_ascii=False) if p else "{}", "truncated": p.truncated if p else False})
-    if path.suffix.lower() == ".jsonl":
-        with path.open("w", encoding="utf-8") as f:
-            for item in out:
-                item["scores"] = json.loads(item["scores"])
+        result = {"label": p.label if p else None, "labels": "|".join(p.labels) if p else "",
+                  "score": p.scores[p.label] if p and p.label else None,
+                  "scores": json.dumps(p.scores, ensure_ascii=False) if p else "{}", "truncated": p.truncated if p else False}
+        out.append({**row, **{names[k]: v for k, v in result.items()}})
+    if target.path.suffix.lower() == ".jsonl":
+        with target.open() as f:
+            for n, item in enumerate(out):
+                item[names["scores"]] = json.loads(item[names["scores"]])
                 f.write(json.dumps(item, ensure_ascii=False) + "\n")
+                if n == len(out) // 2:
+                    f.flush()
+                    atomic.fault("output:half-written")
         return
     fields = list(dict.fromkeys(k for item in out for k in item))
-    with path.open("w", encoding="utf-8", newline="") as f:
+    with target.open(newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(out)
+        writer.writerows(out[: len(out) // 2 + 1])
+        f.flush()
+        atomic.fault("output:half-written")
+        writer.writerows(out[len(out) // 2 + 1 :])
 
 
 if __name__ == "__main__":

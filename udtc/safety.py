@@ -185,3 +185,19 @@ def bundle_local_models(folder: Path, embedder: str, encoder: str | None) -> Non
         source = _source(name)
         if source.resolve() != (folder / sub).resolve():
             shutil.copytree(source, folder / sub, ignore=shutil.ignore_patterns(".*"))
+
+
+def bundle_base(folder: Path, base: str | None) -> str | None:
+    """How an adapter folder names its base model: a portable name as is; a local folder or file is
+    copied into ``folder/base/`` and named by that path, so the adapter never points outside itself."""
+    import shutil
+
+    if base is None or is_portable(base):
+        return base
+    source = _source(base)
+    if source.is_dir():
+        shutil.copytree(source, folder / "base", ignore=shutil.ignore_patterns(".*"))
+        return "base"
+    (folder / "base").mkdir()
+    shutil.copy2(source, folder / "base" / source.name)
+    return f"base/{source.name}"

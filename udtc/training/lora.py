@@ -83,13 +83,16 @@ def load_with_adapter(folder: Path, config: Any, *, device: torch.device, dtype:
     from peft import PeftModel
 
     from udtc.classifier import Classifier
+    from udtc.safety import named_model
 
     if config is None or not config.base_model:
         raise ValueError(f"{folder} holds a LoRA adapter but no udtc_config.json naming its base_model")
     if not (folder / ADAPTER_WEIGHTS).exists():
         raise ValueError(f"{folder} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; udtc loads safetensors only (no pickle)")
     try:
-        base = Classifier.from_pretrained(config.base_model, backend=config.backend, device=device, dtype=dtype,
+        base_ref = named_model(folder, config.base_model, "base_model",
+                               trust_remote_code=bool(options.get("trust_remote_code", False)), token=token)
+        base = Classifier.from_pretrained(base_ref, backend=config.backend, device=device, dtype=dtype,
                                           token=token, **options)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
