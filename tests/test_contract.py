@@ -73,6 +73,20 @@ def test_batch_composition_does_not_change_scores(classifiers, name):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_batch_size_changes_scores_by_at_most_the_documented_tolerance(classifiers, name):
+    """The contract (udtc/backends/base.py): 1e-5 across batch sizes; the same batch size is exact."""
+    clf = classifiers(name)
+    texts = [t + " " + " ".join(["word"] * n) for n, t in enumerate(TEXTS * 3)]  # lengths differ: padding differs
+    labels = ["sports", "weather", "technology"]
+    ref = clf.classify(texts, labels, batch_size=32, multi_label=True)
+    for size in (1, 2, 5):
+        for a, b in zip(ref, clf.classify(texts, labels, batch_size=size, multi_label=True)):
+            assert max(abs(a.scores[k] - b.scores[k]) for k in labels) <= 1e-5, (name, size)
+    again = clf.classify(texts, labels, batch_size=32, multi_label=True)
+    assert [p.scores for p in again] == [p.scores for p in ref]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_bfloat16_weights_classify_close_to_float32(classifiers, tiny_models, name):
     labels = ["sports", "weather", "technology"]
     ref = classifiers(name).classify(TEXTS, labels, multi_label=True)

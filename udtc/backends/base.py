@@ -13,6 +13,12 @@ Label-set invariance is part of the contract: permuting ``labels`` must permute 
 columns and change nothing else (|difference| <= 1e-5). ``tests/test_contract.py`` checks it
 for every registered backend.
 
+Batching tolerance: ``batch_size`` and which texts share a batch may change a score by at most
+:data:`BATCH_TOLERANCE` (1e-5 in probability; 2.6e-6 was the largest change measured). Padding a text
+to a longer batch changes the order of float32 sums in attention and pooling, so scores are not
+bit-identical across batch sizes; they are identical for the same inputs and ``batch_size``.
+``tests/test_contract.py`` checks it for every registered backend.
+
 Fine-tuning (optional): a backend that ``udtc.finetune`` can train lists the methods it allows in
 ``supported_methods`` and implements :meth:`Backend.trainable_module` and
 :meth:`Backend.training_logits` (and :meth:`Backend.clear_cache` if it caches anything computed
@@ -27,6 +33,10 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+
+
+#: the most a score (a probability) may change with ``batch_size`` or batch composition
+BATCH_TOLERANCE = 1e-5
 
 
 class Scores(NamedTuple):
