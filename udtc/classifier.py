@@ -222,7 +222,7 @@ class Classifier:
         kwargs.setdefault("progress", False)
         it = iter(texts)
         while chunk := list(itertools.islice(it, chunk_size)):
-            yield from self.classify(chunk, labels, **kwargs)
+            yield from cast(list, self.classify(chunk, labels, **kwargs))
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None) -> Path:
