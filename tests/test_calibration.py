@@ -305,3 +305,14 @@ def test_cli_calibrate(clf, tiny_models, tmp_path, capsys):
     assert main(["calibrate", "--model", model, "--dev", str(dev), "--output", str(multi), "--multi-label"]) == 0
     assert "multi-label thresholds" in capsys.readouterr().err
     assert main(["classify", "rain today", "--model", str(multi), "--labels", "weather,food", "--multi-label"]) == 0
+
+
+@pytest.mark.integration
+def test_the_multi_label_example_chooses_politics():
+    # examples/multi_label_and_descriptions.py with the default model and its measured multi-label shift
+    clf = Classifier.from_pretrained(device="cpu")
+    text = "The team's new stadium deal was approved by the city council after a heated vote"
+    labels = {"sports": "sports, teams, matches and athletes", "politics": "politics, governments, councils and votes",
+              "business": "business deals, companies and money", "weather": "weather, rain, storms and temperatures"}
+    p = clf.classify(text, labels, multi_label=True, threshold={"sports": 0.5, "politics": 0.5, "business": 0.6, "weather": 0.5})
+    assert "politics" in p.labels and "weather" not in p.labels

@@ -5,7 +5,8 @@
 * single-label: a temperature ``T`` and a bias per label ``b_y``, applied before the softmax as
   ``p = softmax((z + b) / T)`` (temperature scaling, "On Calibration of Modern Neural Networks",
   arXiv 1706.04599, Sec. 4.2, with the bias vector of its vector scaling tied to one scale), fitted by
-  minimising the dev negative log-likelihood plus ``l2 * mean(b^2)``; ``b`` corrects each label
+  minimising the dev negative log-likelihood plus ``l2 * (mean(b^2) + log(T)^2)`` (T kept in [1/20, 20]:
+  a handful of examples can be separable, which alone would send T to 0); ``b`` corrects each label
   name's prior (a label the model favours on every text gets a negative bias); optionally an
   abstain threshold (the smallest top probability at which the kept dev predictions reach
   ``abstain_precision``);
@@ -34,6 +35,7 @@ import torch
 from udtc._version import __version__
 
 CALIBRATION_NAME = "calibration.json"
+LOG_T_LIMIT = math.log(20.0)  # the temperature stays in [1/20, 20]
 
 
 @dataclass
@@ -151,7 +153,7 @@ def _check_keys(data: Any, cls: type, where: str) -> None:
 # ---------------------------------------------------------------------------------------------- fitting
 def fit_single_label(log_p: torch.Tensor, gold: torch.Tensor, labels: Sequence[str], *, l2: float = 0.01,
                      abstain_precision: float | None = None) -> SingleLabelCalibration:
-    """Temperature and biases minimising NLL + ``l2 * mean(b^2)`` on the dev set.
+    """Temperature and biases minimising NLL + ``l2 * (mean(b^2) + log(T)^2)`` on the dev set.
 
     ``log_p`` (n, L): the uncalibrated log-probabilities (logits up to a constant per row, which the
     softmax ignores); ``gold`` (n,): index of each row's label in ``labels``."""
@@ -162,14 +164,16 @@ def fit_single_label(log_p: torch.Tensor, gold: torch.Tensor, labels: Sequence[s
 
     def loss_fn() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy((z + bias) / log_t.exp(), gold) + l2 * bias.pow(2).mean()
+        log_t.data.clamp_(-LOG_T_LIMIT, LOG_T_LIMIT)  # a separable (or hopeless) dev set would drive T to 0 (or inf)
+        penalty = l2 * (bias.pow(2).mean() + log_t.pow(2))
+        loss = torch.nn.functional.cross_entropy((z + bias) / log_t.exp(), gold) + penalty
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(loss_fn)
     b = bias.detach() - bias.detach().mean()  # a common shift changes no probability
-    temperature = float(log_t.detach().exp())
+    temperature = float(log_t.detach().clamp(-LOG_T_LIMIT, LOG_T_LIMIT).exp())
     if not math.isfinite(temperature) or not all(math.isfinite(x) for x in b.tolist()):
         raise RuntimeError("calibration did not converge (non-finite temperature or bias); check the dev set")
     counts = torch.bincount(gold, minlength=len(labels)).tolist()
@@ -237,7 +241,7 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
         multi_label: fit per-label thresholds for ``classify(..., multi_label=True)`` instead of a
             temperature and biases for single-label classification.
         template, batch_size, **options: as in ``classify`` (use the same ones when classifying).
-        l2: weight of the bias penalty (single-label); larger keeps biases nearer 0.
+        l2: weight of the penalty on the biases and log(T) (single-label); larger keeps them nearer 0 and 1.
         abstain_precision: single-label: also fit an abstain threshold, the smallest top probability
             at which the kept dev predictions reach this precision (in-sample, so optimistic).
         min_positives: multi-label: labels with fewer positive dev examples (or no negative one) get
