@@ -108,6 +108,16 @@ def test_a_subset_of_the_calibrated_labels_is_fine_an_unseen_label_is_refused(ca
     assert multi.scores == calibrated.uncalibrated().classify("rain today", ["weather", "music"], multi_label=True).scores
 
 
+def test_temperature_only_needs_no_per_label_parameter(clf, calibrated):
+    t_only = clf.calibrate(ROWS, labels=LABELS, bias=False)
+    cal = t_only.calibration.single_label
+    assert cal.bias == {} and cal.temperature != calibrated.calibration.single_label.temperature
+    raw = torch.tensor(_scores(clf), dtype=torch.float64)
+    expected = torch.softmax(raw.log() / cal.temperature, -1)
+    assert torch.allclose(torch.tensor(_scores(t_only), dtype=torch.float64), expected, atol=1e-5)
+    assert t_only.classify("rain today", ["weather", "music"]).label in {"weather", "music"}  # any label
+
+
 def _fitted(calibration: Calibration):
     s = calibration.single_label
     return round(s.temperature, 4), {k: round(v, 4) for k, v in s.bias.items()}
@@ -301,6 +311,9 @@ def test_cli_calibrate(clf, tiny_models, tmp_path, capsys):
     assert main(["calibrate", "--model", model, "--dev", str(dev), "--output", str(tmp_path / "x"),
                  "--labels", "sports,weather"]) == 2
     assert "not in the label set" in capsys.readouterr().err
+    t_only = tmp_path / "t_only"
+    assert main(["calibrate", "--model", model, "--dev", str(dev), "--output", str(t_only), "--no-bias"]) == 0
+    assert Classifier.from_pretrained(t_only, device="cpu").calibration.single_label.bias == {}
     multi = tmp_path / "multi"
     assert main(["calibrate", "--model", model, "--dev", str(dev), "--output", str(multi), "--multi-label"]) == 0
     assert "multi-label thresholds" in capsys.readouterr().err

@@ -41,7 +41,7 @@ LOG_T_LIMIT = math.log(20.0)  # the temperature stays in [1/20, 20]
 @dataclass
 class SingleLabelCalibration:
     temperature: float
-    bias: dict[str, float]  # label -> added to its logit before dividing by the temperature
+    bias: dict[str, float]  # label -> added to its logit before dividing by the temperature; {}: temperature only
     abstain: float | None = None  # top probability below it -> Prediction.label is None
     examples: dict[str, int] = field(default_factory=dict)  # dev examples per label
 
@@ -67,7 +67,7 @@ class Calibration:
         """Refuse labels that need a per-label parameter this calibration does not have."""
         if multi_label and self.multi_label is not None and not threshold_given:
             known, what = set(self.multi_label.thresholds), "a calibrated threshold (or pass threshold=)"
-        elif not multi_label and self.single_label is not None:
+        elif not multi_label and self.single_label is not None and self.single_label.bias:
             known, what = set(self.single_label.bias), "a calibrated bias"
         else:
             return
@@ -88,7 +88,7 @@ class Calibration:
         cal = self.single_label
         if cal is None:
             return logits
-        bias = torch.tensor([cal.bias[x.strip()] for x in names], dtype=logits.dtype)  # (L,)
+        bias = torch.tensor([cal.bias[x.strip()] if cal.bias else 0.0 for x in names], dtype=logits.dtype)  # (L,)
         return (logits + bias) / cal.temperature
 
     # ------------------------------------------------------------------ saving
@@ -152,15 +152,16 @@ def _check_keys(data: Any, cls: type, where: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- fitting
 def fit_single_label(log_p: torch.Tensor, gold: torch.Tensor, labels: Sequence[str], *, l2: float = 0.01,
-                     abstain_precision: float | None = None) -> SingleLabelCalibration:
+                     abstain_precision: float | None = None, fit_bias: bool = True) -> SingleLabelCalibration:
     """Temperature and biases minimising NLL + ``l2 * (mean(b^2) + log(T)^2)`` on the dev set.
 
     ``log_p`` (n, L): the uncalibrated log-probabilities (logits up to a constant per row, which the
     softmax ignores); ``gold`` (n,): index of each row's label in ``labels``."""
     z = log_p.double()  # (n, L)
-    bias = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)  # (L,)
+    bias = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=fit_bias)  # (L,)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)  # T = exp(log_t), starts at 1
-    optimizer = torch.optim.LBFGS([bias, log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+    params = [bias, log_t] if fit_bias else [log_t]
+    optimizer = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 
     def loss_fn() -> torch.Tensor:
         optimizer.zero_grad()
@@ -177,7 +178,7 @@ def fit_single_label(log_p: torch.Tensor, gold: torch.Tensor, labels: Sequence[s
     if not math.isfinite(temperature) or not all(math.isfinite(x) for x in b.tolist()):
         raise RuntimeError("calibration did not converge (non-finite temperature or bias); check the dev set")
     counts = torch.bincount(gold, minlength=len(labels)).tolist()
-    cal = SingleLabelCalibration(temperature, {x: float(v) for x, v in zip(labels, b.tolist())},
+    cal = SingleLabelCalibration(temperature, {x: float(v) for x, v in zip(labels, b.tolist())} if fit_bias else {},
                                  examples=dict(zip(labels, counts)))
     if abstain_precision is not None:
         p = torch.softmax((z + b) / temperature, dim=-1)  # (n, L)
@@ -229,7 +230,8 @@ def fit_multi_label(probs: torch.Tensor, truth: torch.Tensor, labels: Sequence[s
 def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | None = None, multi_label: bool = False,
               text_column: str = "text", label_column: str = "label", label_separator: str | None = None,
               template: str | None = None, batch_size: int = 32, l2: float = 0.01,
-              abstain_precision: float | None = None, min_positives: int = 3, **options: Any) -> Any:
+              abstain_precision: float | None = None, min_positives: int = 3, bias: bool = True,
+              **options: Any) -> Any:
     """Fit a calibration on a labelled dev set; returns a NEW calibrated Classifier (this one is untouched).
 
     Args:
@@ -246,6 +248,10 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
             at which the kept dev predictions reach this precision (in-sample, so optimistic).
         min_positives: multi-label: labels with fewer positive dev examples (or no negative one) get
             the pooled fallback threshold.
+        bias: single-label: fit the per-label biases. They assume the dev set's label mix is the one
+            you will classify (a balanced dev set pushes a rare label up: it hurt SMS spam, 13 % spam,
+            in docs/benchmarks.md); ``bias=False`` fits the temperature only, which needs no
+            per-label parameter, so it takes any label at classify time.
 
     The new classifier shares this one's weights; ``save_pretrained`` writes ``calibration.json``.
     A calibration of the other mode (single/multi-label) already present is kept.
@@ -285,6 +291,6 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
     else:
         gold = torch.tensor([names.index(target[0]) for target in dev.targets])  # (n,)
         fitted = fit_single_label(scores.clamp_min(1e-300).log(), gold, names, l2=l2,
-                                  abstain_precision=abstain_precision)
+                                  abstain_precision=abstain_precision, fit_bias=bias)
         new = Calibration(fitted, old.multi_label)
     return type(clf)(clf.backend, labels=clf.labels, base_model=clf.base_model, calibration=new)

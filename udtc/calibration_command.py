@@ -21,6 +21,9 @@ def add_calibrate_command(sub) -> None:
     c.add_argument("--label-column", default="label")
     c.add_argument("--label-separator", default=None, help='split labels on it for multi-label rows, e.g. "|"')
     c.add_argument("--template", default=None, help="the template you will classify with (default: the backend's)")
+    c.add_argument("--no-bias", action="store_true",
+                   help="single-label: fit the temperature only (no per-label biases; for a dev set whose label mix "
+                        "differs from what you will classify)")
     c.add_argument("--abstain-precision", type=float, default=None,
                    help="single-label: also fit an abstain threshold reaching this precision on the dev set")
     c.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
@@ -39,7 +42,8 @@ def run_calibrate(args) -> int:
     clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
     calibrated = clf.calibrate(args.dev, labels=labels, multi_label=args.multi_label, text_column=args.text_column,
                                label_column=args.label_column, label_separator=args.label_separator,
-                               template=args.template, abstain_precision=args.abstain_precision)
+                               template=args.template, abstain_precision=args.abstain_precision,
+                               bias=not args.no_bias)
     calibrated.save_pretrained(out, overwrite=args.overwrite)
     cal = calibrated.calibration
     if args.multi_label and cal and cal.multi_label:
