@@ -249,7 +249,7 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
         min_positives: multi-label: labels with fewer positive dev examples (or no negative one) get
             the pooled fallback threshold.
         bias: single-label: fit the per-label biases. They assume the dev set's label mix is the one
-            you will classify (a balanced dev set pushes a rare label up: it hurt SMS spam, 13 % spam,
+            you will classify (a balanced dev set pushes a rare label up: it hurt SMS spam, 12 % spam,
             in docs/benchmarks.md); ``bias=False`` fits the temperature only, which needs no
             per-label parameter, so it takes any label at classify time.
 

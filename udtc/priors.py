@@ -14,8 +14,8 @@ A zero-shot model carries a prior over label names (some names simply score high
   ``P <- P / P.sum(1)`` (the Sinkhorn-Knopp iterations of "Sinkhorn Distances: Lightspeed
   Computation of Optimal Transport", arXiv 1306.0895, Algorithm 1, with uniform label marginals).
 
-Both assume the labels are roughly balanced in the batch; on skewed data (SMS spam: 13 % spam)
-they push texts into the rare label and hurt (docs/benchmarks.md, "Prior correction").
+Both assume the labels are roughly balanced in the batch; on skewed data (SMS spam: 12 % spam)
+they push texts into the rare label and hurt (docs/benchmarks.md, "Calibration").
 
 Another correction is any callable ``(logits (n, L), label names) -> logits (n, L)``; e.g. a
 "reference" prior estimated once from generic texts subtracts a fixed per-label bias. Pass the
