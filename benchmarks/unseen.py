@@ -403,12 +403,48 @@ def baselines(quick: bool, log=print) -> tuple[Protocol, list[Scorer], dict]:
     return protocol, scorers, classifiers
 
 
+def summary(results: Path | None = None) -> str:
+    """One line per recipe of every result file of this protocol (test halves), against cosine MiniLM.
+
+    Columns: dev and test unseen mean, the test delta per set against bare cosine MiniLM, and the
+    worst one (issue #13, item 5: no set more than 1 point below cosine on the same encoder).
+    """
+    from benchmarks.common import RESULTS
+
+    folder = results or RESULTS
+    files = ["unseen.json", "debias.json", "enrich.json", *sorted(p.name for p in folder.glob("distill_*.json")),
+             *sorted(p.name for p in folder.glob("head_*.json"))]
+    rows = []
+    for name in files:
+        path = folder / name
+        if path.exists() and not name.endswith("_quick.json"):
+            rows += [(name, r) for r in json.loads(path.read_text())["rows"]]
+    base = next(r for _, r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none")["test"]
+    lines = ["| recipe | debiasing | seeds | dev mean (6) | **test mean (6)** | " + " | ".join(
+        f"{n} Δ" for n in UNSEEN) + " | worst Δ | file |", "|---|---|---|---|---|" + "---|" * (len(UNSEEN) + 2)]
+    for file, r in rows:
+        if r["variant"] not in ("none", "ref"):
+            continue
+        deltas = [r["test"][n]["macro_f1"] - base[n]["macro_f1"] for n in UNSEEN]
+        seeds = len(r["test"].get("seeds", [])) or 1
+        sd = f" ± {r['test']['sd']:.1f}" if "sd" in r["test"] else ""
+        lines.append(f"| {r['model']} | {variant_name(r)} | {seeds} | {r['dev']['unseen mean']['macro_f1']:.1f} | "
+                     f"**{r['test']['unseen mean']['macro_f1']:.1f}{sd}** | " + " | ".join(f"{d:+.1f}" for d in deltas)
+                     + f" | {min(deltas):+.1f} | {file} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: a tenth of each half, MiniLM only")
+    parser.add_argument("--summary", action="store_true",
+                        help="print one line per recipe of every result file of this protocol and exit")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed-texts", type=int, default=256)
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary())
+        return 0
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     protocol, scorers, classifiers = baselines(args.quick)
