@@ -123,11 +123,13 @@ def label_sets(names: Sequence[str] = tuple(SETS), quick: bool = False) -> list[
     return out
 
 
-def reference_texts(n: int = 1024, seed: int = 0) -> list[str]:
+def reference_texts(n: int = 1024, seed: int = 0, sources: str = "mixed") -> list[str]:
     """``n`` generic texts from families outside the evaluation: a seeded, source-balanced mix.
 
-    Fifths: SNLI train premises (image captions), WordNet noun definitions, BBC News sentences,
-    VADER tweets, Rotten Tomatoes snippets. The order is fixed, so the first k texts are a
+    ``sources="mixed"``: fifths of SNLI train premises (image captions), WordNet noun definitions,
+    BBC News sentences, VADER tweets, Rotten Tomatoes snippets. ``sources="licensed"``: halves of
+    SNLI premises (CC BY-SA 4.0) and WordNet definitions (WordNet licence) only, the two whose
+    licences allow shipping derived embeddings. The order is fixed, so the first k texts are a
     reference set of size k.
     """
     from benchmarks.datasets import WORDNET_NOUNS, fetch, load_snli
@@ -140,6 +142,8 @@ def reference_texts(n: int = 1024, seed: int = 0) -> list[str]:
     bbc = sorted({line.strip() for text in load("bbc_news").texts for line in text.split(". ")
                   if 8 <= len(line.split()) <= 40})
     pools = [snli, wordnet, bbc, sorted(load("vader_tweets").texts), sorted(load("rotten_tomatoes").texts)]
+    if sources == "licensed":
+        pools = pools[:2]
     drawn = [rng.sample(pool, min(len(pool), n)) for pool in pools]
     mixed = [text for group in zip(*drawn) for text in group]
     return list(dict.fromkeys(mixed))[:n]
