@@ -417,15 +417,17 @@ def summary(results: Path | None = None) -> str:
 
     folder = results or RESULTS
     files = ["unseen.json", "debias.json", "enrich.json", *sorted(p.name for p in folder.glob("distill_*.json")),
-             *sorted(p.name for p in folder.glob("head_*.json"))]
+             *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json"))]
     rows = []
     for name in files:
         path = folder / name
         if path.exists() and not name.endswith("_quick.json"):
             rows += [(name, r) for r in json.loads(path.read_text())["rows"]]
-    base = next(r for _, r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none")["test"]
+    cosine = next(r for _, r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none")
+    base, dev_base = cosine["test"], cosine["dev"]
     lines = ["| recipe | debiasing | seeds | dev mean (6) | **test mean (6)** | " + " | ".join(
-        f"{n} Δ" for n in UNSEEN) + " | worst Δ | file |", "|---|---|---|---|---|" + "---|" * (len(UNSEEN) + 2)]
+        f"{n} Δ" for n in UNSEEN) + " | worst Δ test | worst Δ dev | file |",
+        "|---|---|---|---|---|" + "---|" * (len(UNSEEN) + 3)]
     for file, r in rows:
         if r["variant"] not in ("none", "ref"):
             continue
@@ -434,7 +436,8 @@ def summary(results: Path | None = None) -> str:
         sd = f" ± {r['test']['sd']:.1f}" if "sd" in r["test"] else ""
         lines.append(f"| {r['model']} | {variant_name(r)} | {seeds} | {r['dev']['unseen mean']['macro_f1']:.1f} | "
                      f"**{r['test']['unseen mean']['macro_f1']:.1f}{sd}** | " + " | ".join(f"{d:+.1f}" for d in deltas)
-                     + f" | {min(deltas):+.1f} | {file} |")
+                     + f" | {min(deltas):+.1f} | {min(r['dev'][n]['macro_f1'] - dev_base[n]['macro_f1'] for n in UNSEEN):+.1f}"
+                     f" | {file} |")
     return "\n".join(lines)
 
 
