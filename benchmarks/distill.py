@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.unseen import (TEMPLATE, UNSEEN, Protocol, Scorer, build_protocol, embed, evaluate, label_embedder,
+from benchmarks.unseen import (TEMPLATE, Scorer, build_protocol, embed, evaluate, label_embedder,
                                render)
 
 COMMAND = "python -m benchmarks.distill"

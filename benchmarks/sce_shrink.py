@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.unseen import (UNSEEN, Protocol, Scorer, build_protocol, embed, evaluate, label_embedder,
+from benchmarks.unseen import (Protocol, Scorer, build_protocol, embed, evaluate, label_embedder,
                                reference_texts, render, sce_scorer, throughput)
 
 COMMAND = "python -m benchmarks.sce_shrink"

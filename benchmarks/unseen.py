@@ -44,7 +44,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import math
 import os
 import random
 import statistics
