@@ -3,12 +3,12 @@
     python examples/finetune_few_shot.py            # seconds on a laptop CPU
 
 The team names (finance, logistics, engineering, identity) say little about how tickets are
-worded, so zero-shot routing misses some. ``udtc.finetune`` trains the default model (SCE on
-all-MiniLM-L6-v2; its method is "full": the small SCE encoder, the embedder stays frozen) on
+worded, so zero-shot routing misses some. ``udtc.finetune`` trains the default model (cosine
+similarity on all-MiniLM-L6-v2; its method is LoRA through peft, ``udtc[train]``) on
 ``data/few_shot.csv`` (36 hand-written tickets), then the script compares both on tickets it never
 saw and reloads the saved folder, which knows its labels: ``classify(text)`` needs no label list.
-Output goes to ``out/finetune_few_shot`` (replaced). For LoRA on a sentence encoder, pass
-``udtc.defaults.COSINE_MINILM`` as the model and ``method="lora"``.
+Output goes to ``out/finetune_few_shot`` (replaced). For udtc's SCE model, pass
+``udtc.defaults.SCE_MINILM`` as the model (method "full": the small SCE encoder, the embedder frozen).
 """
 
 from __future__ import annotations
