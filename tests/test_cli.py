@@ -71,7 +71,6 @@ def test_input_file_to_output_file(model, tmp_path, suffix, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["classify", "hello", "--labels", "a"], "at least two labels"),
         (["classify", "--labels", "a,b"], "nothing to classify"),
         (["classify", "hello"], "no labels"),
         (["classify", "hello", "--labels", "a,b", "--model", "/nonexistent/model"], "no such model folder"),

@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
+    from udtc.logs import get_logger, set_verbosity
+
+    level = get_logger("udtc").level
+    if args.quiet or args.verbose:
+        set_verbosity("error" if args.quiet else "debug" if args.verbose > 1 else "info")
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -29,11 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).splitlines()[0] if str(err) else err.__class__.__name__
         print(f"udtc: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        set_verbosity(level)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udtc", description="User-defined text classification: name the labels at call time.")
     parser.add_argument("--version", action="version", version=f"udtc {__version__}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="print errors only (env: UDTC_VERBOSITY=error)")
+    loud.add_argument("-v", "--verbose", action="count", default=0, help="print info messages; -vv debug too "
+                      "(env: UDTC_VERBOSITY=info|debug)")
     sub = parser.add_subparsers(metavar="command")
 
     c = sub.add_parser("classify", help="classify texts against labels you name",
@@ -121,7 +132,7 @@ def _synonyms(path: Path | None) -> dict | None:
 
 
 def _labels(args) -> list[str] | None:
-    labels = [x for x in (args.labels or "").split(",") if x.strip()] + list(args.label)
+    labels = [x.strip() for x in (args.labels or "").split(",") if x.strip()] + [x.strip() for x in args.label]
     return labels or None
 
 

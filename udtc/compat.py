@@ -26,6 +26,15 @@ def quiet_loading() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Silence the noise udtc's own calls cause in transformers: the ``past_key_values`` deprecation
+    (llm-prompt's cached scoring) and the "Writing model shards" bar of ``save_pretrained``."""
+    with warnings.catch_warnings(), quiet_loading():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+        yield
+
+
 def enable_checkpointing(model) -> None:
     """Non-reentrant gradient (activation) checkpointing on a transformers model; transformers 5.x
     renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``."""

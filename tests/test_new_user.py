@@ -1,0 +1,137 @@
+"""What a new user hit (issue 15): inputs from pandas/numpy, pipeline habits, messages, folders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from logcheck import expect_log
+
+from udtc import Classifier
+from udtc.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_models):
+    return Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+
+
+# ---------------------------------------------------------------- 1. pandas, numpy, generators
+def test_a_dataframe_is_refused_with_the_column_to_pass(clf):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"text": ["the match", "the rain"], "label": ["sports", "weather"]})
+    with pytest.raises(TypeError, match=r"DataFrame .*df\['text'\]"):
+        clf.classify(df, ["sports", "weather"])
+
+
+def test_series_numpy_arrays_and_generators_are_texts_and_labels(clf):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"text": ["the match", "the rain", "a soup"], "label": ["sports", "weather", "food"]})
+    expected = [p.scores for p in clf.classify(list(df["text"]), ["sports", "weather", "food"])]
+    for texts in (df["text"], np.array(df["text"].tolist()), (t for t in df["text"])):
+        for labels in (df["label"].unique(), np.array(["sports", "weather", "food"]), pd.Series(["sports", "weather", "food"]),
+                       (x for x in ["sports", "weather", "food"])):
+            got = clf.classify(texts if not hasattr(texts, "__next__") else iter(list(df["text"])), labels)
+            assert [p.scores for p in got] == expected
+            assert all(type(name) is str for p in got for name in p.scores)
+
+
+# ---------------------------------------------------------------- 2. spaces around commas (CLI)
+def test_cli_strips_labels_around_commas(tiny_models, capsys):
+    assert main(["classify", "the match", "--labels", "sports, politics , cooking", "--model",
+                 str(tiny_models("cosine")), "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["scores"]) == ["sports", "politics", "cooking"]
+
+
+def test_api_keeps_label_names_as_given_and_reads_them_stripped(clf):
+    padded, plain = clf.classify("the match", [" sports", "food "]), clf.classify("the match", ["sports", "food"])
+    assert list(padded.scores) == [" sports", "food "]  # the caller's own strings look the scores up
+    assert list(padded.scores.values()) == list(plain.scores.values())
+
+
+# ---------------------------------------------------------------- 3. case duplicates
+def test_labels_differing_only_in_case_warn(clf):
+    with expect_log(r"'Sports' and 'sports' differ only in case"):
+        clf.classify("the match", ["Sports", "sports", "food"])
+
+
+# ---------------------------------------------------------------- 4. transformers' pipeline keywords
+def test_pipeline_keywords_and_a_comma_string_of_labels(clf):
+    ref = clf.classify("the match", ["sports", "food"], template="It is about {}.")
+    alias = clf.classify("the match", candidate_labels=["sports", "food"], hypothesis_template="It is about {}.")
+    comma = clf.classify("the match", "sports, food", template="It is about {}.")
+    assert alias == ref and comma == ref
+    with pytest.raises(TypeError, match="both labels= and its alias candidate_labels="):
+        clf.classify("the match", ["a", "b"], candidate_labels=["a", "b"])
+    with pytest.raises(TypeError, match="does not take.*template="):
+        clf.classify("the match", ["a", "b"], prompt_template="x {}")
+
+
+# ---------------------------------------------------------------- 5. pipeline output, probability matrix
+def test_pipeline_output_and_probability_matrix(clf):
+    labels = ["sports", "weather", "food"]
+    pred = clf.classify("the match", labels)
+    out = clf.classify("the match", labels, output="pipeline")
+    assert out == pred.to_pipeline()
+    assert out["sequence"] == "the match" and sorted(out["labels"]) == sorted(labels)
+    assert out["scores"] == sorted(out["scores"], reverse=True) and out["labels"][0] == pred.label
+    batch = clf.classify(["the match", "the rain"], labels, output="pipeline")
+    assert isinstance(batch, list) and len(batch) == 2
+    proba = clf.classify_proba(["the match", "the rain"], labels)
+    assert proba.shape == (2, 3) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba[0], [pred.scores[x] for x in labels], rtol=1e-6)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    with pytest.raises(ValueError, match="output must be"):
+        clf.classify("the match", labels, output="dict")
+
+
+# ---------------------------------------------------------------- 6. one label, single-label mode
+def test_one_label_is_scored_on_its_own_as_the_pipeline_does(clf):
+    with expect_log("as transformers' zero-shot pipeline does"):
+        pred = clf.classify("the match", ["sports"])
+    assert pred.multi_label and 0 < pred.scores["sports"] < 1
+    assert pred.scores == clf.classify("the match", ["sports"], multi_label=True).scores
+
+
+# ---------------------------------------------------------------- 8. pickle-only folders
+def test_a_pickle_only_transformers_folder_says_how_to_convert(tiny_models, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_models("cosine"), folder)
+    for name in ("udtc_config.json", "modules.json"):  # a plain transformers folder
+        (folder / name).unlink(missing_ok=True)
+    for f in folder.rglob("*.safetensors"):
+        f.rename(f.with_name("pytorch_model.bin"))
+    with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model\.bin\).*save_pretrained.*model\.safetensors"):
+        Classifier.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------- 13. logging
+def test_messages_are_one_line_on_the_udtc_logger_and_verbosity_chooses(tiny_models, tmp_path):
+    script = ("import udtc, logging; from udtc.logs import get_logger; log = get_logger('udtc.x'); "
+              "log.info('an info'); log.warning('a warning')")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    run = lambda extra: subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True,
+                                       text=True, timeout=120)
+    assert run({}).stderr == "udtc: a warning\n"
+    assert run({"UDTC_VERBOSITY": "info"}).stderr == "udtc: an info\nudtc: a warning\n"
+    assert run({"UDTC_VERBOSITY": "error"}).stderr == ""
+    assert logging.getLogger("udtc").propagate is False
+
+
+def test_cli_quiet_and_verbose(tiny_models, capsys):
+    model = str(tiny_models("cosine"))
+    assert main(["--verbose", "classify", "the match", "--labels", "sports", "--model", model]) == 0
+    assert "udtc: one label in single-label mode" in capsys.readouterr().err
+    assert main(["--quiet", "classify", "the match", "--labels", "Sports,sports", "--model", model]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["classify", "the match", "--labels", "Sports,sports", "--model", model]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differ only in case" in err
