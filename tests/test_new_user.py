@@ -135,3 +135,84 @@ def test_cli_quiet_and_verbose(tiny_models, capsys):
     assert main(["classify", "the match", "--labels", "Sports,sports", "--model", model]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "differ only in case" in err
+
+
+# ---------------------------------------------------------------- 10. optional deps, failed runs
+def test_missing_peft_is_named_before_anything_is_written(tiny_models, tmp_path, monkeypatch):
+    import udtc
+    from factories import ROWS
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` fails as if it were not installed
+    out = tmp_path / "out"
+    with pytest.raises(ImportError, match=r"method='lora' needs peft.*pip install 'udtc\[train\]'"):
+        udtc.finetune(tiny_models("cosine"), ROWS, method="lora", output_dir=out, progress=False)
+    assert not out.exists()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(tiny_models, tmp_path, monkeypatch):
+    import udtc
+    import udtc.training.api as api
+    from factories import ROWS
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(api, "run", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        udtc.finetune(tiny_models("cosine"), ROWS, method="full", output_dir=out, progress=False)
+    assert not out.exists()
+    monkeypatch.undo()
+    _, metrics = udtc.finetune(tiny_models("cosine"), ROWS, method="full", output_dir=out, epochs=1, batch_size=8,
+                               progress=False)  # other settings, no overwrite needed
+    assert metrics["epochs_run"] == 1 and (out / "udtc_config.json").exists()
+
+
+# ---------------------------------------------------------------- 15. the benchmarked recipe by default
+def test_finetune_defaults_are_the_backends_benchmarked_recipe():
+    from benchmarks.few_shot import GLICLASS_RECIPES, RECIPES
+
+    from udtc import TrainingArguments
+    from udtc.backends import get_backend
+
+    for backend, recipes in (("cosine", RECIPES), ("gliclass", GLICLASS_RECIPES)):
+        cls = get_backend(backend)
+        for method, recipe in recipes.items():
+            got = TrainingArguments(method=method).resolved(cls.supported_methods, cls.lora_defaults, backend=backend,
+                                                            device="cpu", has_eval=False, recipes=cls.training_recipes)
+            assert (got.learning_rate, got.epochs) == (recipe["learning_rate"], recipe["epochs"])
+    cosine = get_backend("cosine")
+    given = TrainingArguments(learning_rate=1e-4, epochs=2).resolved(
+        cosine.supported_methods, {}, backend="cosine", device="cpu", has_eval=False, recipes=cosine.training_recipes)
+    assert (given.method, given.learning_rate, given.epochs) == ("lora", 1e-4, 2)
+
+
+def test_finetune_without_flags_records_the_recipe(tiny_models, tmp_path):
+    import udtc
+    from factories import ROWS
+
+    udtc.finetune(tiny_models("cosine"), ROWS, output_dir=tmp_path / "o", batch_size=8, progress=False, epochs=1)
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "0.003" in card and "lora" in card
+
+
+def test_no_third_party_noise_on_save_and_finetune(tiny_models, tmp_path, capfd):
+    import udtc
+    from factories import ROWS
+
+    Classifier.from_pretrained(tiny_models("cosine"), device="cpu").save_pretrained(tmp_path / "saved")
+    udtc.finetune(tiny_models("cosine"), ROWS, output_dir=tmp_path / "o", batch_size=8, progress=False, epochs=1)
+    assert "Writing model shards" not in capfd.readouterr().err
+
+
+def test_llm_prompt_scoring_prints_no_deprecation(tmp_path):
+    script = ("import sys, warnings; sys.path.insert(0, 'tests'); warnings.simplefilter('always'); "
+              "from factories import FACTORIES; from udtc import Classifier; "
+              f"from pathlib import Path; clf = Classifier.from_pretrained(FACTORIES['llm-prompt'](Path({str(tmp_path / 'm')!r})), device='cpu'); "
+              "import sys; print('SCORING', file=sys.stderr); "
+              "clf.classify(['the match was won', 'rain all day'], ['sports', 'weather report'])")
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    scoring = run.stderr.split("SCORING", 1)[1]
+    assert "past_key_values" not in scoring and "deprecated" not in scoring, scoring

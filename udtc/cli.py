@@ -82,8 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--shots", type=int, default=None, help="use N examples per label (sampled with --seed)")
     f.add_argument("--method", default=None, help="lora, qlora, full or head, as the backend allows (default: the "
                    "first the backend supports of lora, full, head)")
-    f.add_argument("--epochs", type=int, default=10)
-    f.add_argument("--learning-rate", type=float, default=None, help="default by method: full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3")
+    f.add_argument("--epochs", type=int, default=None, help="default: the backend's benchmarked recipe for the method "
+                   "(e.g. cosine lora 10, gliclass full 20), else 10")
+    f.add_argument("--learning-rate", type=float, default=None, help="default: the backend's benchmarked recipe for the "
+                   "method (e.g. cosine lora 3e-3), else by method: full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3")
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--gradient-accumulation-steps", type=int, default=1)
     f.add_argument("--max-length", type=int, default=None, help="token limit of the texts (default: the model's)")
