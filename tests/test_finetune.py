@@ -187,9 +187,12 @@ def test_lora_saves_an_adapter_that_loads_with_its_labels(tiny, tmp_path):
     base = Classifier.from_pretrained(tiny, device="cpu")
     clf, metrics = udtc.finetune(tiny, ROWS, eval=ROWS, output_dir=out, lora_dropout=0.0, **FAST)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "metrics.json", "udtc_config.json"]
+    # a local base is copied into the folder (base/), which never names a path outside itself (README, Safety)
+    assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "base", "metrics.json",
+                     "udtc_config.json"]
     config = json.loads((out / "udtc_config.json").read_text())
-    assert config["base_model"] == str(Path(tiny).resolve()) and config["labels"] == ["sports", "weather", "food"]
+    assert config["base_model"] == "base" and config["labels"] == ["sports", "weather", "food"]
+    assert str(tmp_path) not in (out / "README.md").read_text() + (out / "udtc_config.json").read_text()
     assert json.loads((out / "metrics.json").read_text())["history"] == metrics["history"]
     assert set(metrics["eval"]) == {"accuracy", "macro_f1", "micro_f1", "examples"} and metrics["epochs_run"] == 2
     card = (out / "README.md").read_text()

@@ -409,7 +409,7 @@ def test_lora_finetune_saves_only_the_adapter_head_and_tokenizer(llm_folder, tmp
     assert all(".lora_" in k or ".head." in k for k in keys), "only adapter and head tensors"
     assert _safetensors_bytes(out) < 0.5 * _safetensors_bytes(llm_folder)
     config = json.loads((out / "udtc_config.json").read_text())
-    assert config["base_model"] == str(llm_folder.resolve()) and config["labels"] == ["sports", "weather", "food"]
+    assert config["base_model"] == "base" and config["labels"] == ["sports", "weather", "food"]  # a local base is copied in
     again = Classifier.from_pretrained(out, device="cpu")
     assert again.backend_name == "llm-head" and again.labels == tuned.labels
     assert again.classify(TEXTS[0]).label in tuned.labels  # classify(text) without labels
@@ -441,9 +441,11 @@ def test_lora_adapter_over_a_gguf_package_resource_reloads_equal(llm_folder, tmp
     assert _safetensors_bytes(out) < 0.5 * _safetensors_bytes(udtc.gguf.gguf_to_folder(package / "tiny.gguf"))
     again = Classifier.from_pretrained(out, device="cpu")
     torch.testing.assert_close(_probs(again), _probs(tuned), atol=1e-4, rtol=0)
-    direct = tmp_path / "direct"  # a path to the .gguf file itself is kept as an absolute path
+    direct = tmp_path / "direct"  # a path to the .gguf file itself: the file is copied in, never named by its path
     udtc.finetune(package / "tiny.gguf", ROWS, backend="llm-head", output_dir=direct, **{**FIT, "epochs": 1})
-    assert json.loads((direct / "udtc_config.json").read_text())["base_model"] == str((package / "tiny.gguf").resolve())
+    assert json.loads((direct / "udtc_config.json").read_text())["base_model"] == "base/tiny.gguf"
+    assert (direct / "base" / "tiny.gguf").read_bytes() == (package / "tiny.gguf").read_bytes()
+    assert Classifier.from_pretrained(direct, device="cpu").labels == ["sports", "weather", "food"]
     sys.modules.pop("tiny_gguf_pkg", None)
 
 

@@ -216,3 +216,29 @@ def test_llm_prompt_scoring_prints_no_deprecation(tmp_path):
     assert run.returncode == 0, run.stderr
     scoring = run.stderr.split("SCORING", 1)[1]
     assert "past_key_values" not in scoring and "deprecated" not in scoring, scoring
+
+
+# ---------------------------------------------------------------- 9. self-contained folders
+def test_self_contained_copies_package_models_in_and_the_card_says_which(tmp_path, monkeypatch):
+    import torch
+    from factories import tiny_cosine
+
+    from udtc.backends.sce.backend import SCEBackend
+
+    tiny_cosine(tmp_path / "site" / "tinypkg" / "model")
+    (tmp_path / "site" / "tinypkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    backend = SCEBackend.build("package:tinypkg/model", None, [0], device=torch.device("cpu"))
+    clf = Classifier(backend, base_model="package:tinypkg/model")
+    by_name = clf.save_pretrained(tmp_path / "by-name")
+    whole = clf.save_pretrained(tmp_path / "whole", self_contained=True)
+    assert json.loads((by_name / "udtc_config.json").read_text())["options"]["embedder"] == "package:tinypkg/model"
+    assert "loading needs package:tinypkg/model" in (by_name / "README.md").read_text()
+    assert json.loads((whole / "udtc_config.json").read_text())["options"]["embedder"] == "embedder"
+    assert (whole / "embedder" / "model.safetensors").exists()
+    assert "copied into this folder from package:tinypkg/model" in (whole / "README.md").read_text()
+    expected = clf.classify("the match", ["sports", "food"]).scores
+    shutil.rmtree(tmp_path / "site")  # the package is gone: only the self-contained folder still loads
+    assert Classifier.from_pretrained(whole, device="cpu").classify("the match", ["sports", "food"]).scores == pytest.approx(expected)
+    with pytest.raises(FileNotFoundError, match="tinypkg"):
+        Classifier.from_pretrained(by_name, device="cpu")

@@ -21,7 +21,7 @@ tags:
 A [udtc](https://pypi.org/project/udtc/) classifier using the **{backend}** backend.
 
 - Base model: {base_model}
-- udtc version: {version}
+{weights_line}- udtc version: {version}
 {labels_section}{data_section}{hyper_section}{metrics_section}
 ## How to use
 
@@ -48,6 +48,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     citations: list[str] = field(default_factory=list)
     load_name: str = "path/to/this/folder"
+    base_weights: str | None = None  # where the weights of the models it builds on are (save_pretrained)
 
     def render(self) -> str:
         labels = self.labels or ["positive", "negative"]
@@ -60,6 +61,7 @@ class ModelCard:
             title=self.title or f"udtc {self.backend} classifier",
             backend=self.backend,
             base_model=self.base_model or "unknown",
+            weights_line=f"- Base weights: {self.base_weights}\n" if self.base_weights else "",
             version=__version__,
             labels_section=labels_section,
             data_section=_table("Training data", self.data_statistics),

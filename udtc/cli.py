@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
+from udtc import atomic
 from udtc._version import __version__
-from udtc.io import read_rows, write_rows
+from udtc.io import read_rows, result_columns, write_rows
 
 EXIT_ERROR = 2
 
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("udtc: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError) as err:
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback, for the errors udtc expects
+        full = atomic.disk_error(err, getattr(args, "output", None) or "the output")
+        if full is None and not isinstance(err, (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError)):
+            raise
+        err = full or err
         message = str(err).splitlines()[0] if str(err) else err.__class__.__name__
         print(f"udtc: error: {message}", file=sys.stderr)
         return EXIT_ERROR
@@ -65,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--json", action="store_true", help="print one JSON object per text")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    c.add_argument("--prefix", default="", help="prefix of udtc's output columns (label, labels, score, scores, "
+                   "truncated), e.g. udtc_, when the input has columns of those names")
     c.set_defaults(func=_classify)
 
     f = sub.add_parser("finetune", help="fine-tune a model on labelled texts (few-shot or full)",
@@ -151,18 +158,25 @@ def _classify(args) -> int:
         raise ValueError(f"--output must end in .csv or .jsonl, got {args.output.name!r}")
     rows = [{"text": t} for t in args.texts] if args.texts else read_rows(args.input, args.text_column)
     column = "text" if args.texts else args.text_column
+    names = result_columns({k for row in rows for k in row}, args.prefix) if args.output else None
+    out = atomic.AtomicFile(args.output) if args.output else None  # an unwritable --output fails before any work
     keep = [i for i, row in enumerate(rows) if isinstance(row.get(column), str) and row[column].strip()]
     if len(keep) < len(rows):
         print(f"udtc: skipped {len(rows) - len(keep)} empty row(s)", file=sys.stderr)
-    clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
-    predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
-                               threshold=args.threshold, top_k=args.top_k, template=args.template,
-                               batch_size=args.batch_size, progress=None if args.input else False) if keep else []
-    by_row: dict[int, Any] = dict(zip(keep, cast(list, predictions)))
-    if args.output:
-        write_rows(args.output, rows, by_row)
-        print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)
-        return 0
+    try:
+        clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
+        predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
+                                   threshold=args.threshold, top_k=args.top_k, template=args.template,
+                                   batch_size=args.batch_size, progress=None if args.input else False) if keep else []
+        by_row: dict[int, Any] = dict(zip(keep, cast(list, predictions)))
+        if out is not None:
+            write_rows(out, rows, by_row, names)
+            out.commit()
+            print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)
+            return 0
+    finally:
+        if out is not None:
+            out.discard()
     for i, row in enumerate(rows):
         p = by_row.get(i)
         if args.json:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from udtc import safety
 from udtc.logs import get_logger
 
 logger = get_logger(__name__)
@@ -49,6 +50,7 @@ def check_texts(texts: Any) -> list[str]:
             raise TypeError(f"text {i} is a {type(text).__name__}, not a string")
         if not text.strip():
             raise ValueError(f"text {i} is empty or whitespace only; remove it or give it content")
+        safety.check_encodable(text, f"text {i}")
     return text_list
 
 
@@ -76,6 +78,8 @@ def one_label_set(spec: Any, where: str) -> LabelSet:
         if not isinstance(name, str) or not isinstance(description, str):
             bad = name if not isinstance(name, str) else description
             raise TypeError(f"{where}: every label and description must be a string, got {type(bad).__name__} {bad!r}")
+        safety.check_encodable(name, f"{where}: label")
+        safety.check_encodable(description, f"{where}: description of label {name!r}")
         key = name.strip()
         if not key or not description.strip():
             raise ValueError(f"{where}: label {name!r} is empty or whitespace only (or has an empty description)")

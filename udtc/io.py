@@ -1,33 +1,49 @@
-"""Reading and writing rows of text files (.csv, .tsv, .jsonl, .txt), for the CLI and for training data."""
+"""Reading and writing rows of text files (.csv, .tsv, .jsonl, .txt), for the CLI and for training data.
+
+Lines and columns are read as each format defines them:
+
+* ``.jsonl`` and ``.txt``: a line ends at ``\\n`` (a ``\\r`` before it is dropped) and nowhere else;
+  ``str.splitlines`` would also split at U+2028, U+2029, ``\\x0c``, ``\\x85``..., which are
+  ordinary characters inside a JSON string or a text line.
+* ``.csv``/``.tsv``: the csv module reads the file, so quoted newlines and any character in a cell stay.
+* udtc's own output columns (:data:`RESULT_COLUMNS`, optionally prefixed) never overwrite an input column.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_rows", "write_rows"]
+from udtc import atomic
+
+__all__ = ["RESULT_COLUMNS", "read_rows", "result_columns", "write_rows"]
+
+RESULT_COLUMNS = ("label", "labels", "score", "scores", "truncated")
 
 
 def read_rows(path: Path, text_column: str = "text") -> list[dict[str, Any]]:
     """Rows of a .csv/.tsv/.jsonl/.txt file as dicts; a missing text column names the columns found."""
     if not path.exists():
         raise FileNotFoundError(f"no such input file: {path}")
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
+    try:  # newlines untranslated, so a ``\r`` inside a CSV cell survives; UTF-8, BOM dropped
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            raw = f.read()
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return [{text_column: line} for line in raw.splitlines()]
+        return [{text_column: line} for line in _split_lines(raw)]
     if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         rows = list(reader)
         columns = reader.fieldnames or []
     elif suffix in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(raw.splitlines(), start=1):
+        for n, line in enumerate(_split_lines(raw), start=1):
             if line.strip():
                 try:
                     item = json.loads(line)
@@ -44,22 +60,62 @@ def read_rows(path: Path, text_column: str = "text") -> list[dict[str, Any]]:
     return rows
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]], predictions: dict[int, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
+def _split_lines(raw: str) -> list[str]:
+    """Lines split at ``\\n`` only (``\\r\\n`` too); no empty last line for a final newline."""
+    lines = raw.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def result_columns(input_columns: Iterable[str], prefix: str = "") -> dict[str, str]:
+    """udtc's column names (``{"label": prefix + "label", ...}``), refused when an input column has one."""
+    names = {name: f"{prefix}{name}" for name in RESULT_COLUMNS}
+    taken = sorted(set(names.values()) & set(input_columns))
+    if taken:
+        raise ValueError(f"the input already has column(s) {', '.join(taken)}, which udtc's output would overwrite; "
+                         "rename them, or pass --prefix (e.g. --prefix udtc_) to name udtc's columns differently")
+    return names
+
+
+def write_rows(target: atomic.AtomicFile | Path, rows: list[dict[str, Any]], predictions: dict[int, Any],
+               names: dict[str, str] | None = None) -> None:
+    """Rows and their results (columns :data:`RESULT_COLUMNS`, renamed through ``names``) as .jsonl or CSV.
+
+    ``target`` is an :class:`udtc.atomic.AtomicFile` (written to its temporary file; its ``commit``
+    renames it into place) or a path (written through one, committed here).
+    """
+    if not isinstance(target, atomic.AtomicFile):
+        names = names or result_columns({k for row in rows for k in row})
+        out = atomic.AtomicFile(target)
+        try:
+            write_rows(out, rows, predictions, names)
+            out.commit()
+        finally:
+            out.discard()
+        return
+    names = names or {name: name for name in RESULT_COLUMNS}
+    out_rows = []
     for i, row in enumerate(rows):
         p = predictions.get(i)
-        out.append({**row, "label": p.label if p else None, "labels": "|".join(p.labels) if p else "",
-                    "score": p.scores[p.label] if p and p.label else None,
-                    "scores": json.dumps(p.scores, ensure_ascii=False) if p else "{}", "truncated": p.truncated if p else False})
-    if path.suffix.lower() == ".jsonl":
-        with path.open("w", encoding="utf-8") as f:
-            for item in out:
-                item["scores"] = json.loads(item["scores"])
+        result = {"label": p.label if p else None, "labels": "|".join(p.labels) if p else "",
+                  "score": p.scores[p.label] if p and p.label else None,
+                  "scores": json.dumps(p.scores, ensure_ascii=False) if p else "{}", "truncated": p.truncated if p else False}
+        out_rows.append({**row, **{names[k]: v for k, v in result.items()}})
+    if target.path.suffix.lower() == ".jsonl":
+        with target.open() as f:
+            for n, item in enumerate(out_rows):
+                item[names["scores"]] = json.loads(item[names["scores"]])
                 f.write(json.dumps(item, ensure_ascii=False) + "\n")
+                if n == len(out_rows) // 2:
+                    f.flush()
+                    atomic.fault("output:half-written")
         return
-    fields = list(dict.fromkeys(k for item in out for k in item))
-    with path.open("w", encoding="utf-8", newline="") as f:
+    fields = list(dict.fromkeys(k for item in out_rows for k in item))
+    with target.open(newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(out)
+        writer.writerows(out_rows[: len(out_rows) // 2 + 1])
+        f.flush()
+        atomic.fault("output:half-written")
+        writer.writerows(out_rows[len(out_rows) // 2 + 1 :])

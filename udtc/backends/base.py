@@ -16,6 +16,12 @@ Label-set invariance is part of the contract: permuting ``labels`` must permute 
 columns and change nothing else (|difference| <= 1e-5). ``tests/test_contract.py`` checks it
 for every registered backend.
 
+Batching tolerance: ``batch_size`` and which texts share a batch may change a score by at most
+:data:`BATCH_TOLERANCE` (1e-5 in probability; 2.6e-6 was the largest change measured). Padding a text
+to a longer batch changes the order of float32 sums in attention and pooling, so scores are not
+bit-identical across batch sizes; they are identical for the same inputs and ``batch_size``.
+``tests/test_contract.py`` checks it for every registered backend.
+
 Fine-tuning (optional): a backend that ``udtc.finetune`` can train also derives from
 :class:`Trainable`, lists the methods it allows in ``supported_methods`` and implements
 :meth:`Trainable.trainable_module` and :meth:`Trainable.training_logits`. Its special cases
@@ -32,6 +38,10 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
+
+
+#: the most a score (a probability) may change with ``batch_size`` or batch composition
+BATCH_TOLERANCE = 1e-5
 
 
 class Scores(NamedTuple):

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from udtc._version import __version__
 from udtc.classifier import Classifier
-from udtc.serve import ServeSettings
+from udtc.serve.settings import ServeSettings
 from udtc.serve.batcher import Batcher, QueueFull, ShuttingDown, as_list
 from udtc.serve.metrics import CONTENT_TYPE, Metrics
 
@@ -90,7 +90,7 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": text} for code, text in {
     401: "missing or wrong API key", 413: "request body or text count over the limit",
     422: "invalid request (the Python API's one-line message)", 503: "queue full or shutting down (see Retry-After)",
     504: "request timed out"}.items()}

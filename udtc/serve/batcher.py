@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from udtc.classifier import Classifier
 from udtc.prediction import Prediction
@@ -73,7 +73,7 @@ class Batcher:
         self.max_queue = max_queue
         self.stats = BatcherStats()
         self._pending: deque[Job] = deque()
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup = asyncio.Event()  # bound to a loop only when first awaited; start() makes a new one
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._closing = False
@@ -142,7 +142,8 @@ class Batcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
-            jobs, n = [], 0
+            jobs: list[Job] = []
+            n = 0
             while self._pending and (not jobs or n + self._pending[0].n_texts <= self.max_batch):
                 job = self._pending.popleft()
                 if not job.future.done():  # timed out (cancelled) while queued: skip
@@ -204,7 +205,7 @@ def score_round(classifier: Classifier, jobs: list[Job], batch_size: int,
             continue
         texts = [t for job in members for t in ([job.texts] if isinstance(job.texts, str) else job.texts)]
         no_labels = members[0].labels is None
-        labels = None if no_labels else [s for job in members for s in _label_sets_or_none(job)]
+        labels = None if no_labels else [s for job in members for s in cast(list, _label_sets_or_none(job))]
         calls += 1
         try:
             merged = classify(texts, labels, batch_size=batch_size, progress=False, **members[0].options)
@@ -214,7 +215,7 @@ def score_round(classifier: Classifier, jobs: list[Job], batch_size: int,
             continue
         start = 0
         for job in members:
-            part = merged[start : start + job.n_texts]
+            part = cast(list, merged)[start : start + job.n_texts]
             start += job.n_texts
             results[job] = part[0] if isinstance(job.texts, str) else part
     return results, calls

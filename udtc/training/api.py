@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import torch
 
+from udtc import atomic, safety
 from udtc.backends import available_backends, detect_backend, get_backend
 from udtc.backends.base import Backend, Trainable
 from udtc.card import ModelCard
@@ -129,6 +130,9 @@ def finetune(
                     "train": train_data.fingerprint(), "eval": eval_data.fingerprint() if eval_data else None,
                     "shots": args.shots, "world_size": dist.world, **args.training_settings(),
                     **({"hypothesis_column": hypothesis_column} if hypothesis_column is not None else {})}
+        if dist.main:
+            atomic.recover(out)  # an interrupted final swap: the old folder back, leftovers gone
+        dist.barrier()
         resume = ckpt.inspect_output_dir(out, settings, overwrite=args.overwrite)
         existed = out.exists()
         dist.barrier()
@@ -175,9 +179,9 @@ def _train_and_save(model, out: Path, args: TrainingArguments, train_data, eval_
     # a Classifier passed in is trained in place; a pair model keeps classifying zero-shot
     clf.labels, clf.base_model = None if train_data.pairs else list(train_data.labels), base_ref
     if dist.main:
-        card = _card(clf, train_data, eval_data, args.shots, args, metrics, args.push_to_hub or str(out), merge)
+        card = _card(clf, train_data, eval_data, args.shots, args, metrics, args.push_to_hub or out.name, merge)
         with quiet_third_party():  # no "Writing model shards" bar
-            _write_final(out, clf, result.peft_model, merge, card, metrics)
+            written = _write_final(out, clf, result.peft_model, merge, card, metrics)
     elif result.peft_model is not None:
         merge_lora(result.peft_model, impl)
     dist.barrier()
@@ -185,7 +189,7 @@ def _train_and_save(model, out: Path, args: TrainingArguments, train_data, eval_
         from udtc.hub import upload
 
         assert token is not None
-        metrics["hub"] = upload(out, args.push_to_hub, token=token, private=args.hub_private)
+        metrics["hub"] = upload(out, args.push_to_hub, token=token, private=args.hub_private, files=written)
     return clf, metrics
 
 
@@ -303,8 +307,14 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
                      metrics=shown, citations=citations, load_name=load_name)
 
 
-def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: ModelCard, metrics: dict) -> None:
-    """Write the final model next to the checkpoints, move it into ``out``, then drop the checkpoints."""
+def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: ModelCard, metrics: dict) -> list[str]:
+    """Write the final model next to the checkpoints, move it into ``out``, then drop the checkpoints.
+
+    Safe at every point (README, Safety): until the model is in place, ``checkpoints/run.json`` stays
+    and a rerun resumes and writes it again; an earlier output replaced with ``overwrite=True`` is
+    removed only once the new model is complete; ``run.json`` goes first in the cleanup, so a rerun
+    never resumes from half-removed checkpoints. Files in ``out`` that udtc did not write stay.
+    Returns the files written, which are all an upload may send."""
     backend = cast(Trainable, clf.backend)
     tmp = out / ".final.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -312,7 +322,9 @@ def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: Mode
         tmp.mkdir()
         peft_model.save_pretrained(tmp)  # adapter_config.json + adapter_model.safetensors, no base weights
         backend.save_adapter_files(tmp)  # e.g. a head's config and the tokenizer
-        clf.config.save(tmp)
+        config = clf.config
+        config.base_model = safety.bundle_base(tmp, clf.base_model)  # a local base is copied in: no outside paths
+        config.save(tmp)
         (tmp / "README.md").write_text(card.render(), encoding="utf-8")
         merge_lora(peft_model, backend)  # in memory the classifier scores like the reloaded folder
     else:
@@ -320,10 +332,17 @@ def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: Mode
             merge_lora(peft_model, backend)
         clf.save_pretrained(tmp, card=card)
     (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    written = atomic.files_in(tmp)
+    atomic.fault("finetune:final-written")
+    for name in ckpt.replaced(out):  # the earlier output (overwrite=True), now that the new model is complete
+        if not (tmp / name).exists():
+            atomic.remove(out / name)
     for item in tmp.iterdir():
         target = out / item.name
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(item, target)
     tmp.rmdir()
+    atomic.fault("finetune:model-in-place")
     ckpt.remove(out)
+    return written

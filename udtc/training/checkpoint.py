@@ -13,14 +13,16 @@ Layout of ``output_dir`` while a run is in progress::
 Only the latest epoch and the best one are kept. An epoch folder is written under a temporary name
 and renamed when complete, and ``latest.json`` moves only after that, so a run killed at any
 moment (kill -9 included) resumes from the last complete epoch. When the run finishes, the final
-model is written into ``output_dir`` and ``checkpoints/`` is removed.
+model is written beside ``output_dir`` and swapped in whole, which removes ``checkpoints/`` with the
+old folder, so a kill during that cleanup never leaves a half-removed ``checkpoints/``.
 
 The rule for ``output_dir``:
 
 1. missing or empty: a new run starts;
 2. holds ``checkpoints/run.json`` with the same settings: the run resumes where it stopped;
 3. anything else (a finished model, other files, a run with other settings): refused with an error
-   that says what is there, unless ``overwrite=True``, which empties the folder and starts over.
+   that says what is there, unless ``overwrite=True``, which starts over; what the folder held stays
+   until the new model is complete and replaces the whole folder in one swap (``udtc.atomic``).
 
 See :func:`inspect_output_dir` (every process reads) and :func:`claim_output_dir` (the main one writes).
 """
@@ -39,6 +41,7 @@ import torch
 
 RUN_FILE = "run.json"
 LATEST_FILE = "latest.json"
+REPLACED_FILE = "replaced.json"
 CHECKPOINTS = "checkpoints"
 
 
@@ -48,7 +51,7 @@ def inspect_output_dir(output_dir: Path, settings: dict[str, Any], *, overwrite:
         raise FileExistsError(f"output_dir {output_dir} is a file; pass a folder")
     entries = sorted(p.name for p in output_dir.iterdir()) if output_dir.exists() else []
     run_file = output_dir / CHECKPOINTS / RUN_FILE
-    if entries == [CHECKPOINTS] and not any((output_dir / CHECKPOINTS).iterdir()):
+    if entries == [CHECKPOINTS] and not any(p.name != REPLACED_FILE for p in (output_dir / CHECKPOINTS).iterdir()):
         entries = []  # killed before run.json was written
     if not entries or overwrite:
         return False
@@ -66,11 +69,14 @@ def inspect_output_dir(output_dir: Path, settings: dict[str, Any], *, overwrite:
 
 
 def claim_output_dir(output_dir: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
-    """Empty the folder when overwriting, and record a new run's settings (main process only)."""
-    if overwrite and output_dir.exists():
-        shutil.rmtree(output_dir)
+    """Record a new run's settings (main process only). Overwriting drops only an earlier run's
+    checkpoints: an earlier model in the folder stays until the new one replaces it whole."""
+    if overwrite and not resume:
+        remove(output_dir)
     (output_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     if not resume:
+        previous = sorted(p.name for p in output_dir.iterdir() if p.name != CHECKPOINTS) if overwrite else []
+        _write_json(output_dir / CHECKPOINTS / REPLACED_FILE, previous)
         _write_json(output_dir / CHECKPOINTS / RUN_FILE, _as_json(settings))
 
 
@@ -83,10 +89,20 @@ def forget_untrained_run(output_dir: Path, *, remove_folder: bool) -> None:
         output_dir.rmdir()
 
 
+def replaced(output_dir: Path) -> list[str]:
+    """Names in ``output_dir`` that the run replaces when it finishes (what was there at ``overwrite=True``)."""
+    path = output_dir / CHECKPOINTS / REPLACED_FILE
+    return _read_json(path) if path.exists() else []
+
+
 def latest(output_dir: Path) -> Path | None:
     """The folder of the last complete epoch, or None before the first one."""
     pointer = output_dir / CHECKPOINTS / LATEST_FILE
     if not pointer.exists():
+        done = sorted(p.name for p in (output_dir / CHECKPOINTS).glob("epoch-*") if not p.name.endswith(".tmp"))
+        if done:  # never silently retrain from epoch 0 over checkpoints that exist
+            raise ValueError(f"{output_dir / CHECKPOINTS} holds {', '.join(done)} but no {LATEST_FILE}; the run was "
+                             "interrupted while its checkpoints were being changed: pass overwrite=True to start over")
         return None
     folder = output_dir / CHECKPOINTS / _read_json(pointer)["dir"]
     if not (folder / "state.json").exists():
@@ -133,7 +149,18 @@ def read_state(folder: Path) -> dict[str, Any]:
 
 
 def remove(output_dir: Path) -> None:
-    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    """Drop the checkpoints once the final model is in place: ``run.json`` first, so a kill during the
+    cleanup leaves a folder that a rerun refuses (a finished model) instead of one it resumes from
+    nothing, i.e. retrains from epoch 0."""
+    root = output_dir / CHECKPOINTS
+    for name in (RUN_FILE, LATEST_FILE):
+        if (root / name).exists():
+            (root / name).unlink()
+        if name == RUN_FILE:
+            from udtc.atomic import fault
+
+            fault("checkpoints:run-removed")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- state

@@ -29,6 +29,7 @@ from udtc.backends._text import LabelCache, encode
 from udtc.backends.base import Backend, Scores, Trainable
 from udtc.backends.cosine.config import CosineOptions
 from udtc.config import read_json, write_json
+from udtc.safety import inside
 
 _ST = "sentence_transformers.models."
 _POOLING_KEYS = {
@@ -77,7 +78,7 @@ class CosineBackend(Trainable, Backend):
         if not folder.is_dir():
             raise ValueError(f"the cosine backend loads a folder, got the file {folder}")
         modules = _read_modules(folder)
-        transformer_dir = folder / modules["transformer"]
+        transformer_dir = modules["transformer_dir"]
         st_config = read_json(transformer_dir / "sentence_bert_config.json", {})
         kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
         model = AutoModel.from_pretrained(transformer_dir, dtype=dtype or torch.float32, **kwargs).to(device)
@@ -192,10 +193,10 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, modes: list[str]) -> torch.T
 
 def _read_modules(folder: Path) -> dict[str, Any]:
     if not (folder / "modules.json").exists():
-        return {"transformer": "", "pooling": ["mean"], "dense": [], "normalize": False}
+        return {"transformer": "", "pooling": ["mean"], "dense": [], "normalize": False, "transformer_dir": folder}
     result: dict[str, Any] = {"transformer": None, "pooling": None, "dense": [], "normalize": False}
     for module in read_json(folder / "modules.json"):
-        kind, path = module["type"].removeprefix(_ST), folder / module.get("path", "")
+        kind, path = module["type"].removeprefix(_ST), inside(folder, module.get("path", ""), "a modules.json path")
         if kind == "Transformer":
             result["transformer"] = module.get("path", "")
         elif kind == "Pooling":
@@ -222,6 +223,7 @@ def _read_modules(folder: Path) -> dict[str, Any]:
     if result["transformer"] is None:
         raise ValueError(f"{folder}/modules.json has no Transformer module")
     result["pooling"] = result["pooling"] or ["mean"]
+    result["transformer_dir"] = inside(folder, result["transformer"], "the Transformer path in modules.json")
     return result
 
 

@@ -19,6 +19,7 @@ from udtc.backends.gliclass.model import (ENCODER_TYPES, EXAMPLE_TOKEN, LABEL_TO
                                           GLiClassUniEncoder, init_head_weights)
 from udtc.config import read_json
 from udtc.runtime import seeded
+from udtc.safety import portable_name
 
 
 def build_on_encoder(cls: Any, folder: Path, *, max_length: int | None = None, seed: int | None = None,
@@ -40,10 +41,11 @@ def build_on_encoder(cls: Any, folder: Path, *, max_length: int | None = None, s
                          f"supported: {', '.join(ENCODER_TYPES)})")
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir, trust_remote_code=trust_remote_code)
     tokenizer.add_tokens([LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN], special_tokens=True)
-    encoder = AutoModel.from_pretrained(encoder_dir, use_safetensors=True, dtype=torch.float32)
+    encoder = AutoModel.from_pretrained(encoder_dir, use_safetensors=True, dtype=torch.float32,
+                                        trust_remote_code=trust_remote_code)
     defaults = {f.name: f.default for f in fields(GLiClassConfig) if f.name != "encoder_config"}
     raw = {**defaults, **gliclass_options, "model_type": "GLiClass", "architectures": ["GLiClassModel"],
-           "encoder_config": encoder.config.to_dict(), "encoder_model_name": str(encoder_dir),
+           "encoder_config": encoder.config.to_dict(), "encoder_model_name": portable_name(str(encoder_dir)),
            "vocab_size": len(tokenizer), "hidden_size": gliclass_options.get("hidden_size", encoder.config.hidden_size),
            "class_token_index": token_id(tokenizer, LABEL_TOKEN), "text_token_index": token_id(tokenizer, SEP_TOKEN),
            "example_token_index": token_id(tokenizer, EXAMPLE_TOKEN), "pad_token_id": encoder.config.pad_token_id,

@@ -40,6 +40,7 @@ from torch import nn
 from udtc.backends._text import LabelCache, encode
 from udtc.backends.base import Backend, Scores, Trainable
 from udtc.backends.sce.config import LABEL_INPUTS, SCEOptions
+from udtc.safety import bundle_local_models, saved_model_names
 
 WEIGHTS_NAME = "sce.safetensors"
 _CACHE_SIZE = 65536
@@ -207,7 +208,8 @@ class SCEBackend(Trainable, Backend):
         from udtc.backends.cosine.backend import CosineBackend
         from udtc.hub import resolve
 
-        f = CosineBackend.load(resolve(embedder), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        f = CosineBackend.load(resolve(embedder, trust_remote_code=trust_remote_code), device=device, dtype=dtype,
+                               trust_remote_code=trust_remote_code)
         encoder = encoder or embedder
         if encoder == embedder:
             bert, tokenizer = f.model, f.tokenizer
@@ -216,8 +218,8 @@ class SCEBackend(Trainable, Backend):
 
             from udtc.backends.cosine.backend import _read_modules
 
-            path = resolve(encoder)
-            path = path / _read_modules(path)["transformer"]
+            path = resolve(encoder, trust_remote_code=trust_remote_code)
+            path = _read_modules(path)["transformer_dir"]
             bert = AutoModel.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         cfg = bert.config
@@ -257,10 +259,12 @@ class SCEBackend(Trainable, Backend):
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().float().cpu().contiguous() for k, v in self.model.state_dict().items()},
                   folder / WEIGHTS_NAME)
+        bundle_local_models(folder, self.embedder_name, self.encoder_name)
 
     @property
     def options(self) -> dict[str, Any]:  # the names differ from the attributes (``embedder`` is the model)
-        return SCEOptions(embedder=self.embedder_name, encoder=self.encoder_name, layers=self.layers,
+        embedder, encoder = saved_model_names(self.embedder_name, self.encoder_name)
+        return SCEOptions(embedder=embedder, encoder=encoder, layers=self.layers,
                           label_attention=self.model.label_attention, residual=self.model.residual,
                           label_input=self.model.label_input, max_label_tokens=self.max_label_tokens,
                           multi_label_shift=self.multi_label_shift).to_dict()
