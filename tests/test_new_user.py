@@ -242,3 +242,28 @@ def test_self_contained_copies_package_models_in_and_the_card_says_which(tmp_pat
     assert Classifier.from_pretrained(whole, device="cpu").classify("the match", ["sports", "food"]).scores == pytest.approx(expected)
     with pytest.raises(FileNotFoundError, match="tinypkg"):
         Classifier.from_pretrained(by_name, device="cpu")
+
+
+# ---------------------------------------------------------------- 7. files honour the umask
+def _modes(folder: Path) -> set[tuple[str, int]]:
+    return {("dir" if p.is_dir() else "file", p.stat().st_mode & 0o777) for p in [folder, *folder.rglob("*")]}
+
+
+def test_saved_folders_output_files_and_finetuned_weights_honour_the_umask(tiny_models, tmp_path):
+    import os
+
+    import udtc
+    from factories import ROWS
+
+    old = os.umask(0o022)
+    try:
+        clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+        saved = clf.save_pretrained(tmp_path / "saved")
+        udtc.finetune(tiny_models("cosine"), ROWS, method="full", output_dir=tmp_path / "tuned", epochs=1, batch_size=8,
+                      progress=False)
+        assert main(["classify", "the match", "--labels", "a,b", "--model", str(saved), "--output",
+                     str(tmp_path / "out.csv")]) == 0
+    finally:
+        os.umask(old)
+    assert _modes(saved) == _modes(tmp_path / "tuned") == {("dir", 0o755), ("file", 0o644)}
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644

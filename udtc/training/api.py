@@ -332,6 +332,7 @@ def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: Mode
             merge_lora(peft_model, backend)
         clf.save_pretrained(tmp, card=card)
     (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    atomic.honour_umask_tree(tmp)  # peft/transformers write weights 0600
     written = atomic.files_in(tmp)
     atomic.fault("finetune:final-written")
     for name in ckpt.replaced(out):  # the earlier output (overwrite=True), now that the new model is complete
