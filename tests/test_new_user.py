@@ -59,8 +59,8 @@ def test_api_keeps_label_names_as_given_and_reads_them_stripped(clf):
 
 # ---------------------------------------------------------------- 3. case duplicates
 def test_labels_differing_only_in_case_warn(clf):
-    with expect_log(r"'Sports' and 'sports' differ only in case"):
-        clf.classify("the match", ["Sports", "sports", "food"])
+    with expect_log(r"'Sport' and 'sport' differ only in case"):
+        clf.classify("the match", ["Sport", "sport", "food"])
 
 
 # ---------------------------------------------------------------- 4. transformers' pipeline keywords
@@ -130,7 +130,7 @@ def test_cli_quiet_and_verbose(tiny_models, capsys):
     model = str(tiny_models("cosine"))
     assert main(["--verbose", "classify", "the match", "--labels", "sports", "--model", model]) == 0
     assert "udtc: one label in single-label mode" in capsys.readouterr().err
-    assert main(["--quiet", "classify", "the match", "--labels", "Sports,sports", "--model", model]) == 0
+    assert main(["--quiet", "classify", "the match", "--labels", "Weather,weather", "--model", model]) == 0
     assert capsys.readouterr().err == ""
     assert main(["classify", "the match", "--labels", "Sports,sports", "--model", model]) == 0
     err = capsys.readouterr().err
@@ -267,3 +267,103 @@ def test_saved_folders_output_files_and_finetuned_weights_honour_the_umask(tiny_
         os.umask(old)
     assert _modes(saved) == _modes(tmp_path / "tuned") == {("dir", 0o755), ("file", 0o644)}
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------- 11. the CLI checks everything before loading
+@pytest.mark.parametrize(("args", "message"), [
+    (["classify", ""], "TEXT 1 is empty"),
+    (["classify", "hello"], "no labels: pass --labels"),
+    (["classify", "hello", "--labels", "a,a"], "duplicate label 'a'"),
+    (["classify", "hello", "--labels", "a,b", "--threshold", "1.5"], r"threshold must be a number in \[0, 1\]"),
+    (["classify", "hello", "--labels", "a,b", "--top-k", "0"], "--top-k must be a positive integer"),
+    (["classify", "hello", "--labels", "a,b", "--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["classify", "hello", "--labels", "a,b", "--template", "no slot"], "--template must be a string with exactly one"),
+    (["classify", "--input", "/nonexistent.csv", "--labels", "a,b"], "no such input file"),
+    (["classify", "hello", "--labels", "a,b", "--output", "x.txt"], "--output must end in .csv or .jsonl"),
+])
+def test_cli_checks_every_argument_before_loading_a_model(monkeypatch, capsys, args, message):
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(Classifier, "from_pretrained", no_loading)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("udtc: error:") and len(err.splitlines()) == 1
+    assert __import__("re").search(message, err), err
+
+
+def test_cli_input_columns_are_checked_before_loading_a_model(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(Classifier, "from_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    src = tmp_path / "in.csv"
+    src.write_text("id,body\n1,hello\n", encoding="utf-8")
+    assert main(["classify", "--input", str(src), "--labels", "a,b"]) == 2
+    assert "no column 'text'; columns found: id, body (use --text-column)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["classify", "--help"], ["finetune", "--help"]])
+def test_version_and_help_import_no_torch(argv):
+    script = (f"import sys; from udtc.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+              "print('heavy:', sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "heavy: []"
+
+
+def test_import_udtc_is_lazy_and_complete():
+    script = ("import sys, udtc; lazy = 'torch' not in sys.modules; names = [getattr(udtc, n) for n in udtc.__all__]; "
+              "print(lazy, 'torch' in sys.modules, udtc.Classifier.__module__)")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert run.stdout.split() == ["True", "True", "udtc.classifier"], run.stderr
+
+
+# ---------------------------------------------------------------- 12. one row format, CLI words
+def test_json_output_and_output_files_share_one_row_format(tiny_models, tmp_path, capsys):
+    import csv
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": 7, "text": "the match"}\n{"id": 8, "text": "the rain"}\n', encoding="utf-8")
+    base = ["classify", "--input", str(src), "--labels", "sports,weather", "--model", str(tiny_models("cosine"))]
+    assert main([*base, "--json"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main([*base, "--output", str(tmp_path / "o.jsonl")]) == 0
+    assert main([*base, "--output", str(tmp_path / "o.csv")]) == 0
+    written = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert printed == written
+    assert list(printed[0]) == ["id", "text", "label", "labels", "score", "scores", "truncated"]
+    assert printed[0]["id"] == 7 and isinstance(printed[0]["labels"], list) and isinstance(printed[0]["scores"], dict)
+    flat = list(csv.DictReader((tmp_path / "o.csv").open(encoding="utf-8")))
+    assert flat[0]["labels"] == "|".join(printed[0]["labels"]) and json.loads(flat[0]["scores"]) == printed[0]["scores"]
+
+
+def test_cli_messages_use_cli_words(tiny_models, tmp_path, capsys):
+    from udtc.cli import cli_words
+
+    assert cli_words("pick another folder or pass overwrite=True to replace it") == \
+        "pick another folder or pass --overwrite to replace it"
+    assert cli_words("top_k must be a positive integer") == "--top-k must be a positive integer"
+    assert cli_words("add labels or pass multi_label=True") == "add labels or pass --multi-label"
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(6)), encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("precious")
+    assert main(["finetune", "--model", str(tiny_models("cosine")), "--train", str(train), "--output",
+                 str(tmp_path / "out"), "--method", "full"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "overwrite=True" not in err
+
+
+# ---------------------------------------------------------------- 14. JSONL errors name the line and the problem
+@pytest.mark.parametrize(("lines", "message"), [
+    (['{"text": "fine"}', '{"text": 42}'], r"line 2: 'text' is int 42, not a string"),
+    (['{"text": "fine"}', '{"body": "x"}'], r"line 2 has no key 'text' \(keys: body\)"),
+    (['{"text": "fine"}', '', '["a"]'], r"line 3 is not a JSON object"),
+])
+def test_jsonl_reader_says_what_is_wrong_with_which_line(tmp_path, lines, message):
+    from udtc.io import read_rows
+
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        read_rows(path)

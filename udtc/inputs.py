@@ -20,6 +20,7 @@ from udtc.logs import get_logger
 
 logger = get_logger(__name__)
 
+_WARNED_CASE: set[tuple[str, str]] = set()
 LabelSet = tuple[tuple[str, ...], tuple[str, ...]]  # (names as given, what the model reads)
 
 
@@ -88,7 +89,8 @@ def one_label_set(spec: Any, where: str) -> LabelSet:
         seen[key] = description.strip()
     folded: dict[str, str] = {}
     for key in seen:
-        if key.casefold() in folded:
+        if key.casefold() in folded and (folded[key.casefold()], key) not in _WARNED_CASE:
+            _WARNED_CASE.add((folded[key.casefold()], key))  # once per pair: a loop of calls warns once
             logger.warning("%s: %r and %r differ only in case; the model reads them as near-synonyms and splits "
                            "the score between them (merge them, or describe them apart with a dict)",
                            where, folded[key.casefold()], key)
