@@ -367,3 +367,18 @@ def test_jsonl_reader_says_what_is_wrong_with_which_line(tmp_path, lines, messag
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         read_rows(path)
+
+
+# ---------------------------------------------------------------- 18. one variable relocates the whole cache
+def test_udtc_cache_relocates_data_models_and_gguf(monkeypatch, tmp_path):
+    from benchmarks.datasets import data_root
+    from benchmarks.models import models_root
+
+    from udtc.gguf import cache_root
+
+    monkeypatch.delenv("UDTC_DATA_DIR", raising=False)
+    monkeypatch.delenv("UDTC_MODELS_DIR", raising=False)
+    monkeypatch.setenv("UDTC_CACHE", str(tmp_path))
+    assert (data_root(), models_root(), cache_root()) == (tmp_path / "data", tmp_path / "models", tmp_path)
+    monkeypatch.setenv("UDTC_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert data_root() == tmp_path / "elsewhere"
