@@ -125,7 +125,8 @@ def start_server(model: str | None, args: argparse.Namespace) -> tuple[subproces
            "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     cmd = [sys.executable, "-m", "udtc.cli", "serve", *([model] if model else []), "--port", str(port),
            "--threads", str(args.threads), "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", "4096", "--switch-interval-ms", str(args.switch_interval_ms), "--log-level", "warning"]
+           "--max-queue", "4096", "--log-level", "warning",
+           *(["--switch-interval-ms", str(args.switch_interval_ms)] if args.switch_interval_ms else [])]
     proc = subprocess.Popen(cmd, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, server and baseline alike")
-    parser.add_argument("--switch-interval-ms", type=float, default=0.5, help="the server's GIL switch interval")
+    parser.add_argument("--switch-interval-ms", type=float, default=None,
+                        help="the server's GIL switch interval (default: Python's)")
     parser.add_argument("--quick", action="store_true", help="CI smoke test: tiny random model, 1 and 4 clients")
     args = parser.parse_args(argv)
 
@@ -225,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {n_sets} | `udtc serve` over loopback | {clients} | {r['requests']} | {r['throughput_rps']:.1f} | "
                         f"**{r['vs_one_at_a_time']:.2f}** | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} |")
     errors = sum(r["errors"] for run in runs.values() for r in run["served"].values())
+    switch = f" --switch-interval-ms {args.switch_interval_ms:g}" if args.switch_interval_ms else ""
     rows.append(f"\nmodel: {model or 'the default model'}; one text (8-40 words) per request; torch threads {args.threads}; "
-                f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} --switch-interval-ms "
-                f"{args.switch_interval_ms:g}; each level <= {args.requests} requests "
-                f"and <= {args.seconds:g} s; vs one-at-a-time: over the mean of the in-process runs before and after; "
-                f"max |served - in-process| score {difference:.2e}; HTTP errors {errors}")
+                f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}{switch}; each level <= {args.requests} "
+                f"requests and <= {args.seconds:g} s; vs one-at-a-time: over the mean of the in-process runs before and "
+                f"after; max |served - in-process| score {difference:.2e}; HTTP errors {errors}")
     table = "\n".join(rows)
     print(table)
     write_results("serve_load" + ("_quick" if args.quick else ""),

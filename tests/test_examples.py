@@ -19,6 +19,8 @@ def test_example_runs(script, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     if script.name == "quickstart.py":
         assert [line.split()[0] for line in out.stdout.splitlines()] == ["sports", "politics", "cooking", "technology"]
+    if script.name == "multi_label_and_descriptions.py":  # issue #17: the stadium/council text is politics
+        assert "politics" in out.stdout.splitlines()[0], out.stdout
     if script.name == "classify_file.py":
         rows = list(csv.DictReader((tmp_path / "headlines.classified.csv").open()))
         assert len(rows) == 6 and rows[0]["label"] == "sports"

@@ -22,7 +22,7 @@ A [udtc](https://pypi.org/project/udtc/) classifier using the **{backend}** back
 
 - Base model: {base_model}
 {weights_line}- udtc version: {version}
-{labels_section}{data_section}{hyper_section}{metrics_section}
+{labels_section}{data_section}{hyper_section}{metrics_section}{calibration_section}
 ## How to use
 
 ```python
@@ -46,6 +46,7 @@ class ModelCard:
     data_statistics: dict[str, Any] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # Calibration.summary()
     citations: list[str] = field(default_factory=list)
     load_name: str = "path/to/this/folder"
     base_weights: str | None = None  # where the weights of the models it builds on are (save_pretrained)
@@ -67,6 +68,7 @@ class ModelCard:
             data_section=_table("Training data", self.data_statistics),
             hyper_section=_table("Hyperparameters", self.hyperparameters),
             metrics_section=_table("Metrics", self.metrics),
+            calibration_section=_table("Calibration", self.calibration),
             load_name=self.load_name,
             example_labels="" if self.labels else f", {labels!r}",
             example_cli=",".join(labels),

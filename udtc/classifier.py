@@ -21,14 +21,17 @@ import torch
 from udtc import atomic, safety
 from udtc.backends import Backend, detect_backend, get_backend
 from udtc.backends.base import Trainable
+from udtc.calibration import Calibration, calibrate
+from udtc.decide import decide, prediction as _prediction, thresholds as _thresholds
 from udtc.card import ModelCard
 from udtc.compat import quiet_third_party
 from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
 from udtc.hub import named_model, resolve, saved_options
-from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int, thresholds as _thresholds
+from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int
 from udtc.logs import get_logger
 from udtc.prediction import Prediction
+from udtc.priors import PriorCorrection, get_prior
 from udtc.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -43,10 +46,18 @@ PIPELINE_ALIASES = {"candidate_labels": "labels", "hypothesis_template": "templa
 class Classifier:
     """Scores texts against labels chosen at call time, with any registered backend."""
 
-    def __init__(self, backend: Backend, *, labels: list[str] | None = None, base_model: str | None = None):
+    def __init__(self, backend: Backend, *, labels: list[str] | None = None, base_model: str | None = None,
+                 calibration: Calibration | None = None):
         self.backend = backend
         self.labels = labels
         self.base_model = base_model
+        self.calibration = calibration  # udtc/calibration.py: applied in the decide step, saved as calibration.json
+
+    calibrate = calibrate  # Classifier.calibrate(dev, ...) -> a new calibrated Classifier (udtc/calibration.py)
+
+    def uncalibrated(self) -> Classifier:
+        """This classifier without its calibration (same weights)."""
+        return Classifier(self.backend, labels=self.labels, base_model=self.base_model)
 
     @property
     def backend_name(self) -> str:
@@ -97,7 +108,8 @@ class Classifier:
             impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
                                  options=options)
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
-        return cls(impl, labels=config.labels if config else None, base_model=base)
+        calibration = Calibration.load(folder) if folder.is_dir() else None
+        return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration)
 
     @classmethod
     def _with_adapter(cls, folder: Path, config: UdtcConfig | None, *, device: torch.device, dtype: torch.dtype | None,
@@ -154,6 +166,7 @@ class Classifier:
         batch_size: int = 32,
         progress: bool | None = None,
         output: str = "prediction",
+        prior: str | PriorCorrection | None = None,
         **options: Any,
     ) -> Prediction | list[Prediction] | dict[str, Any] | list[dict[str, Any]]:
         """Classify one text (returns a Prediction) or a list of texts (returns a list).
@@ -178,6 +191,8 @@ class Classifier:
             progress: show a progress bar; by default only when there is more than one batch.
             output: ``"prediction"`` (Prediction objects) or ``"pipeline"`` (transformers' zero-shot
                 pipeline dicts ``{"sequence", "labels", "scores"}``, best first; see Prediction.to_pipeline).
+            prior: single-label: ``"batch"`` or ``"sinkhorn"`` removes each label's prior estimated over
+                the texts of this call (per label set; udtc/priors.py), or a callable (logits, labels) -> logits.
             **options: backend-specific options (e.g. ``examples=`` for GLiClass).
         """
         for alias, name in PIPELINE_ALIASES.items():  # transformers' names, for code written for its pipeline
@@ -209,16 +224,21 @@ class Classifier:
                         "zero-shot pipeline does")
             multi_label = True
         thresholds = _thresholds(threshold, label_sets, multi_label)
+        correction = get_prior(prior, multi_label)
+        if self.calibration is not None:
+            self.calibration.check([names for names, _ in label_sets], multi_label, threshold is not None)
+            thresholds = self.calibration.thresholds(multi_label) if threshold is None else thresholds
 
         # Group texts that share a label set, longest texts first so batches pad little.
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, (_, inputs) in enumerate(label_sets):
-            groups.setdefault(tuple(template.replace("{}", x) for x in inputs), []).append(i)
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        for i, (names, inputs) in enumerate(label_sets):
+            groups.setdefault((names, tuple(template.replace("{}", x) for x in inputs)), []).append(i)
         probs: list[torch.Tensor | None] = [None] * len(text_list)
         truncated = [False] * len(text_list)
         bar = _progress(len(text_list), progress, batch_size)
-        for inputs, indices in groups.items():
+        for (names, inputs), indices in groups.items():
             indices.sort(key=lambda i: -len(text_list[i]))
+            group_logits = []
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 with torch.inference_mode(), quiet_third_party():
@@ -228,12 +248,14 @@ class Classifier:
                 if logits.shape != (len(chunk), len(inputs)):
                     raise RuntimeError(f"backend {self.backend.name!r} returned logits of shape {tuple(logits.shape)}, "
                                        f"expected {(len(chunk), len(inputs))}")
-                p = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)  # (B, L)
+                group_logits.append(logits)
                 for row, i in enumerate(chunk):
-                    probs[i] = p[row]
                     truncated[i] = bool(out.truncated[row])
                 if bar is not None:
                     bar.update(len(chunk))
+            p = decide(torch.cat(group_logits), names, multi_label, self.calibration, correction)  # (n, L)
+            for row, i in enumerate(indices):
+                probs[i] = p[row]
         if bar is not None:
             bar.close()
         if any(truncated):
@@ -301,15 +323,17 @@ class Classifier:
         atomic.recover(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
-        with atomic.new_folder(target) as tmp, safety.self_contained(self_contained):
-            with quiet_third_party():
-                self.backend.save(tmp)
+        with atomic.new_folder(target) as tmp, safety.self_contained(self_contained), quiet_third_party():
+            self.backend.save(tmp)
             self.config.save(tmp)
+            if self.calibration is not None:
+                self.calibration.save(tmp)
             (tmp / "README.md").write_text(card.render(), encoding="utf-8")
         return target
 
     def model_card(self) -> ModelCard:
-        return ModelCard(backend=self.backend.name, base_model=safety.portable_name(self.base_model), labels=self.labels)
+        return ModelCard(backend=self.backend.name, base_model=safety.portable_name(self.base_model), labels=self.labels,
+                         calibration=self.calibration.summary() if self.calibration else {})
 
     def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None,
                     commit_message: str = "Upload udtc model", revision: str | None = None,
@@ -366,26 +390,6 @@ def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, op
         raise bad from None
 
 
-def _prediction(text: str, names: tuple[str, ...], probs: torch.Tensor, multi_label: bool, thresholds,
-                top_k: int | None, truncated: bool) -> Prediction:
-    scores = {name: float(p) for name, p in zip(names, probs.tolist())}
-    ranked = sorted(names, key=lambda n: -scores[n])
-
-    def limit(name: str) -> float | None:
-        if isinstance(thresholds, dict):
-            return thresholds.get(name, 0.5 if multi_label else None)
-        return thresholds
-
-    if multi_label:
-        chosen = [n for n in ranked if scores[n] >= (limit(n) or 0.0)][: top_k or None]  # never None here
-        label = chosen[0] if chosen else None
-    else:
-        best = ranked[0]
-        least = limit(best)
-        keep = least is None or scores[best] >= least
-        label = best if keep else None
-        chosen = ranked[: top_k or 1] if keep else []
-    return Prediction(text=text, label=label, labels=chosen, scores=scores, multi_label=multi_label, truncated=truncated)
 
 
 def _progress(total: int, progress: bool | None, batch_size: int):

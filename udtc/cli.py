@@ -139,8 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.set_defaults(func=_finetune)
 
+    from udtc.calibration_command import add_calibrate_command  # `udtc calibrate` (udtc/calibration_command.py)
     from udtc.serve.command import add_serve_command  # `udtc serve` lives in udtc/serve (no web imports here)
 
+    add_calibrate_command(sub)
     add_serve_command(sub)
     return parser
 

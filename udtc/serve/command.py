@@ -32,8 +32,9 @@ def add_serve_command(sub) -> None:
     s.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
     s.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    s.add_argument("--switch-interval-ms", type=float, default=0.5,
-                   help="Python's GIL switch interval for this process (default 0.5; Python's own is 5)")
+    s.add_argument("--switch-interval-ms", type=float, default=None,
+                   help="Python's GIL switch interval for this process (default: Python's, 5 ms); the model thread "
+                        "and the HTTP thread share the GIL, so it can matter: measure with benchmarks.serve_load")
     s.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
     s.set_defaults(func=run_serve)
 
@@ -56,14 +57,10 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
-    # The model runs in a worker thread while the event loop answers HTTP. Python's default GIL switch
-    # interval (5 ms) makes the model thread wait behind the loop thread after every torch op that released
-    # the GIL; 0.5 ms served more requests/s at 32 clients on a 2-core CPU (compare with
-    # `python -m benchmarks.serve_load --switch-interval-ms 5`). This process only serves, so the
-    # process-wide setting is ours to choose.
-    if not args.switch_interval_ms > 0:
-        raise ValueError(f"--switch-interval-ms must be > 0, got {args.switch_interval_ms}")
-    sys.setswitchinterval(args.switch_interval_ms / 1000)
+    if args.switch_interval_ms is not None:
+        if not args.switch_interval_ms > 0:
+            raise ValueError(f"--switch-interval-ms must be > 0, got {args.switch_interval_ms}")
+        sys.setswitchinterval(args.switch_interval_ms / 1000)  # this process only serves: ours to choose
     classifier = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
     name = args.model or "the default model"
     app = create_app(classifier, settings, model_name=args.model)

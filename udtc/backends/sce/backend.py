@@ -162,7 +162,7 @@ class SCEBackend(Trainable, Backend):
 
     def __init__(self, embedder: Any, word_embeddings: torch.Tensor, tokenizer: Any, model: SoftContextualizedEncoder,
                  *, embedder_name: str, encoder_name: str, layers: list[int], max_label_tokens: int = 16,
-                 multi_label_shift: float = 0.15):
+                 multi_label_shift: float = -0.03):
         self.embedder = embedder  # a CosineBackend: the frozen external sentence embedder f
         self.word_embeddings = word_embeddings.detach().float()  # (V, H) frozen token embeddings E
         self.tokenizer, self.model = tokenizer, model.eval()

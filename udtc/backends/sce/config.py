@@ -18,4 +18,4 @@ class SCEOptions(Options):
     residual: bool = True
     label_input: str = "tokens"  # or "tokens+embedding"
     max_label_tokens: int = 16
-    multi_label_shift: float = 0.15
+    multi_label_shift: float = -0.03

@@ -1,0 +1,99 @@
+"""The default model's multi-label shift, chosen on data sets its training never saw.
+
+SCE multi-label scores are ``sigmoid(s_i - (a + c) * shift)``: a label is on when ``s_i / (a + c)``
+reaches ``shift``. The shipped 0.15 was the best one-vs-rest macro-F1 averaged over BBC, TREC-6,
+TREC-50, VADER tweets and VADER Amazon; BBC and VADER tweets are in the model's training mixture,
+where its scores are far more confident, so they pulled the shift up. Here the same measure
+(``benchmarks.accuracy.shift_f1``) is taken on the held-out sets only (trec6, trec50, sms_spam,
+vader_amazon; the dev halves, ``split(..., 0.5, seed=0)``, 300 rows each, never the test halves):
+one-vs-rest macro-F1 per shift, the mean over ALL of them, and the best shift. The earlier rule
+averaged only the sets where some threshold beats switching every label on; that selection keeps
+the sets where the model is confident and pulls the shift up again, and a user with an unseen task
+cannot know in advance which kind of set theirs is, so it is reported but not used.
+
+    python -m benchmarks.multi_label --threads 1
+    python -m benchmarks.multi_label --quick        # smoke test: trec6, 40 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from benchmarks.accuracy import all_on_f1, shift_f1
+from benchmarks.common import write_results
+from benchmarks.datasets import load, sample, split
+
+DATASETS = ("trec6", "trec50", "sms_spam", "vader_amazon")
+SHIFTS = tuple(round(0.01 * i, 2) for i in range(-10, 31))  # -0.10 .. 0.30
+
+
+def unit_scores(clf, texts: list[str], labels: list[str]) -> np.ndarray:
+    """``s_i / (a + c)`` (n, L): multi-label logits at shift 0 divided by the summed scales."""
+    backend = clf.backend
+    saved = backend.multi_label_shift
+    backend.multi_label_shift = 0.0
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logits = backend.score(texts, labels, multi_label=True, batch_size=64).logits.double()  # (n, L)
+            offset = float(backend.model.multi_label_offset())
+    finally:
+        backend.multi_label_shift = saved
+    return (logits / offset).numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.multi_label", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test: trec6, 40 rows")
+    parser.add_argument("--rows", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from udtc import Classifier
+
+    names = ["trec6"] if args.quick else list(DATASETS)
+    rows = 40 if args.quick else args.rows
+    clf = Classifier.from_pretrained(None, device="cpu")
+    started = time.perf_counter()
+    curves, informative = {}, []
+    for name in names:
+        data = load(name)
+        dev, _ = split(data, test_fraction=0.5, seed=0)
+        dev = sample(dev, min(rows, len(dev)), seed=0)
+        labels = list(data.label_names)
+        scores = unit_scores(clf, dev.texts, labels)
+        gold = np.array([labels.index(y) for y in dev.labels])
+        curves[name] = shift_f1(scores, gold, SHIFTS).round(4).tolist()
+        if max(curves[name]) > all_on_f1(dev.labels, labels):
+            informative.append(name)
+        print(f"  {name}: best shift {SHIFTS[int(np.argmax(curves[name]))]} F1 {max(curves[name]):.3f}", flush=True)
+    used = names
+    mean = np.mean([curves[n] for n in used], axis=0)
+    best = SHIFTS[int(np.argmax(mean))]
+    selected = np.mean([curves[n] for n in informative or names], axis=0)
+    shown = [s for s in SHIFTS if round(s * 100) % 5 == 0]
+    lines = ["| shift | " + " | ".join(names) + " | mean (all) | mean (sets where a threshold beats all-on) |",
+             "|---|" + "---|" * len(names) + "---|---|"]
+    for s in shown:
+        i = SHIFTS.index(s)
+        lines.append(f"| {s:.2f} | " + " | ".join(f"{curves[n][i]:.3f}" for n in names) + f" | {mean[i]:.3f} | {selected[i]:.3f} |")
+    text = "\n".join(lines) + (f"\n\nBest mean shift: {best:.2f} (mean one-vs-rest macro-F1 {mean.max():.3f}; "
+                               f"at the old 0.15: {mean[SHIFTS.index(0.15)]:.3f}); sets averaged: {', '.join(used)}. "
+                               f"Mean over only {', '.join(informative or names)}: best "
+                               f"{SHIFTS[int(np.argmax(selected))]:.2f} ({selected.max():.3f})")
+    print(text)
+    path = write_results("multi_label" + ("_quick" if args.quick else ""),
+                         {"args": vars(args), "shifts": list(SHIFTS), "curves": curves, "informative": informative, "averaged": used,
+                          "best_shift": best, "total_s": round(time.perf_counter() - started, 1)}, text)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
