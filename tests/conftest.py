@@ -43,3 +43,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def udtc_logs(caplog):
+    """Records of the ``udtc`` logger (which does not propagate to the root logger caplog watches)."""
+    import logging
+
+    from udtc.logs import get_logger
+
+    logger = get_logger("udtc")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger="udtc")
+    yield caplog
+    logger.removeHandler(caplog.handler)

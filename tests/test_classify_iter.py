@@ -47,6 +47,6 @@ def test_bad_arguments_are_clear_errors(clf):
         next(clf.classify_iter("one text", ["a", "b"]))
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         next(clf.classify_iter(["x"], ["a", "b"], chunk_size=0))
-    with pytest.raises(ValueError, match="at least two labels"):
-        next(clf.classify_iter(["x"], ["a"]))
+    with pytest.raises(ValueError, match="labels is empty"):
+        next(clf.classify_iter(["x"], []))
     assert list(clf.classify_iter([], ["a", "b"])) == []

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from logcheck import expect_log
 import torch
 from factories import ROWS, TRAIN
 
@@ -63,7 +64,7 @@ def test_missing_column_names_the_columns_found(tmp_path):
 def test_empty_rows_are_skipped_and_counted():
     rows = ROWS[:4] + [{"text": "  ", "label": "sports"}, {"text": "x", "label": ""}, {"text": "y", "label": None},
                        {"text": float("nan"), "label": "food"}]
-    with pytest.warns(UserWarning, match="skipped 4 row"):
+    with expect_log("skipped 4 row"):
         data = load_examples(rows)
     assert len(data) == 4 and data.skipped == 4
 
@@ -77,19 +78,19 @@ def test_non_utf8_file_is_a_clear_error(tmp_path):
 
 def test_eval_labels_that_train_lacks_are_reported():
     train = load_examples(ROWS)
-    with pytest.warns(UserWarning, match=r"labels the train data lacks: \['music'\]"):
+    with expect_log(r"labels the train data lacks: \['music'\]"):
         kept = check_eval(load_examples(ROWS[:2] + [{"text": "a song", "label": "music"}], what="eval"), train)
     assert len(kept) == 2 and kept.labels == train.labels
 
 
 def test_shots_sample_per_label_with_the_seed_and_warn_when_short():
     data = load_examples(ROWS + [{"text": "a song", "label": "music"}])
-    with pytest.warns(UserWarning, match=r"'music' \(1\)"):
+    with expect_log(r"'music' \(1\)"):
         few = sample_shots(data, 3, seed=0)
     assert few.counts() == {"sports": 3, "weather": 3, "food": 3, "music": 1}
-    with pytest.warns(UserWarning):
+    with expect_log():
         again = sample_shots(data, 3, seed=0)
-    with pytest.warns(UserWarning):
+    with expect_log():
         other = sample_shots(data, 3, seed=1)
     assert again.texts == few.texts and other.texts != few.texts
 
@@ -480,7 +481,7 @@ def test_push_to_hub_creates_a_private_repo_and_uploads_the_folder(tiny, tmp_pat
 def test_a_failed_upload_keeps_the_local_folder(tiny, tmp_path, hub):
     hub.fail_commit = True
     out = tmp_path / "o"
-    with pytest.warns(UserWarning, match=f"kept in {out}"):
+    with expect_log(f"kept in {out}"):
         _, metrics = udtc.finetune(tiny, ROWS, method="full", output_dir=out, push_to_hub="me/tiny",
                                    hub_token="hf_test", **FAST)
     assert "500" in metrics["hub"]["error"] or "Server" in metrics["hub"]["error"]

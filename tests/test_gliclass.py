@@ -12,6 +12,7 @@ import json
 import shutil
 
 import pytest
+from logcheck import expect_log
 import torch
 from factories import WORDS, bert_config, tiny_encoder, write_tokenizer
 
@@ -282,7 +283,7 @@ def test_long_text_is_cut_and_flagged_labels_kept(tiny):
     assert truncated == [True] and int(inputs.lengths[0]) == backend.max_length
     assert int((inputs.input_ids == backend.label_id).sum()) == len(labels)
     kept = backend.max_length - len(backend.prefix) - len(backend.suffix) - (1 + len(labels) + 4)  # block: 3 labels, 4 tokens
-    with pytest.warns(UserWarning, match="truncated"):
+    with expect_log("truncated"):
         pred = tiny.classify(text, labels)
     assert pred.truncated
     short = tiny.classify(" ".join(words[:kept]), labels)

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from logcheck import expect_log
 import torch
 import torch.nn.functional as F
 from factories import tiny_encoder
@@ -173,7 +174,7 @@ def test_cli_finetune_builds_a_new_gliclass_model_on_an_encoder(encoder, tmp_pat
 
     path = tmp_path / "train.csv"
     path.write_text("text,label\n" + "\n".join(f"{t},{y}" for t, y in ROWS) + "\n", encoding="utf-8")
-    with pytest.warns(UserWarning, match="not a GLiClass checkpoint"):
+    with expect_log("not a GLiClass checkpoint"):
         code = main(["finetune", "--model", str(encoder), "--backend", "gliclass", "--train", str(path), "--output",
                      str(tmp_path / "out"), "--method", "full", "--epochs", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
@@ -182,7 +183,7 @@ def test_cli_finetune_builds_a_new_gliclass_model_on_an_encoder(encoder, tmp_pat
 
 
 def test_the_untrained_model_warning_and_what_cannot_be_built(encoder, tmp_path):
-    with pytest.warns(UserWarning, match="not a GLiClass checkpoint"):
+    with expect_log("not a GLiClass checkpoint"):
         Classifier.from_pretrained(encoder, backend="gliclass", device="cpu")
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "config.json").write_text('{"model_type": "t5"}')

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from logcheck import expect_log
 import torch
 from factories import WORDS, tiny_nli
 
@@ -161,7 +162,7 @@ def test_long_premise_is_truncated_and_hypothesis_kept_whole(models):
     hyp_ids = tok(hypothesis, add_special_tokens=False)["input_ids"]
     assert len(ids) == backend.max_length == 128
     assert ids[-len(hyp_ids) - 1 : -1] == hyp_ids and ids[-1] == tok.sep_token_id
-    with pytest.warns(UserWarning, match="truncated"):
+    with expect_log("truncated"):
         pred = clf.classify(TEXTS[3], LABELS, progress=False)
     assert pred.truncated
     assert not _classify(clf, TEXTS[0], LABELS).truncated

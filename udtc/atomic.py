@@ -113,8 +113,10 @@ def new_folder(target: Path) -> Iterator[Path]:
     """Yield an empty folder beside ``target``; when the block ends without error it replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.new.", dir=target.parent))
+    honour_umask(tmp)  # mkdtemp makes it 0700: the folder gets the mode a plain mkdir would
     try:
         yield tmp
+        honour_umask_tree(tmp)  # some writers (e.g. transformers' weights) make their files 0600
         fault("swap:before")  # the new folder is complete, the old one untouched
         replace(tmp, target)
     except BaseException as err:
@@ -123,6 +125,20 @@ def new_folder(target: Path) -> Iterator[Path]:
         if full is not None:
             raise full from None
         raise
+
+
+def honour_umask(path: Path) -> None:
+    """Give ``path`` (made private by mkdtemp/mkstemp) the mode a plain mkdir/open would: 0755/0644 under umask 022."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def honour_umask_tree(folder: Path) -> None:
+    """:func:`honour_umask` on ``folder`` and everything in it (symlinks left alone)."""
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            honour_umask(path)
 
 
 def files_in(folder: Path) -> list[str]:
@@ -147,6 +163,7 @@ class AtomicFile:
                 err.errno, f"cannot write {path} ({err.strerror}); pick a writable location") from None
         os.close(fd)
         self.tmp = Path(name)
+        honour_umask(self.tmp)  # mkstemp makes it 0600: the file gets the mode a plain open() would
 
     def open(self, newline: str | None = None):
         return self.tmp.open("w", encoding="utf-8", newline=newline)

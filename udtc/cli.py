@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, cast
 
 from udtc import atomic
 from udtc._version import __version__
-from udtc.io import read_rows, result_columns, write_rows
+from udtc.io import read_rows, result_columns, result_row, write_rows
 
 EXIT_ERROR = 2
 
@@ -21,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
+    from udtc.logs import get_logger, set_verbosity
+
+    level = get_logger("udtc").level
+    if args.quiet or args.verbose:
+        set_verbosity("error" if args.quiet else "debug" if args.verbose > 1 else "info")
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -32,13 +38,34 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err = full or err
         message = str(err).splitlines()[0] if str(err) else err.__class__.__name__
-        print(f"udtc: error: {message}", file=sys.stderr)
+        print(f"udtc: error: {cli_words(message)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        set_verbosity(level)
+
+
+#: keyword arguments of the Python API that messages name, and the CLI flags that set them
+_FLAGS = ("overwrite", "multi_label", "batch_size", "top_k", "threshold", "template", "text_column", "label_column",
+          "label_separator", "hypothesis_column", "learning_rate", "max_length", "push_to_hub", "merge", "method",
+          "epochs", "shots", "patience", "labels", "eval", "device", "backend", "optim", "loss", "negatives")
+
+
+def cli_words(message: str) -> str:
+    """A library message in the CLI's words: ``overwrite=True`` -> ``--overwrite``, ``top_k`` -> ``--top-k``."""
+    names = "|".join(_FLAGS)
+    message = re.sub(rf"\b({names})=True\b", lambda m: "--" + m[1].replace("_", "-"), message)
+    message = re.sub(rf"\b({names})=\[\.\.\.\]", lambda m: f"--{m[1]} a,b", message)
+    message = re.sub(rf"\b({names})=(?=[\w'\".])", lambda m: "--" + m[1].replace("_", "-") + " ", message)
+    return re.sub(rf"(?<![\w-])({names})(?= must| is| needs)", lambda m: "--" + m[1].replace("_", "-"), message)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udtc", description="User-defined text classification: name the labels at call time.")
     parser.add_argument("--version", action="version", version=f"udtc {__version__}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="print errors only (env: UDTC_VERBOSITY=error)")
+    loud.add_argument("-v", "--verbose", action="count", default=0, help="print info messages; -vv debug too "
+                      "(env: UDTC_VERBOSITY=info|debug)")
     sub = parser.add_subparsers(metavar="command")
 
     c = sub.add_parser("classify", help="classify texts against labels you name",
@@ -78,8 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--shots", type=int, default=None, help="use N examples per label (sampled with --seed)")
     f.add_argument("--method", default=None, help="lora, qlora, full or head, as the backend allows (default: the "
                    "first the backend supports of lora, full, head)")
-    f.add_argument("--epochs", type=int, default=10)
-    f.add_argument("--learning-rate", type=float, default=None, help="default by method: full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3")
+    f.add_argument("--epochs", type=int, default=None, help="default: the backend's benchmarked recipe for the method "
+                   "(e.g. cosine lora 10, gliclass full 20), else 10")
+    f.add_argument("--learning-rate", type=float, default=None, help="default: the backend's benchmarked recipe for the "
+                   "method (e.g. cosine lora 3e-3), else by method: full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3")
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--gradient-accumulation-steps", type=int, default=1)
     f.add_argument("--max-length", type=int, default=None, help="token limit of the texts (default: the model's)")
@@ -130,34 +159,73 @@ def _synonyms(path: Path | None) -> dict | None:
 
 
 def _labels(args) -> list[str] | None:
-    labels = [x for x in (args.labels or "").split(",") if x.strip()] + list(args.label)
+    labels = [x.strip() for x in (args.labels or "").split(",") if x.strip()] + [x.strip() for x in args.label]
     return labels or None
 
 
-def _classify(args) -> int:
-    from udtc.classifier import Classifier
+def _check_classify_args(args) -> list[str] | None:
+    """Every argument checked before a model loads (a typo costs no model loading); -> the labels."""
+    from udtc.inputs import check_template, label_sets, positive_int, thresholds
 
     if args.texts and args.input:
         raise ValueError("give texts as arguments or --input, not both")
     if not args.texts and not args.input:
         raise ValueError("nothing to classify: give a TEXT argument or --input FILE")
-    if args.output and args.output.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pick another --output or pass --overwrite")
+    for i, text in enumerate(args.texts, start=1):
+        if not text.strip():
+            raise ValueError(f"TEXT {i} is empty; give it content or leave it out")
     if args.output and args.output.suffix.lower() not in (".csv", ".jsonl"):
         raise ValueError(f"--output must end in .csv or .jsonl, got {args.output.name!r}")
+    if args.output and args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pick another --output or pass --overwrite")
+    positive_int(args.batch_size, "--batch-size")
+    positive_int(args.top_k, "--top-k", allow_none=True)
+    if args.template is not None:
+        check_template(args.template)
+    labels = _labels(args)
+    if labels is None and not _model_has_labels(args.model):
+        raise ValueError("no labels: pass --labels a,b,c (or --label NAME, repeated); this model has none of its own")
+    sets = label_sets(labels, 1) if labels is not None else []
+    if args.threshold is not None:
+        thresholds(args.threshold, sets, args.multi_label)
+    return labels
+
+
+def _model_has_labels(model: str | None) -> bool:
+    """Whether a local model folder (or the default model) saves labels of its own; True when unknown
+    (a Hub id: the model loads and says so itself)."""
+    from udtc.config import CONFIG_NAME
+    from udtc.defaults import DEFAULT_MODEL
+
+    name = model or DEFAULT_MODEL
+    if not name.startswith("package:") and not Path(name).expanduser().is_dir():
+        return True
+    try:
+        from udtc.hub import resolve
+
+        config = resolve(name) / CONFIG_NAME
+        return not config.is_file() or json.loads(config.read_text(encoding="utf-8")).get("labels") is not None
+    except (OSError, ValueError):
+        return True  # loading the model reports it
+
+
+def _classify(args) -> int:
+    labels = _check_classify_args(args)
     rows = [{"text": t} for t in args.texts] if args.texts else read_rows(args.input, args.text_column)
     column = "text" if args.texts else args.text_column
-    names = result_columns({k for row in rows for k in row}, args.prefix) if args.output else None
+    names = result_columns({k for row in rows for k in row}, args.prefix)
     out = atomic.AtomicFile(args.output) if args.output else None  # an unwritable --output fails before any work
     keep = [i for i, row in enumerate(rows) if isinstance(row.get(column), str) and row[column].strip()]
     if len(keep) < len(rows):
         print(f"udtc: skipped {len(rows) - len(keep)} empty row(s)", file=sys.stderr)
+    from udtc.classifier import Classifier
+
     try:
         clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
-        predictions = clf.classify([rows[i][column] for i in keep], _labels(args), multi_label=args.multi_label,
+        predictions = clf.classify([rows[i][column] for i in keep], labels, multi_label=args.multi_label,
                                    threshold=args.threshold, top_k=args.top_k, template=args.template,
                                    batch_size=args.batch_size, progress=None if args.input else False) if keep else []
-        by_row: dict[int, Any] = dict(zip(keep, cast(list, predictions)))
+        by_row: dict[int, Any] = dict(zip(keep, predictions))
         if out is not None:
             write_rows(out, rows, by_row, names)
             out.commit()
@@ -169,7 +237,7 @@ def _classify(args) -> int:
     for i, row in enumerate(rows):
         p = by_row.get(i)
         if args.json:
-            print(json.dumps(p.to_dict() if p else {"text": row.get(column), "label": None}, ensure_ascii=False))
+            print(json.dumps(result_row(row, p, names), ensure_ascii=False))
         elif p is None:
             print(f"-\t\t{row.get(column, '')}")
         else:

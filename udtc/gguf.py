@@ -23,6 +23,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from udtc import atomic
+
 logger = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
@@ -74,6 +76,7 @@ def gguf_to_folder(path: Path, *, cache_dir: Path | None = None) -> Path:
     _check_dependencies()
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", dir=root))
+    atomic.honour_umask(tmp)
     try:
         logger.warning("converting %s to a transformers folder in %s (once; later loads reuse it)", file, target)
         convert(file, tmp)

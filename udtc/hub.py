@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 from udtc import safety
 from udtc.defaults import DEFAULT_MODEL, PACKAGE_INSTALL_HINTS
+from udtc.logs import get_logger
+
+logger = get_logger(__name__)
 
 # Weights in pickle formats, and exports udtc never reads, are not downloaded.
 _IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot", "onnx/*", "openvino/*", "*.tflite"]
@@ -156,8 +158,8 @@ def upload(folder: Path, repo_id: str, *, token: str, private: bool = True, file
                                    allow_patterns=files)
     except Exception as err:  # noqa: BLE001 - network, auth, server: the trained model must not be lost either way
         message = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        warnings.warn(f"upload to the Hub repo {repo_id!r} failed ({message}); the trained model is kept in "
-                      f"{folder.resolve()}; retry with: hf upload {repo_id} {folder.resolve()}{' --private' if private else ''}"
-                      f" --include {' '.join(files)}", stacklevel=3)
+        logger.warning(f"upload to the Hub repo {repo_id!r} failed ({message}); the trained model is kept in "
+                       f"{folder.resolve()}; retry with: hf upload {repo_id} {folder.resolve()}{' --private' if private else ''}"
+                       f" --include {' '.join(files)}")
         return {"repo_id": repo_id, "error": message, "local_folder": str(folder.resolve())}
     return {"repo_id": repo_id, "url": str(url), "commit": getattr(commit, "oid", None), "private": private}

@@ -7,6 +7,12 @@ Lines and columns are read as each format defines them:
   ordinary characters inside a JSON string or a text line.
 * ``.csv``/``.tsv``: the csv module reads the file, so quoted newlines and any character in a cell stay.
 * udtc's own output columns (:data:`RESULT_COLUMNS`, optionally prefixed) never overwrite an input column.
+
+One row format for every output (``udtc classify --json``, ``--output x.jsonl``, ``--output x.csv``):
+the input row's fields, then ``label`` (the chosen label or null), ``labels`` (the listed labels, best
+first), ``score`` (the chosen label's probability or null), ``scores`` (every label's probability,
+in the order given) and ``truncated``. JSON keeps ``labels`` a list and ``scores`` an object; a CSV
+cell holds text, so there ``labels`` is joined with ``|`` and ``scores`` is the JSON of the object.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 from udtc import atomic
 
-__all__ = ["RESULT_COLUMNS", "read_rows", "result_columns", "write_rows"]
+__all__ = ["RESULT_COLUMNS", "read_rows", "result_columns", "result_row", "write_rows"]
 
 RESULT_COLUMNS = ("label", "labels", "score", "scores", "truncated")
 
@@ -51,6 +57,13 @@ def read_rows(path: Path, text_column: str = "text") -> list[dict[str, Any]]:
                     raise ValueError(f"{path} line {n} is not valid JSON: {err.msg}") from None
                 if not isinstance(item, dict):
                     raise ValueError(f"{path} line {n} is not a JSON object")
+                if text_column not in item:
+                    raise ValueError(f"{path} line {n} has no key {text_column!r} (keys: {', '.join(item) or 'none'}); "
+                                     "give every line one, or pick the key with --text-column")
+                if item[text_column] is not None and not isinstance(item[text_column], str):
+                    value = item[text_column]
+                    raise ValueError(f"{path} line {n}: {text_column!r} is {type(value).__name__} {value!r}, not a "
+                                     f"string; quote it (\"{value}\")")
                 rows.append(item)
         columns = sorted({k for row in rows for k in row})
     else:
@@ -78,6 +91,16 @@ def result_columns(input_columns: Iterable[str], prefix: str = "") -> dict[str, 
     return names
 
 
+def result_row(row: dict[str, Any], p: Any, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """The input ``row`` with the results of Prediction ``p`` (None: a skipped empty row) in the columns
+    :data:`RESULT_COLUMNS`, renamed through ``names``; the one row format of every output."""
+    names = names or {name: name for name in RESULT_COLUMNS}
+    result = {"label": p.label if p else None, "labels": list(p.labels) if p else [],
+              "score": p.scores[p.label] if p and p.label else None, "scores": dict(p.scores) if p else {},
+              "truncated": p.truncated if p else False}
+    return {**row, **{names[k]: v for k, v in result.items()}}
+
+
 def write_rows(target: atomic.AtomicFile | Path, rows: list[dict[str, Any]], predictions: dict[int, Any],
                names: dict[str, str] | None = None) -> None:
     """Rows and their results (columns :data:`RESULT_COLUMNS`, renamed through ``names``) as .jsonl or CSV.
@@ -94,23 +117,19 @@ def write_rows(target: atomic.AtomicFile | Path, rows: list[dict[str, Any]], pre
         finally:
             out.discard()
         return
-    names = names or {name: name for name in RESULT_COLUMNS}
-    out_rows = []
-    for i, row in enumerate(rows):
-        p = predictions.get(i)
-        result = {"label": p.label if p else None, "labels": "|".join(p.labels) if p else "",
-                  "score": p.scores[p.label] if p and p.label else None,
-                  "scores": json.dumps(p.scores, ensure_ascii=False) if p else "{}", "truncated": p.truncated if p else False}
-        out_rows.append({**row, **{names[k]: v for k, v in result.items()}})
+    out_rows = [result_row(row, predictions.get(i), names) for i, row in enumerate(rows)]
     if target.path.suffix.lower() == ".jsonl":
         with target.open() as f:
             for n, item in enumerate(out_rows):
-                item[names["scores"]] = json.loads(item[names["scores"]])
                 f.write(json.dumps(item, ensure_ascii=False) + "\n")
                 if n == len(out_rows) // 2:
                     f.flush()
                     atomic.fault("output:half-written")
         return
+    names = names or {name: name for name in RESULT_COLUMNS}
+    for item in out_rows:  # a CSV cell is text: labels joined with "|", scores as JSON
+        item[names["labels"]] = "|".join(item[names["labels"]])
+        item[names["scores"]] = json.dumps(item[names["scores"]], ensure_ascii=False)
     fields = list(dict.fromkeys(k for item in out_rows for k in item))
     with target.open(newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -33,6 +33,12 @@ class Prediction:
         """Every ``(label, score)`` pair, best first (ties keep the caller's order)."""
         return sorted(self.scores.items(), key=lambda item: -item[1])
 
+    def to_pipeline(self) -> dict:
+        """This result as transformers' zero-shot pipeline returns it: ``{"sequence", "labels", "scores"}``,
+        every label, best first."""
+        ranked = self.ranked
+        return {"sequence": self.text, "labels": [name for name, _ in ranked], "scores": [score for _, score in ranked]}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

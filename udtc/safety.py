@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +130,54 @@ def load_error(folder: Path, err: Exception) -> ValueError | None:
 
 # ---------------------------------------------------------------------------------------------- saving
 def _source(name: str) -> Path:
-    return name.path if isinstance(name, ModelRef) else Path(os.fspath(name)).expanduser()
+    if isinstance(name, ModelRef):
+        return name.path
+    if str(name).startswith("package:"):
+        import importlib.util
+
+        module, _, sub = str(name).removeprefix("package:").partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"cannot copy {name!r} in: the Python package {module!r} is not installed")
+        return Path(next(iter(spec.submodule_search_locations))) / sub
+    return Path(os.fspath(name)).expanduser()
+
+
+#: set by :func:`self_contained`: ``package:`` models are copied into saved folders too
+_COPY_PACKAGES: ContextVar[bool] = ContextVar("udtc_copy_packages", default=False)
+
+
+@contextmanager
+def self_contained(on: bool = True) -> Iterator[None]:
+    """While active, folders being saved copy in the ``package:`` models they build on as well as local
+    ones (``save_pretrained(..., self_contained=True)``), so loading them needs no pip package."""
+    token = _COPY_PACKAGES.set(on)
+    try:
+        yield
+    finally:
+        _COPY_PACKAGES.reset(token)
+
+
+def _kept_by_name(name: str) -> bool:
+    """Saved by name (not copied in): a Hub id, or a ``package:`` model unless :func:`self_contained`."""
+    if str(name).startswith("package:"):
+        return not _COPY_PACKAGES.get()
+    return is_portable(name)
+
+
+def package_models(options: dict[str, Any]) -> list[str]:
+    """The ``package:`` models a backend's options name (what a self-contained save copies in)."""
+    return list(dict.fromkeys(str(options[k]) for k in MODEL_OPTIONS
+                              if isinstance(options.get(k), str) and str(options[k]).startswith("package:")))
 
 
 def saved_model_names(embedder: str, encoder: str | None) -> tuple[str, str | None]:
-    """How a folder names the models it builds on: portable names as is, local folders as the copies
-    :func:`bundle_local_models` puts inside it (``embedder/``, ``encoder/``)."""
-    saved = str(embedder) if is_portable(embedder) else "embedder"
+    """How a folder names the models it builds on: portable names as is, local folders (and, when
+    self-contained, ``package:`` models) as the copies :func:`bundle_local_models` puts inside it."""
+    saved = str(embedder) if _kept_by_name(embedder) else "embedder"
     if encoder is None or encoder == embedder:
         return saved, None if encoder is None else saved
-    return saved, str(encoder) if is_portable(encoder) else "encoder"
+    return saved, str(encoder) if _kept_by_name(encoder) else "encoder"
 
 
 def bundle_local_models(folder: Path, embedder: str, encoder: str | None) -> None:
@@ -144,7 +185,7 @@ def bundle_local_models(folder: Path, embedder: str, encoder: str | None) -> Non
     import shutil
 
     for name, sub in ((embedder, "embedder"), (encoder, "encoder")):
-        if name is None or is_portable(name) or (sub == "encoder" and name == embedder):
+        if name is None or _kept_by_name(name) or (sub == "encoder" and name == embedder):
             continue
         source = _source(name)
         if source.resolve() != (folder / sub).resolve():
@@ -156,7 +197,7 @@ def bundle_base(folder: Path, base: str | None) -> str | None:
     copied into ``folder/base/`` and named by that path, so the adapter never points outside itself."""
     import shutil
 
-    if base is None or is_portable(base):
+    if base is None or _kept_by_name(base):
         return base
     source = _source(base)
     if source.is_dir():

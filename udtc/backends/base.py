@@ -166,6 +166,10 @@ class Trainable(ABC):
     lora_targets: ClassVar[tuple[str, ...] | str | None] = None
     #: the backend's own defaults for ``finetune``'s ``lora_r``, ``lora_alpha``, ``lora_dropout`` (else 8, 16, 0.1)
     lora_defaults: ClassVar[dict[str, float]] = {}
+    #: per method, the benchmarked recipe ``finetune`` uses when the caller leaves ``learning_rate`` /
+    #: ``epochs`` unset, e.g. ``{"lora": {"learning_rate": 3e-3, "epochs": 10}}`` (else by method: see
+    #: ``udtc.training.args.DEFAULT_LEARNING_RATES``, 10 epochs)
+    training_recipes: ClassVar[dict[str, dict[str, float]]] = {}
     #: True when the backend trains on (premise, hypothesis) pairs (``finetune(hypothesis_column=...)``)
     trains_pairs: ClassVar[bool] = False
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from udtc.classifier import Classifier
 from udtc.prediction import Prediction
@@ -31,7 +31,7 @@ def prediction_columns(classifier: Classifier, texts: Sequence[Any], labels: Any
     keep = [i for i, text in enumerate(texts) if isinstance(text, str) and text.strip()]
     predictions: dict[int, Prediction] = {}
     if keep:
-        predictions = dict(zip(keep, cast(list, classifier.classify([texts[i] for i in keep], labels, progress=False, **options))))
+        predictions = dict(zip(keep, classifier.classify([texts[i] for i in keep], labels, progress=False, **options)))
     columns: dict[str, list] = {name: [] for name in COLUMNS}
     for i in range(len(texts)):
         p = predictions.get(i)

@@ -17,6 +17,7 @@ from udtc.backends import available_backends, detect_backend, get_backend
 from udtc.backends.base import Backend, Trainable
 from udtc.card import ModelCard
 from udtc.classifier import Classifier
+from udtc.compat import quiet_third_party
 from udtc.hub import resolve
 from udtc.config import CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
@@ -95,7 +96,7 @@ def finetune(
     backend_cls = found if issubclass(found, Trainable) else None
     args = args.resolved(backend_cls.supported_methods if backend_cls else frozenset(),
                          backend_cls.lora_defaults if backend_cls else {}, backend=found.name, device=device,
-                         has_eval=eval is not None)
+                         has_eval=eval is not None, recipes=backend_cls.training_recipes if backend_cls else None)
     assert args.method is not None and backend_cls is not None  # resolved() refused anything else
     method, merge, seed = args.method, args.merge, args.seed
     base_ref = _base_reference(model, method, merge)
@@ -133,47 +134,62 @@ def finetune(
             atomic.recover(out)  # an interrupted final swap: the old folder back, leftovers gone
         dist.barrier()
         resume = ckpt.inspect_output_dir(out, settings, overwrite=args.overwrite)
+        existed = out.exists()
         dist.barrier()
         if dist.main:
             ckpt.claim_output_dir(out, settings, resume=resume, overwrite=args.overwrite)
         dist.barrier()
-
-        # ---- model
-        if isinstance(model, Classifier):
-            clf = model
-        else:
-            options = {**backend_options, **({"max_length": max_length} if max_length is not None else {}),
-                       **backend_cls.training_load_options(method)}
-            if pair_cls is not None and classes is None:  # a plain encoder: a new seeded head
-                clf = Classifier(pair_cls.new_for_pairs(resolve(model), train_data.labels, seed=seed,
-                                                        device=dist.device, **options), base_model=base_ref)
-            else:
-                clf = Classifier.from_pretrained(model, backend=backend, device=dist.device, **options)
-        impl = clf.backend
-        assert isinstance(impl, Trainable)  # the class checked above
-
-        # ---- train
-        result = run(impl, train_data, eval_data, args, out, dist, resume=resume)
-
-        # ---- save, card, metrics, upload
-        metrics = _metrics(result, train_data, eval_data, time.perf_counter() - started)
-        # a Classifier passed in is trained in place; a pair model keeps classifying zero-shot
-        clf.labels, clf.base_model = None if train_data.pairs else list(train_data.labels), base_ref
-        if dist.main:
-            card = _card(clf, train_data, eval_data, args.shots, args, metrics,
-                         args.push_to_hub or out.name, merge)
-            written = _write_final(out, clf, result.peft_model, merge, card, metrics)
-        elif result.peft_model is not None:
-            merge_lora(result.peft_model, impl)
-        dist.barrier()
-        if args.push_to_hub and dist.main:
-            from udtc.hub import upload
-
-            assert token is not None
-            metrics["hub"] = upload(out, args.push_to_hub, token=token, private=args.hub_private, files=written)
+        try:
+            clf, metrics = _train_and_save(model, out, args, train_data, eval_data, classes, pair_cls, backend_cls,
+                                           backend_options, max_length, backend, base_ref, token, dist, resume, started)
+        except BaseException:
+            if dist.main and not resume:
+                ckpt.forget_untrained_run(out, remove_folder=not existed)
+            raise
     finally:
         if dist.created:
             torch.distributed.destroy_process_group()
+    return clf, metrics
+
+
+def _train_and_save(model, out: Path, args: TrainingArguments, train_data, eval_data, classes, pair_cls, backend_cls,
+                    backend_options: dict[str, Any], max_length, backend, base_ref: str, token, dist, resume: bool,
+                    started: float) -> tuple[Classifier, dict[str, Any]]:
+    method, merge, seed = args.method, args.merge, args.seed
+
+    # ---- model
+    if isinstance(model, Classifier):
+        clf = model
+    else:
+        options = {**backend_options, **({"max_length": max_length} if max_length is not None else {}),
+                   **backend_cls.training_load_options(method)}
+        if pair_cls is not None and classes is None:  # a plain encoder: a new seeded head
+            clf = Classifier(pair_cls.new_for_pairs(resolve(model), train_data.labels, seed=seed,
+                                                    device=dist.device, **options), base_model=base_ref)
+        else:
+            clf = Classifier.from_pretrained(model, backend=backend, device=dist.device, **options)
+    impl = clf.backend
+    assert isinstance(impl, Trainable)  # the class checked above
+
+    # ---- train
+    result = run(impl, train_data, eval_data, args, out, dist, resume=resume)
+
+    # ---- save, card, metrics, upload
+    metrics = _metrics(result, train_data, eval_data, time.perf_counter() - started)
+    # a Classifier passed in is trained in place; a pair model keeps classifying zero-shot
+    clf.labels, clf.base_model = None if train_data.pairs else list(train_data.labels), base_ref
+    if dist.main:
+        card = _card(clf, train_data, eval_data, args.shots, args, metrics, args.push_to_hub or out.name, merge)
+        with quiet_third_party():  # no "Writing model shards" bar
+            written = _write_final(out, clf, result.peft_model, merge, card, metrics)
+    elif result.peft_model is not None:
+        merge_lora(result.peft_model, impl)
+    dist.barrier()
+    if args.push_to_hub and dist.main:
+        from udtc.hub import upload
+
+        assert token is not None
+        metrics["hub"] = upload(out, args.push_to_hub, token=token, private=args.hub_private, files=written)
     return clf, metrics
 
 
@@ -316,6 +332,7 @@ def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: Mode
             merge_lora(peft_model, backend)
         clf.save_pretrained(tmp, card=card)
     (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    atomic.honour_umask_tree(tmp)  # peft/transformers write weights 0600
     written = atomic.files_in(tmp)
     atomic.fault("finetune:final-written")
     for name in ckpt.replaced(out):  # the earlier output (overwrite=True), now that the new model is complete

@@ -20,6 +20,7 @@ SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with
 LOSSES = ("auto", "ce", "bce", "focal")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.1}
+DEFAULT_EPOCHS = 10
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3}
 #: fields that describe the run's output rather than its training (not part of the resume settings)
 _OUTPUT_FIELDS = ("output_dir", "overwrite", "merge", "push_to_hub", "hub_private", "hub_token", "shots", "progress")
@@ -41,8 +42,10 @@ class TrainingArguments:
         output_dir: where the checkpoints and the final model go.
         method: ``"lora"``, ``"qlora"`` (CUDA + bitsandbytes), ``"full"`` or ``"head"``, as the backend
             allows; None picks the first the backend supports of lora, full, head.
-        epochs: passes over the training data.
-        learning_rate: AdamW step size; by method when None (full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3).
+        epochs: passes over the training data; None: the backend's benchmarked recipe for the method
+            (``training_recipes``, e.g. cosine LoRA 10), else 10.
+        learning_rate: AdamW step size; None: the backend's benchmarked recipe for the method (e.g. cosine
+            LoRA 3e-3, GLiClass full 3e-4), else by method (full 5e-5, lora 1e-3, qlora 2e-4, head 1e-3).
         batch_size: texts per forward pass (per process in a distributed run).
         seed: seeds sampling, shuffling, initialisation and dropout.
         shots: keep this many examples per label, drawn with ``seed``.
@@ -74,7 +77,7 @@ class TrainingArguments:
 
     output_dir: str | os.PathLike = "udtc-finetuned"
     method: str | None = None
-    epochs: int = 10
+    epochs: int | None = None
     learning_rate: float | None = None
     batch_size: int = 16
     seed: int = 0
@@ -110,12 +113,12 @@ class TrainingArguments:
             raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
         if self.optim not in OPTIMIZERS:
             raise ValueError(f"unknown optim {self.optim!r}; use one of {', '.join(OPTIMIZERS)}")
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
+        for name in ("batch_size", "gradient_accumulation_steps"):
             if not _positive_int(getattr(self, name)):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lora_r is not None and not _positive_int(self.lora_r):
             raise ValueError(f"lora_r must be a positive integer, got {self.lora_r!r}")
-        for name in ("patience", "shots"):
+        for name in ("epochs", "patience", "shots"):
             if getattr(self, name) is not None and not _positive_int(getattr(self, name)):
                 raise ValueError(f"{name} must be a positive integer or None, got {getattr(self, name)!r}")
         if self.learning_rate is not None and not (_number(self.learning_rate) and self.learning_rate > 0):
@@ -166,18 +169,22 @@ class TrainingArguments:
         _mixed_precision(self.mixed_precision, device)
 
     def resolved(self, methods: frozenset[str], lora_defaults: dict[str, float], *, backend: str,
-                 device: str | torch.device | None, has_eval: bool) -> TrainingArguments:
+                 device: str | torch.device | None, has_eval: bool,
+                 recipes: dict[str, dict[str, float]] | None = None) -> TrainingArguments:
         """A copy with every default filled in for this backend and device (what the training loop reads)."""
         method = self.method or next((m for m in ("lora", "full", "head") if m in methods), "lora")
         replace(self, method=method).check_context(device, has_eval=has_eval)
         if method not in methods:
             allowed = ", ".join(sorted(methods)) or "none: it cannot be fine-tuned yet"
             raise ValueError(f"method={method!r} is not supported by the {backend!r} backend; it supports: {allowed}")
+        _check_peft(method)
+        recipe = (recipes or {}).get(method, {})
         lora = {key: getattr(self, key) if getattr(self, key) is not None else type(LORA_DEFAULTS[key])(default)
                 for key, default in {**LORA_DEFAULTS, **lora_defaults}.items()}
         return replace(
-            self, method=method, learning_rate=float(DEFAULT_LEARNING_RATES[method] if self.learning_rate is None
-                                                     else self.learning_rate),
+            self, method=method, epochs=int(recipe.get("epochs", DEFAULT_EPOCHS)) if self.epochs is None else self.epochs,
+            learning_rate=float(recipe.get("learning_rate", DEFAULT_LEARNING_RATES[method]) if self.learning_rate is None
+                                else self.learning_rate),
             mixed_precision=_mixed_precision(self.mixed_precision, device),
             gradient_checkpointing=method == "qlora" if self.gradient_checkpointing is None
             else bool(self.gradient_checkpointing),
@@ -186,6 +193,16 @@ class TrainingArguments:
     def training_settings(self) -> dict[str, Any]:
         """The fields that decide what a run computes (recorded in ``checkpoints/run.json`` for resuming)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _OUTPUT_FIELDS}
+
+
+def _check_peft(method: str) -> None:
+    """LoRA needs peft, an optional dependency: say so before anything is loaded or written."""
+    if method in ("lora", "qlora"):
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            raise ImportError(f"method={method!r} needs peft, which is not installed: pip install 'udtc[train]' "
+                              "(or pick another method, e.g. method='full')") from None
 
 
 def _check_qlora(device: str | torch.device | None, what: str = "method='qlora'") -> None:

@@ -80,6 +80,15 @@ def claim_output_dir(output_dir: Path, settings: dict[str, Any], *, resume: bool
         _write_json(output_dir / CHECKPOINTS / RUN_FILE, _as_json(settings))
 
 
+def forget_untrained_run(output_dir: Path, *, remove_folder: bool) -> None:
+    """A run that failed before its first checkpoint leaves nothing behind (a retry may use other settings)."""
+    if not output_dir.is_dir() or (output_dir / CHECKPOINTS / LATEST_FILE).exists():
+        return
+    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    if remove_folder and not any(output_dir.iterdir()):
+        output_dir.rmdir()
+
+
 def replaced(output_dir: Path) -> list[str]:
     """Names in ``output_dir`` that the run replaces when it finishes (what was there at ``overwrite=True``)."""
     path = output_dir / CHECKPOINTS / REPLACED_FILE

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import random
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from udtc.io import read_rows
+from udtc.logs import get_logger
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -105,7 +107,7 @@ def load_examples(data: Any, *, text_column: str = "text", label_column: str = "
         targets.append(target)
     if skipped:
         empty = "premise, hypothesis" if hypothesis_column is not None else "text"
-        warnings.warn(f"{what} data: skipped {skipped} row(s) with an empty {empty} or label", stacklevel=3)
+        logger.warning(f"{what} data: skipped {skipped} row(s) with an empty {empty} or label")
     if not texts:
         raise ValueError(f"{what} data has no row with both a text and a label ({len(rows)} row(s) read, all empty)")
     return Examples(texts, targets, multi_label, skipped)
@@ -129,7 +131,7 @@ def sample_shots(data: Examples, shots: int, seed: int) -> Examples:
         chosen.update(rows[:shots])
     if short:
         listed = ", ".join(f"{label!r} ({n})" for label, n in short.items())
-        warnings.warn(f"shots={shots}: these labels have fewer examples, all of them are used: {listed}", stacklevel=3)
+        logger.warning(f"shots={shots}: these labels have fewer examples, all of them are used: {listed}")
     return data.subset(sorted(chosen), labels=data.labels)
 
 
@@ -142,9 +144,8 @@ def check_eval(eval_data: Examples, train: Examples) -> Examples:
     unknown = [x for x in eval_data.labels if x not in known]
     keep = [i for i, target in enumerate(eval_data.targets) if any(x in known for x in target)]
     if unknown:
-        warnings.warn(f"eval data has labels the train data lacks: {unknown}; the model cannot predict them, so "
-                      f"{len(eval_data) - len(keep)} eval row(s) are left out and those labels dropped from the rest",
-                      stacklevel=3)
+        logger.warning(f"eval data has labels the train data lacks: {unknown}; the model cannot predict them, so "
+                       f"{len(eval_data) - len(keep)} eval row(s) are left out and those labels dropped from the rest")
     if not keep:
         raise ValueError(f"no eval row has a label the train data has (train labels: {train.labels})")
     targets = [tuple(x for x in eval_data.targets[i] if x in known) for i in keep]

@@ -115,7 +115,7 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
         dist: Dist, *, resume: bool) -> Result:
     """Fine-tune ``backend`` in place on ``data``; checkpoints go to ``output_dir/checkpoints``."""
     _seed(args.seed)
-    assert args.method is not None, "run() takes TrainingArguments.resolved(...)"
+    assert args.method is not None and args.epochs is not None, "run() takes TrainingArguments.resolved(...)"
     backend.prepare_training(list(data.labels), multi_label=data.multi_label, method=args.method)
     module = backend.trainable_module()
     peft_model = _prepare(backend, module, args)

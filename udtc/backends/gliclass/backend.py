@@ -29,7 +29,6 @@ rather than learn their slots. ``load`` on a plain encoder folder builds a new m
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,7 +42,10 @@ from udtc.backends.gliclass.config import NEW_MODEL_OPTIONS, GLiClassOptions
 from udtc.backends.gliclass.model import (EXAMPLE_TOKEN, LABEL_TOKEN, SEP_TOKEN, GLiClassConfig, GLiClassUniEncoder,
                                           Inputs, build_module)
 from udtc.config import read_json, write_json
+from udtc.logs import get_logger
 from udtc.runtime import seeded
+
+logger = get_logger(__name__)
 
 _DEFAULT_MAX_LENGTH = 1024  # gliclass's pipeline default (the v3 models are trained on 1024 tokens)
 _MIN_TEXT_TOKENS = 64  # a label chunk leaves at least this many tokens (or max_length // 4) to the text
@@ -77,6 +79,9 @@ class GLiClassBackend(Trainable, Backend):
     options_class: ClassVar[type[GLiClassOptions]] = GLiClassOptions
     score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    #: benchmarks/few_shot.py (GLICLASS_RECIPES): chosen on a validation split, 8 shots per label
+    training_recipes: ClassVar[dict[str, dict[str, float]]] = {"full": {"learning_rate": 3e-4, "epochs": 20},
+                                                               "lora": {"learning_rate": 1e-3, "epochs": 30}}
     lora_targets: ClassVar[str] = LORA_TARGETS
     citation: ClassVar[str] = _CITATION
 
@@ -127,9 +132,9 @@ class GLiClassBackend(Trainable, Backend):
         options = {"max_length": opts.max_length} if "max_length" in options else {}
         if not cls.detect(folder):  # a plain encoder: a new, untrained GLiClass model on top of it
             if "init_seed" not in init:
-                warnings.warn(f"{folder} is not a GLiClass checkpoint: built a new GLiClass model on its encoder, with "
-                              "untrained projection layers (init_seed=0); fine-tune it (udtc.finetune) before use, "
-                              "or pass init_seed= to silence this", UserWarning, stacklevel=4)
+                logger.warning(f"{folder} is not a GLiClass checkpoint: built a new GLiClass model on its encoder, with "
+                               "untrained projection layers (init_seed=0); fine-tune it (udtc.finetune) before use, "
+                               "or pass init_seed= to silence this")
             backend = cls.from_encoder(folder, seed=init.pop("init_seed", 0), device=device,
                                        trust_remote_code=trust_remote_code, **options, **{**NEW_MODEL_DEFAULTS, **init})
             return backend if dtype is None else backend._to(dtype)

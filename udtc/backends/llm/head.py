@@ -85,6 +85,9 @@ class LlmHeadBackend(Trainable, Backend):
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "qlora", "head"})
     lora_targets: ClassVar[tuple[str, ...]] = LORA_TARGETS
     lora_defaults: ClassVar[dict[str, float]] = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.05}  # Table 1
+    #: benchmarks/few_shot.py --model smollm2
+    training_recipes: ClassVar[dict[str, dict[str, float]]] = {"lora": {"learning_rate": 1e-3, "epochs": 10},
+                                                               "head": {"learning_rate": 1e-2, "epochs": 10}}
     citation: ClassVar[str] = """@article{yousefiramandi2025finetuning,
   title = {Fine-Tuning Causal {LLMs} for Text Classification: Embedding-Based vs. Instruction-Based Approaches},
   author = {Yousefiramandi, Amirhossein and Cooney, Ciaran},

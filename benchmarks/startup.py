@@ -1,0 +1,68 @@
+"""CLI start-up time: how long ``udtc --version``, ``udtc classify --help`` and ``import udtc`` take.
+
+Each command runs in a fresh ``python`` subprocess (as a user's shell starts it), ``--runs`` times
+(default 5); the table reports the median and the range in seconds. In the same run, for comparison,
+``import udtc.classifier`` (what every ``import udtc`` loaded before the package became lazy:
+torch + transformers) and ``python -c pass`` (the interpreter alone).
+
+    python -m benchmarks.startup              # 5 runs each -> benchmarks/results/startup.{json,md}
+    python -m benchmarks.startup --quick      # 2 runs each (smoke test) -> startup_quick.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = {
+    "udtc --version": ["-m", "udtc.cli", "--version"],
+    "udtc classify --help": ["-m", "udtc.cli", "classify", "--help"],
+    "python -c 'import udtc'": ["-c", "import udtc"],
+    "python -c 'import udtc.classifier' (eager, for comparison)": ["-c", "import udtc.classifier"],
+    "python -c pass (interpreter alone)": ["-c", "pass"],
+}
+
+
+def time_command(args: list[str], runs: int) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.startup", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 runs per command")
+    args = parser.parse_args(argv)
+    runs = 2 if args.quick else args.runs
+    results = {}
+    for name, command in COMMANDS.items():
+        seconds = time_command(command, runs)
+        results[name] = {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
+                         "max_s": round(max(seconds), 3), "runs": runs}
+        print(f"{name}: median {results[name]['median_s']:.2f} s ({runs} runs)", flush=True)
+    eager = results["python -c 'import udtc.classifier' (eager, for comparison)"]["median_s"]
+    lines = ["| command | median s | min-max s | runs |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | {r['runs']} |" for name, r in results.items()]
+    lines.append(f"\n`udtc --version` takes {results['udtc --version']['median_s'] / eager:.2f}x the time of the eager "
+                 "import (same run).")
+    table = "\n".join(lines)
+    print(table)
+    write_results("startup_quick" if args.quick else "startup", {"commands": results}, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Checking what ``Classifier.classify`` is given: texts, label sets, thresholds (one clear error each).
+
+Texts and labels may be any sequence or iterable of strings: a list, a tuple, a generator, a numpy
+array of ``str``, a ``pandas.Series`` (or ``Series.unique()``). A pandas DataFrame is refused: iterating
+one yields its column names, so the caller must pick a column (``df["text"]``).
+
+Label names are kept exactly as given (they are the keys of ``Prediction.scores``, so the caller's own
+list looks them up); the model reads them stripped of surrounding whitespace, and two names that are
+equal once stripped are a duplicate. One comma-separated string is split on commas and stripped, as
+transformers' zero-shot pipeline does (``"sports, politics"`` -> ``["sports", "politics"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from udtc import safety
+from udtc.logs import get_logger
+
+logger = get_logger(__name__)
+
+_WARNED_CASE: set[tuple[str, str]] = set()
+LabelSet = tuple[tuple[str, ...], tuple[str, ...]]  # (names as given, what the model reads)
+
+
+def as_list(values: Any, what: str) -> list[Any]:
+    """Any sequence or iterable (list, tuple, generator, numpy array, pandas Series) as a list."""
+    if hasattr(values, "columns") and hasattr(values, "iloc"):  # a pandas DataFrame
+        columns = list(values.columns)
+        first = columns[0] if columns else "text"
+        raise TypeError(f"{what} is a DataFrame (iterating it gives its column names {columns}); pass one column, "
+                        f"e.g. df[{first!r}]")
+    if isinstance(values, (str, bytes, Mapping)):
+        raise TypeError(f"{what} must be a sequence of strings, got {type(values).__name__}")
+    if getattr(values, "ndim", 1) != 1:
+        raise ValueError(f"{what} must be one-dimensional, got an array of shape {getattr(values, 'shape', '?')}")
+    tolist = getattr(values, "tolist", None)  # numpy arrays and pandas Series: plain Python str items
+    try:
+        return list(tolist()) if callable(tolist) else list(values)
+    except TypeError:
+        raise TypeError(f"{what} must be a string or a sequence of strings, got {type(values).__name__}") from None
+
+
+def check_texts(texts: Any) -> list[str]:
+    text_list = as_list(texts, "texts")
+    if not text_list:
+        raise ValueError("texts is empty; pass at least one text")
+    for i, text in enumerate(text_list):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise ValueError(f"text {i} is empty or whitespace only; remove it or give it content")
+        safety.check_encodable(text, f"text {i}")
+    return text_list
+
+
+def split_label_string(labels: str) -> list[str]:
+    """``"sports, politics"`` -> ``["sports", "politics"]`` (transformers' pipeline does the same)."""
+    return [name.strip() for name in labels.split(",") if name.strip()]
+
+
+def one_label_set(spec: Any, where: str) -> LabelSet:
+    """-> (names as given, what the model reads: stripped description or name)."""
+    if isinstance(spec, str):
+        spec = split_label_string(spec)
+    if isinstance(spec, Mapping):
+        pairs = list(spec.items())
+    else:
+        try:
+            pairs = [(name, name) for name in as_list(spec, where)]
+        except TypeError:
+            raise TypeError(f"{where} must be a list of strings or a dict of name -> description, "
+                            f"got {type(spec).__name__}") from None
+    if not pairs:
+        raise ValueError(f"{where} is empty; pass at least one label")
+    seen: dict[str, str] = {}
+    for name, description in pairs:
+        if not isinstance(name, str) or not isinstance(description, str):
+            bad = name if not isinstance(name, str) else description
+            raise TypeError(f"{where}: every label and description must be a string, got {type(bad).__name__} {bad!r}")
+        safety.check_encodable(name, f"{where}: label")
+        safety.check_encodable(description, f"{where}: description of label {name!r}")
+        key = name.strip()
+        if not key or not description.strip():
+            raise ValueError(f"{where}: label {name!r} is empty or whitespace only (or has an empty description)")
+        if key in seen:
+            raise ValueError(f"{where}: duplicate label {key!r} (labels are compared after stripping whitespace)")
+        seen[key] = description.strip()
+    folded: dict[str, str] = {}
+    for key in seen:
+        if key.casefold() in folded and (folded[key.casefold()], key) not in _WARNED_CASE:
+            _WARNED_CASE.add((folded[key.casefold()], key))  # once per pair: a loop of calls warns once
+            logger.warning("%s: %r and %r differ only in case; the model reads them as near-synonyms and splits "
+                           "the score between them (merge them, or describe them apart with a dict)",
+                           where, folded[key.casefold()], key)
+        folded.setdefault(key.casefold(), key)
+    return tuple(name for name, _ in pairs), tuple(seen.values())
+
+
+def label_sets(labels: Any, n_texts: int) -> list[LabelSet]:
+    """One label set shared by every text, or one per text."""
+    if labels is None:
+        raise ValueError("no labels given and the model has none of its own; pass labels=[...]")
+    if isinstance(labels, str) or isinstance(labels, Mapping):
+        return [one_label_set(labels, "labels")] * n_texts
+    items = as_list(labels, "labels")
+    per_text = len(items) > 0 and all(not isinstance(item, str) and (isinstance(item, Mapping) or hasattr(item, "__iter__"))
+                                      for item in items)
+    if not per_text:
+        return [one_label_set(items, "labels")] * n_texts
+    if len(items) != n_texts:
+        raise ValueError(f"got {len(items)} label sets for {n_texts} text(s); pass one label set per text, or one shared list")
+    return [one_label_set(spec, f"label set {i}") for i, spec in enumerate(items)]
+
+
+def thresholds(threshold: Any, sets: list[LabelSet], multi_label: bool) -> dict[str, float] | float | None:
+    if threshold is None:
+        return 0.5 if multi_label else None
+    values = threshold.values() if isinstance(threshold, Mapping) else [threshold]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1] (or a dict of them), got {value!r}")
+    if not isinstance(threshold, Mapping):
+        return float(threshold)
+    known = {name for names, _ in sets for name in names}
+    unknown = sorted(set(threshold) - known)
+    if unknown:
+        raise ValueError(f"threshold names labels that are not in any label set: {unknown}")
+    return {name: float(value) for name, value in threshold.items()}
+
+
+def positive_int(value: Any, name: str, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+
+
+def check_template(template: Any) -> None:
+    if not isinstance(template, str) or template.count("{}") != 1:
+        raise ValueError(f"template must be a string with exactly one '{{}}' for the label, got {template!r}")
