@@ -22,13 +22,13 @@ from udtc import atomic, safety
 from udtc.backends import Backend, detect_backend, get_backend
 from udtc.backends.base import Trainable
 from udtc.calibration import Calibration, calibrate
-from udtc.decide import decide, prediction as _prediction, thresholds as _thresholds
+from udtc.decide import decide, prediction as _prediction
 from udtc.card import ModelCard
 from udtc.compat import quiet_third_party
 from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
 from udtc.hub import named_model, resolve, saved_options
-from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int
+from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int, thresholds as _thresholds
 from udtc.logs import get_logger
 from udtc.prediction import Prediction
 from udtc.priors import PriorCorrection, get_prior

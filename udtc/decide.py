@@ -7,8 +7,7 @@ then thresholds (the caller's, else the calibrated ones, else 0.5).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
@@ -30,22 +29,6 @@ def decide(logits: torch.Tensor, names: Sequence[str], multi_label: bool, calibr
     if prior is not None:
         logits = apply_prior(prior, logits, names)
     return torch.softmax(logits, dim=-1)  # (n, L)
-
-
-def thresholds(threshold: Any, label_sets, multi_label: bool) -> dict[str, float] | float | None:
-    if threshold is None:
-        return 0.5 if multi_label else None
-    values = threshold.values() if isinstance(threshold, Mapping) else [threshold]
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1] (or a dict of them), got {value!r}")
-    if not isinstance(threshold, Mapping):
-        return float(threshold)
-    known = {name for names, _ in label_sets for name in names}
-    unknown = sorted(set(threshold) - known)
-    if unknown:
-        raise ValueError(f"threshold names labels that are not in any label set: {unknown}")
-    return {name: float(value) for name, value in threshold.items()}
 
 
 def prediction(text: str, names: tuple[str, ...], probs: torch.Tensor, multi_label: bool, thresholds,
