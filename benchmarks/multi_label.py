@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from udtc import Classifier
+    from udtc.defaults import SCE_MINILM
 
     names = ["trec6"] if args.quick else list(DATASETS)
     rows = 40 if args.quick else args.rows
-    clf = Classifier.from_pretrained(None, device="cpu")
+    clf = Classifier.from_pretrained(SCE_MINILM, device="cpu")  # the SCE shift is what is measured
     started = time.perf_counter()
     curves, informative = {}, []
     for name in names:

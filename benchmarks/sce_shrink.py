@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from udtc import Classifier
-    from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL
+    from udtc.defaults import COSINE_MINILM, SCE_MINILM
 
     started = time.perf_counter()
     cosine = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
-    sce = Classifier.from_pretrained(DEFAULT_MODEL, device="cpu")
+    sce = Classifier.from_pretrained(SCE_MINILM, device="cpu")
     protocol: Protocol = build_protocol({"minilm": cosine.backend}, args.quick)
     ref_all = embed(cosine.backend, "minilm", reference_texts(max(SIZES), sources=args.reference))
     lab = label_embedder(cosine.backend, "minilm")
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         CANDIDATE.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": ref_all[:size].contiguous()}, CANDIDATE / "reference.safetensors")
         (CANDIDATE / "sce_shrink.json").write_text(json.dumps({
-            "base_model": DEFAULT_MODEL, "embedder": COSINE_MINILM, "lambda": lam, "alpha": alpha,
+            "base_model": SCE_MINILM, "embedder": COSINE_MINILM, "lambda": lam, "alpha": alpha,
             "reference": {"sources": args.reference, "n": size, "texts": "benchmarks.unseen.reference_texts"
                           f"({max(SIZES)}, seed=0, sources={args.reference!r})[:{size}], embedded by all-MiniLM-L6-v2"},
             "formula": "c*cos(f(x),f(y)) + lambda*(d(x,y) - alpha*mean_r d(r,y)), d = SCE logit - c*cos",

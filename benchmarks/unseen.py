@@ -386,10 +386,10 @@ def throughput(models: dict[str, object], texts: list[str], labels: list[str], r
 def baselines(quick: bool, log=print) -> tuple[Protocol, list[Scorer], dict]:
     from benchmarks.models import fetch as fetch_model
     from udtc import Classifier
-    from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL
+    from udtc.defaults import COSINE_MINILM, SCE_MINILM
 
     minilm = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
-    sce = Classifier.from_pretrained(DEFAULT_MODEL, device="cpu")
+    sce = Classifier.from_pretrained(SCE_MINILM, device="cpu")
     encoders = {"minilm": minilm.backend}
     classifiers = {"cosine MiniLM": minilm, "SCE (shipped default)": sce}
     if not quick:

