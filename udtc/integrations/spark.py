@@ -58,4 +58,4 @@ def classify_udf(labels: Any, model: str | None = None, *, batch_size: int = 64,
 
     # real types (not strings) so Spark picks the iterator-of-Series UDF without evaluating annotations
     classify.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.DataFrame]}
-    return pandas_udf(classify, RETURN_TYPE)  # type: ignore[call-overload]  # the stubs miss this form
+    return pandas_udf(classify, RETURN_TYPE)  # type: ignore[call-overload, unused-ignore]  # the stubs miss this form (unused where pyspark is absent)
