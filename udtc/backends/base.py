@@ -91,6 +91,9 @@ class Backend(ABC):
     default_template: ClassVar[str] = "{}"
     #: extra keyword arguments ``Classifier.classify`` may forward to :meth:`score`
     score_options: ClassVar[frozenset[str]] = frozenset()
+    #: those of ``score_options`` a caller may give per text (a list, one value per text); ``score`` then
+    #: receives the values of its own texts, in their order
+    per_text_options: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     @abstractmethod
