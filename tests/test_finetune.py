@@ -320,10 +320,12 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_resumes_where_it_stopped(tiny, tmp_path):
+@pytest.mark.parametrize("name", ["cosine", "llm-prompt"])  # lora, and instruction tuning (llm-prompt's only method)
+def test_a_killed_run_resumes_where_it_stopped(tiny_models, tmp_path, name):
     """SIGKILL in the middle of epoch 3, rerun: same result as a run that was never interrupted."""
     from safetensors.torch import load_file
 
+    tiny = tiny_models(name)
     out, marker = tmp_path / "killed", tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", _CHILD, str(tiny), str(out), str(marker)]

@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--hypothesis-column", default=None, help="train an NLI cross-encoder on premise (--text-column) / "
                    "hypothesis pairs labelled entailment/neutral/contradiction (see docs/finetune.md)")
     f.add_argument("--shots", type=int, default=None, help="use N examples per label (sampled with --seed)")
-    f.add_argument("--method", default=None, help="lora, qlora, full or head, as the backend allows (default: the "
+    f.add_argument("--method", default=None, help="lora, qlora, full, head or instruction (llm-prompt), as the backend allows (default: the "
                    "first the backend supports of lora, full, head)")
     f.add_argument("--epochs", type=int, default=None, help="default: the backend's benchmarked recipe for the method "
                    "(e.g. cosine lora 10, gliclass full 20), else 10")
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--optim", default="adamw", help="adamw, or adamw_8bit (bitsandbytes, CUDA)")
     f.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute activations to save memory (default: on for qlora only)")
-    f.add_argument("--loss", default="auto", help="auto (ce single-label, bce multi-label), ce, bce or focal")
+    f.add_argument("--loss", default="auto", help="auto (ce single-label, bce multi-label; nll for instruction), ce, bce, focal or nll")
     f.add_argument("--focal-alpha", type=float, default=0.7, help="focal loss weight of the positives")
     f.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent")
     f.add_argument("--label-synonyms", type=Path, default=None, metavar="JSON",

@@ -162,7 +162,7 @@ class Trainable(ABC):
     default_template: ClassVar[str]
 
     #: what ``udtc.finetune(method=...)`` may do with this backend, a subset of
-    #: {"full", "lora", "qlora", "head"}; empty means the backend cannot be fine-tuned.
+    #: {"full", "lora", "qlora", "head", "instruction"}; empty means the backend cannot be fine-tuned.
     #: "qlora" also means :meth:`load` accepts ``load_in_4bit=True`` (bitsandbytes NF4 weights).
     supported_methods: ClassVar[frozenset[str]] = frozenset()
     #: layers LoRA wraps by default (peft ``target_modules``); None: peft's default for the architecture.
@@ -173,6 +173,8 @@ class Trainable(ABC):
     #: ``epochs`` unset, e.g. ``{"lora": {"learning_rate": 3e-3, "epochs": 10}}`` (else by method: see
     #: ``udtc.training.args.DEFAULT_LEARNING_RATES``, 10 epochs)
     training_recipes: ClassVar[dict[str, dict[str, float]]] = {}
+    #: per method, BibTeX of the paper it implements, for the model card of a model trained that way
+    method_citations: ClassVar[dict[str, str]] = {}
     #: True when the backend trains on (premise, hypothesis) pairs (``finetune(hypothesis_column=...)``)
     trains_pairs: ClassVar[bool] = False
 

@@ -24,7 +24,7 @@ from udtc.defaults import DEFAULT_MODEL
 from udtc.runtime import resolve_device
 from udtc.training import checkpoint as ckpt
 from udtc.training import data as D
-from udtc.training.args import TrainingArguments
+from udtc.training.args import ADAPTER_METHODS, TrainingArguments
 from udtc.training.lora import LORA_CITATION, QLORA_CITATION, merge_lora
 from udtc.training.loop import resolve_loss, run, setup_distributed
 
@@ -113,7 +113,7 @@ def finetune(
     if args.shots is not None:
         train_data = D.sample_shots(train_data, args.shots, seed)
     D.check_train(train_data)
-    resolve_loss(args.loss, train_data.multi_label)
+    resolve_loss(args.loss, train_data.multi_label, args.method)
     eval_data = None
     if eval is not None:
         eval_data = D.load_examples(eval, text_column=text_column, label_column=label_column,
@@ -199,7 +199,7 @@ def _base_reference(model, method: str, merge: bool) -> str:
     if model is None:
         return DEFAULT_MODEL
     if isinstance(model, Classifier):
-        if model.labels is not None and method in ("lora", "qlora") and not merge:
+        if model.labels is not None and method in ADAPTER_METHODS and not merge:
             raise ValueError(f"this Classifier was fine-tuned already, so its weights are not those of its base_model "
                              f"{model.base_model!r} that a LoRA adapter would refer to; pass the folder it was loaded "
                              "from as model=..., or merge=True")
@@ -215,7 +215,7 @@ def _hub_token(repo_id: str | None, token: str | None, base_ref: str, method: st
         return None
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"push_to_hub must be a Hub repo id like 'user/name', got {repo_id!r}")
-    if method in ("lora", "qlora") and not merge and Path(base_ref).is_absolute():
+    if method in ADAPTER_METHODS and not merge and Path(base_ref).is_absolute():
         raise ValueError(f"the LoRA adapter would refer to its base by the local path {base_ref}, which users of the "
                          "Hub repo do not have; pass merge=True to upload full weights, or start from a Hub model id")
     from huggingface_hub import get_token
@@ -273,7 +273,7 @@ def _metrics(result, train_data: D.Examples, eval_data: D.Examples | None, secon
 def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments, metrics, load_name: str,
           merge: bool) -> ModelCard:
     method = str(args.method)
-    adapter = method in ("lora", "qlora")
+    adapter = method in ADAPTER_METHODS
     kind = " (merged into full weights)" if adapter and merge else " (adapter only: loading fetches the base model)" if adapter else ""
     hyper = {"method": method + kind,
              "epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
@@ -298,7 +298,8 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
     shown = {"best epoch": metrics["best_epoch"], "final train loss": round(metrics["train_loss"], 4)}
     if metrics["eval"]:
         shown.update({f"eval {k}": round(v, 4) if isinstance(v, float) else v for k, v in metrics["eval"].items()})
-    citations = [c for c in (clf.backend.citation, LORA_CITATION if args.method == "lora" else "",
+    method_citation = cast(Trainable, clf.backend).method_citations.get(str(args.method), "")
+    citations = [c for c in (clf.backend.citation, method_citation, LORA_CITATION if args.method in ("lora", "instruction") else "",
                              QLORA_CITATION if args.method == "qlora" else "") if c]
     return ModelCard(backend=clf.backend.name, base_model=clf.base_model, labels=clf.labels,
                      title=f"udtc nli cross-encoder trained on {len(train_data)} premise/hypothesis pairs"

@@ -5,7 +5,7 @@ A backend plugs in through the optional part of its contract (``udtc/backends/ba
 Each step scores a batch of texts against the whole training label set (or, with ``negatives=k``,
 the batch's gold labels plus k sampled others), so the loss is softmax cross-entropy over the
 candidate labels (single-label) or per-label sigmoid BCE (multi-label), on exactly the logits
-``classify`` turns into probabilities; ``loss="focal"`` is the focal loss of Lin et al. (2017,
+``classify`` turns into probabilities (``method="instruction"``: the token NLL of the gold answer alone); ``loss="focal"`` is the focal loss of Lin et al. (2017,
 arXiv:1708.02002) that GLiClass trains with (arXiv:2508.07662, Sec. 2.3):
 
     FL = alpha_t * (1 - p_t) ** gamma * BCE(logit, y),   p_t = sigmoid(logit) if y else 1 - sigmoid(logit)
@@ -38,12 +38,17 @@ import torch.nn.functional as F
 
 from udtc.backends.base import Trainable
 from udtc.training import checkpoint as ckpt
-from udtc.training.args import SCHEDULERS, TrainingArguments
+from udtc.training.args import ADAPTER_METHODS, SCHEDULERS, TrainingArguments
 from udtc.training.data import Examples
 from udtc.training.metrics import counts, from_counts, indicator
 
-def resolve_loss(loss: str, multi_label: bool) -> str:
+def resolve_loss(loss: str, multi_label: bool, method: str | None = None) -> str:
     """The loss ``"auto"`` stands for; refuses softmax cross-entropy on multi-label data."""
+    if method == "instruction":
+        if loss not in ("auto", "nll"):
+            raise ValueError(f"method='instruction' trains on the token NLL of the gold answer (loss='nll'), got "
+                             f"loss={loss!r}; use method='lora' for the other losses")
+        return "nll"
     if loss == "ce" and multi_label:
         raise ValueError("loss='ce' (softmax over the labels) needs single-label data; use 'bce' or 'focal' for "
                          "multi-label")
@@ -160,7 +165,7 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
                                         find_unused_parameters=args.method in ("full", "head"))  # e.g. BERT's pooler
     label_inputs = label_texts(backend, data.labels, pairs=data.pairs)
     targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
-    loss_kind = resolve_loss(args.loss, data.multi_label)
+    loss_kind = resolve_loss(args.loss, data.multi_label, args.method)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
     from tqdm.auto import tqdm
 
@@ -250,7 +255,7 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
         from udtc.training.lora import enable_gradient_checkpointing
 
         enable_gradient_checkpointing(module)
-    if args.method in ("lora", "qlora"):
+    if args.method in ADAPTER_METHODS:
         from udtc.training.lora import add_lora
 
         assert args.lora_r is not None and args.lora_alpha is not None and args.lora_dropout is not None
@@ -310,6 +315,8 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str, args: Training
         return F.binary_cross_entropy_with_logits(logits, targets)  # per-label sigmoid
     if kind == "focal":
         return focal_loss(logits, targets, args.focal_alpha, args.focal_gamma)
+    if kind == "nll":  # logits are answer log-likelihoods: -log p(gold answer | prompt), arXiv 2512.12677 Eq. (4)
+        return -(logits * targets).sum(-1).mean()
     return F.cross_entropy(logits, targets.argmax(-1))  # softmax over the candidate labels
 
 
