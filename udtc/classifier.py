@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,15 +19,16 @@ import torch
 
 from udtc import atomic, safety
 from udtc.backends import Backend, detect_backend, get_backend
-from udtc.backends.base import Scores, Trainable
+from udtc.backends.base import Scores
 from udtc.calibration import Calibration, calibrate
 from udtc.chunking import check_mode, rescore
 from udtc.decide import decide, prediction as _prediction
 from udtc.card import ModelCard
 from udtc.compat import quiet_third_party
-from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
+from udtc.adapters import SPARSE_DELTA, on_base
+from udtc.config import ADAPTER_CONFIG, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
-from udtc.hub import named_model, resolve, saved_options
+from udtc.hub import resolve, saved_options
 from udtc.inputs import (check_template, check_texts, label_sets as _label_sets, per_text_options, positive_int,
                          thresholds as _thresholds)
 from udtc.logs import get_logger, progress_bar
@@ -103,45 +103,15 @@ class Classifier:
         saved = (saved_options(folder, config.options, backend_options, token=token)
                  if config and config.backend == name else {})
         options = {**saved, **backend_options}
-        if (folder / ADAPTER_CONFIG).exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
-            impl = cls._with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
-                                     options=options, token=token)
+        if (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists():  # finetune's change to a base
+            impl = on_base(cls, folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
+                           options=options, token=token)
         else:
             impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
                                  options=options)
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         calibration = Calibration.load(folder) if folder.is_dir() else None
         return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration)
-
-    @classmethod
-    def _with_adapter(cls, folder: Path, config: UdtcConfig | None, *, device: torch.device, dtype: torch.dtype | None,
-                      options: dict[str, Any], token: str | None) -> Backend:
-        """The backend of ``config.base_model`` with the LoRA adapter in ``folder`` merged in (peft)."""
-        if config is None or not config.base_model:
-            raise ValueError(f"{folder} holds a LoRA adapter but no udtc_config.json naming its base_model")
-        if not (folder / ADAPTER_WEIGHTS).exists():
-            raise ValueError(f"{folder} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; udtc loads safetensors only (no pickle)")
-        try:
-            base_ref = named_model(folder, config.base_model, "base_model", token=token,
-                                          trust_remote_code=bool(options.get("trust_remote_code", False)))
-            base = cls.from_pretrained(base_ref, backend=config.backend, device=device, dtype=dtype,
-                                       token=token, **options)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
-                                    f"which cannot be found: {err}") from None
-        backend = base.backend
-        if not isinstance(backend, Trainable):
-            raise ValueError(f"{folder} holds a LoRA adapter, but the {backend.name!r} backend cannot be fine-tuned")
-        from peft import PeftModel
-
-        backend.prepare_adapter(folder)  # e.g. a head of the saved shape, which the adapter's modules_to_save fill
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            peft_model = PeftModel.from_pretrained(backend.trainable_module(), folder)
-        merged = peft_model.merge_and_unload()  # in place: the backend keeps scoring with the same module
-        assert merged is backend.trainable_module(), "peft replaced the module instead of merging in place"
-        backend.clear_cache()
-        return backend
 
     # ------------------------------------------------------------------ inference
     @overload

@@ -14,17 +14,19 @@ from typing import Any
 
 import torch
 
-METHODS = ("lora", "qlora", "full", "head", "instruction")
+METHODS = ("lora", "qlora", "full", "head", "instruction", "sparse")
 #: methods that train a LoRA adapter (saved as one, unless merged); "instruction" is LoRA with the token NLL of the
 #: gold label's answer (arXiv 2512.12677, Approach 2, Eq. (4)), for prompt-scoring causal LMs
 ADAPTER_METHODS = ("lora", "qlora", "instruction")
+#: methods whose result is saved as a change to a base named by reference (unless merged)
+BY_REFERENCE = (*ADAPTER_METHODS, "sparse")
 OPTIMIZERS = ("adamw", "adamw_8bit")
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 LOSSES = ("auto", "ce", "bce", "focal", "nll")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.1}
 DEFAULT_EPOCHS = 10
-DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3, "instruction": 2e-4}
+DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3, "instruction": 2e-4, "sparse": 1e-4}
 #: optimiser settings a backend's ``training_recipes`` may also set (used where the caller left the default)
 RECIPE_SETTINGS = ("weight_decay", "max_grad_norm", "lr_scheduler", "warmup_ratio")
 #: fields that describe the run's output rather than its training (not part of the resume settings)
@@ -45,9 +47,12 @@ class TrainingArguments:
 
     Args:
         output_dir: where the checkpoints and the final model go.
-        method: ``"lora"``, ``"qlora"`` (CUDA + bitsandbytes), ``"full"``, ``"head"`` or ``"instruction"``
-            (LoRA on prompt -> label-text answers, for ``llm-prompt``), as the backend allows; None picks the
-            first the backend supports of lora, full, head, instruction.
+        method: ``"lora"``, ``"qlora"`` (CUDA + bitsandbytes), ``"full"``, ``"head"``, ``"instruction"``
+            (LoRA on prompt -> label-text answers, for ``llm-prompt``) or ``"sparse"`` (token-driven sparse
+            fine-tuning: a small chosen subset of the weights, saved as a sparse change), as the backend
+            allows; None picks the first the backend supports of lora, full, head, instruction.
+        sparse_fraction: ``"sparse"``: the share of the model's parameters that train (0.01 = 1 %).
+        sparse_tokens: ``"sparse"``: how many task tokens' embedding rows train (within that share).
         epochs: passes over the training data; None: the backend's benchmarked recipe for the method
             (``training_recipes``, e.g. cosine LoRA 10), else 10.
         learning_rate: AdamW step size; None: the backend's benchmarked recipe for the method (e.g. cosine
@@ -105,6 +110,8 @@ class TrainingArguments:
     lora_alpha: float | None = None
     lora_dropout: float | None = None
     lora_target_modules: list[str] | str | None = None
+    sparse_fraction: float = 0.01
+    sparse_tokens: int = 64
     optim: str = "adamw"
     gradient_checkpointing: bool | None = None
     loss: str = "auto"
@@ -138,6 +145,10 @@ class TrainingArguments:
             raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
         if self.lora_dropout is not None and not (_number(self.lora_dropout) and 0 <= self.lora_dropout < 1):
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if not (_number(self.sparse_fraction) and 0 < self.sparse_fraction <= 1):
+            raise ValueError(f"sparse_fraction must be in (0, 1], got {self.sparse_fraction!r}")
+        if isinstance(self.sparse_tokens, bool) or not isinstance(self.sparse_tokens, int) or self.sparse_tokens < 0:
+            raise ValueError(f"sparse_tokens must be an integer >= 0, got {self.sparse_tokens!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be 'auto', 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
         self._check_objective()

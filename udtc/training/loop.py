@@ -102,6 +102,7 @@ class Result:
     stopped_early: bool
     resumed_from_epoch: int
     peft_model: Any = None  # the PeftModel for LoRA/QLoRA (adapter not merged yet)
+    sparse: Any = None  # method "sparse": the trained entries (udtc.training.sparse.Selection)
 
 
 class _Forward(torch.nn.Module):
@@ -124,6 +125,8 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
     backend.prepare_training(list(data.labels), multi_label=data.multi_label, method=args.method)
     module = backend.trainable_module()
     peft_model = _prepare(backend, module, args)
+    loss_kind = resolve_loss(args.loss, data.multi_label, args.method)
+    selection = _select_sparse(backend, module, data, args, loss_kind) if args.method == "sparse" else None
     named = ckpt.trainable_state(module)
     if not named:
         raise ValueError(f"method={args.method!r} leaves nothing to train in the {backend.name!r} model "
@@ -165,7 +168,6 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
                                         find_unused_parameters=args.method in ("full", "head"))  # e.g. BERT's pooler
     label_inputs = label_texts(backend, data.labels, pairs=data.pairs)
     targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
-    loss_kind = resolve_loss(args.loss, data.multi_label, args.method)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
     from tqdm.auto import tqdm
 
@@ -217,7 +219,8 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
         ckpt.load_trainable(module, ckpt.load_tensors(ckpt.epoch_dir(output_dir, state["best_epoch"]), "trainable"))
     module.eval()
     backend.clear_cache()
-    return Result(state["history"], state["best_epoch"], state["epoch"], state["stopped_early"], resumed_from, peft_model)
+    return Result(state["history"], state["best_epoch"], state["epoch"], state["stopped_early"], resumed_from, peft_model,
+                  selection)
 
 
 def label_texts(backend: Trainable, names: list[str], *, pairs: bool) -> list[str]:
@@ -269,10 +272,29 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
     return None
 
 
+def _select_sparse(backend: Trainable, module: torch.nn.Module, data: Examples, args: TrainingArguments, loss_kind: str):
+    """Method "sparse": choose the trainable entries from the base weights and restrict training to them
+    (deterministic, so a resumed run chooses the same ones before loading its checkpoint)."""
+    from udtc.training.sparse import restrict, select
+
+    labels = label_texts(backend, data.labels, pairs=data.pairs)
+    targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
+    batches = [([data.texts[j] for j in range(i, min(i + args.batch_size, len(data)))], targets[i : i + args.batch_size])
+               for i in range(0, len(data), args.batch_size)]
+    texts = [t if isinstance(t, str) else " ".join(t) for t in data.texts]
+    selection = select(backend, module, batches, labels, lambda z, y: _loss(z, y, loss_kind, args),
+                       multi_label=data.multi_label, fraction=args.sparse_fraction, n_tokens=args.sparse_tokens,
+                       token_texts=(texts, list(data.targets)))
+    restrict(module, selection)
+    return selection
+
+
 def _optimizer(named: dict[str, torch.Tensor], args: TrainingArguments) -> torch.optim.Optimizer:
     decay = [p for p in named.values() if p.ndim >= 2]  # weight matrices; not biases, norms, LoRA-free scalars
     rest = [p for p in named.values() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    # "sparse": no weight decay, so the entries that do not train stay exactly the base's (udtc/training/sparse.py)
+    weight_decay = 0.0 if args.method == "sparse" else args.weight_decay
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
     assert args.learning_rate is not None, "run() takes TrainingArguments.resolved(...)"
     if args.optim == "adamw_8bit":  # QLoRA's 8-bit AdamW (Dettmers et al.); finetune checked bitsandbytes + CUDA
         import bitsandbytes as bnb
