@@ -30,6 +30,7 @@ def test_the_recipe_is_table_1_of_the_paper():
     assert (args.lora_r, args.lora_alpha, args.lora_dropout) == (64, 16.0, 0.05)
     assert (args.epochs, args.lr_scheduler, args.warmup_ratio, args.weight_decay, args.max_grad_norm) == (
         5, "cosine", 0.03, 0.01, 0.3)
+    assert (args.batch_size, args.gradient_accumulation_steps) == (4, 4)
     mine = TrainingArguments(method="instruction", lr_scheduler="constant", max_grad_norm=2.0).resolved(
         B.supported_methods, B.lora_defaults, backend=B.name, device="cpu", has_eval=False, recipes=B.training_recipes)
     assert (mine.lr_scheduler, mine.max_grad_norm) == ("constant", 2.0)  # settings the caller changed win

@@ -28,7 +28,8 @@ LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.1}
 DEFAULT_EPOCHS = 10
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3, "instruction": 2e-4, "sparse": 1e-4}
 #: optimiser settings a backend's ``training_recipes`` may also set (used where the caller left the default)
-RECIPE_SETTINGS = ("weight_decay", "max_grad_norm", "lr_scheduler", "warmup_ratio")
+RECIPE_SETTINGS = ("weight_decay", "max_grad_norm", "lr_scheduler", "warmup_ratio", "batch_size",
+                   "gradient_accumulation_steps")
 #: fields that describe the run's output rather than its training (not part of the resume settings)
 _OUTPUT_FIELDS = ("output_dir", "overwrite", "merge", "push_to_hub", "hub_private", "hub_token", "shots", "progress")
 
