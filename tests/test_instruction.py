@@ -34,6 +34,10 @@ def test_the_recipe_is_table_1_of_the_paper():
     mine = TrainingArguments(method="instruction", lr_scheduler="constant", max_grad_norm=2.0).resolved(
         B.supported_methods, B.lora_defaults, backend=B.name, device="cpu", has_eval=False, recipes=B.training_recipes)
     assert (mine.lr_scheduler, mine.max_grad_norm) == ("constant", 2.0)  # settings the caller changed win
+    passed = TrainingArguments(method="instruction", lr_scheduler="linear").resolved(
+        B.supported_methods, B.lora_defaults, backend=B.name, device="cpu", has_eval=False, recipes=B.training_recipes,
+        explicit=frozenset({"lr_scheduler"}))
+    assert passed.lr_scheduler == "linear"  # finetune(lr_scheduler="linear"): the default value, passed on purpose
 
 
 def test_training_logits_are_what_the_trained_model_scores(tiny_llm):
@@ -49,6 +53,7 @@ def test_training_logits_are_what_the_trained_model_scores(tiny_llm):
 
 def test_instruction_tuning_learns_and_saves_the_prompt_it_was_trained_with(tiny_llm, tmp_path):
     clf, metrics = udtc.finetune(tiny_llm, ROWS, eval=ROWS, method="instruction", epochs=4, batch_size=6,
+                                 gradient_accumulation_steps=1,
                                  learning_rate=1e-2, lora_dropout=0.0, output_dir=tmp_path / "o", progress=False)
     losses = [r["train_loss"] for r in metrics["history"]]
     assert losses[-1] < losses[0] * 0.6  # the gold answers' NLL (accuracy on a random tiny LM: benchmarks)

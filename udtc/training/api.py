@@ -96,7 +96,8 @@ def finetune(
     backend_cls = found if issubclass(found, Trainable) else None
     args = args.resolved(backend_cls.supported_methods if backend_cls else frozenset(),
                          backend_cls.lora_defaults if backend_cls else {}, backend=found.name, device=device,
-                         has_eval=eval is not None, recipes=backend_cls.training_recipes if backend_cls else None)
+                         has_eval=eval is not None, recipes=backend_cls.training_recipes if backend_cls else None,
+                         explicit=frozenset(given))
     assert args.method is not None and backend_cls is not None  # resolved() refused anything else
     method, merge, seed = args.method, args.merge, args.seed
     base_ref = _base_reference(model, method, merge)

@@ -27,7 +27,8 @@ MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.1}
 DEFAULT_EPOCHS = 10
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3, "instruction": 2e-4, "sparse": 1e-4}
-#: optimiser settings a backend's ``training_recipes`` may also set (used where the caller left the default)
+#: settings a backend's ``training_recipes`` may also set (used where the caller neither passed the field to
+#: ``finetune`` nor set it to another value in the ``TrainingArguments`` given)
 RECIPE_SETTINGS = ("weight_decay", "max_grad_norm", "lr_scheduler", "warmup_ratio", "batch_size",
                    "gradient_accumulation_steps")
 #: fields that describe the run's output rather than its training (not part of the resume settings)
@@ -189,7 +190,8 @@ class TrainingArguments:
 
     def resolved(self, methods: frozenset[str], lora_defaults: dict[str, float], *, backend: str,
                  device: str | torch.device | None, has_eval: bool,
-                 recipes: dict[str, dict[str, Any]] | None = None) -> TrainingArguments:
+                 recipes: dict[str, dict[str, Any]] | None = None,
+                 explicit: frozenset[str] = frozenset()) -> TrainingArguments:
         """A copy with every default filled in for this backend and device (what the training loop reads)."""
         method = self.method or next((m for m in ("lora", "full", "head", "instruction") if m in methods), "lora")
         replace(self, method=method).check_context(device, has_eval=has_eval)
@@ -201,7 +203,8 @@ class TrainingArguments:
         lora = {key: getattr(self, key) if getattr(self, key) is not None else type(LORA_DEFAULTS[key])(default)
                 for key, default in {**LORA_DEFAULTS, **lora_defaults}.items()}
         defaults = {f.name: f.default for f in fields(TrainingArguments)}
-        settings: dict[str, Any] = {k: recipe[k] for k in RECIPE_SETTINGS if k in recipe and getattr(self, k) == defaults[k]}
+        settings: dict[str, Any] = {k: recipe[k] for k in RECIPE_SETTINGS  # the caller's own choice wins
+                                    if k in recipe and k not in explicit and getattr(self, k) == defaults[k]}
         return replace(
             self, **settings, method=method, epochs=int(recipe.get("epochs", DEFAULT_EPOCHS)) if self.epochs is None else self.epochs,
             learning_rate=float(recipe.get("learning_rate", DEFAULT_LEARNING_RATES[method]) if self.learning_rate is None
