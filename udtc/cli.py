@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--synonym-rate", type=float, default=0.5, help="chance a label is shown as a synonym per batch")
     f.add_argument("--negatives", type=int, default=None,
                    help="train each batch on its gold labels plus N sampled others (default: all labels)")
+    f.add_argument("--objective", default="supervised", help="supervised, or ppo (GLiClass's PPO; multi-label data)")
+    f.add_argument("--ppo-clip", type=float, default=0.2, help="PPO clip range (default 0.2)")
+    f.add_argument("--ppo-iterations", type=int, default=3, help="PPO policy steps per batch (default 3)")
     f.add_argument("--sparse-fraction", type=float, default=0.01,
                    help="method sparse: share of the weights that train (default 0.01)")
     f.add_argument("--sparse-tokens", type=int, default=64,
@@ -265,6 +268,7 @@ def _finetune(args) -> int:
         gradient_checkpointing=args.gradient_checkpointing, loss=args.loss, focal_alpha=args.focal_alpha,
         focal_gamma=args.focal_gamma, negatives=args.negatives, label_synonyms=_synonyms(args.label_synonyms),
         synonym_rate=args.synonym_rate, sparse_fraction=args.sparse_fraction, sparse_tokens=args.sparse_tokens,
+        objective=args.objective, ppo_clip=args.ppo_clip, ppo_iterations=args.ppo_iterations,
         seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
         output_dir=args.output, push_to_hub=args.push_to_hub, hub_private=not args.public, overwrite=args.overwrite,
         progress=not args.no_progress)

@@ -115,6 +115,9 @@ def finetune(
         train_data = D.sample_shots(train_data, args.shots, seed)
     D.check_train(train_data)
     resolve_loss(args.loss, train_data.multi_label, args.method)
+    if args.objective == "ppo" and not (train_data.multi_label and args.method != "instruction"):
+        raise ValueError("objective='ppo' trains multi-label data (one Bernoulli decision per label, GLiClass "
+                         "Sec. 2.3.2); give rows with several labels (label_separator=...) or use the default objective")
     eval_data = None
     if eval is not None:
         eval_data = D.load_examples(eval, text_column=text_column, label_column=label_column,
@@ -288,6 +291,8 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
         hyper.update(sparse_fraction=args.sparse_fraction, sparse_tokens=args.sparse_tokens)
     if args.optim != "adamw" or args.gradient_checkpointing:
         hyper.update(optim=args.optim, gradient_checkpointing=args.gradient_checkpointing)
+    if args.objective == "ppo":
+        hyper.update(objective="ppo", ppo_clip=args.ppo_clip, ppo_iterations=args.ppo_iterations)
     if args.loss != "auto" or args.negatives is not None:
         hyper.update(loss=args.loss, negatives=args.negatives)
         if args.loss == "focal":
@@ -304,6 +309,10 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
     if metrics["eval"]:
         shown.update({f"eval {k}": round(v, 4) if isinstance(v, float) else v for k, v in metrics["eval"].items()})
     method_citation = cast(Trainable, clf.backend).method_citations.get(str(args.method), "")
+    if args.objective == "ppo":
+        from udtc.backends.gliclass.backend import _CITATION as GLICLASS_CITATION
+
+        method_citation = "\n".join(c for c in (method_citation, GLICLASS_CITATION) if c and c != clf.backend.citation)
     citations = [c for c in (clf.backend.citation, method_citation, LORA_CITATION if args.method in ("lora", "instruction") else "",
                              QLORA_CITATION if args.method == "qlora" else "") if c]
     return ModelCard(backend=clf.backend.name, base_model=clf.base_model, labels=clf.labels,

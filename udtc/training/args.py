@@ -23,6 +23,7 @@ BY_REFERENCE = (*ADAPTER_METHODS, "sparse")
 OPTIMIZERS = ("adamw", "adamw_8bit")
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 LOSSES = ("auto", "ce", "bce", "focal", "nll")
+OBJECTIVES = ("supervised", "ppo")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.1}
 DEFAULT_EPOCHS = 10
@@ -53,6 +54,9 @@ class TrainingArguments:
             (LoRA on prompt -> label-text answers, for ``llm-prompt``) or ``"sparse"`` (token-driven sparse
             fine-tuning: a small chosen subset of the weights, saved as a sparse change), as the backend
             allows; None picks the first the backend supports of lora, full, head, instruction.
+        objective: ``"supervised"`` (the loss above) or ``"ppo"``: GLiClass's proximal policy optimisation for
+            multi-label data (arXiv 2508.07662 Sec. 2.3.2; ``udtc/training/ppo.py``), any backend's logits.
+        ppo_clip, ppo_iterations: PPO's clip range (0.2) and policy steps per batch (3), the paper's values.
         sparse_fraction: ``"sparse"``: the share of the model's parameters that train (0.01 = 1 %).
         sparse_tokens: ``"sparse"``: how many task tokens' embedding rows train (within that share).
         epochs: passes over the training data; None: the backend's benchmarked recipe for the method
@@ -114,6 +118,9 @@ class TrainingArguments:
     lora_target_modules: list[str] | str | None = None
     sparse_fraction: float = 0.01
     sparse_tokens: int = 64
+    objective: str = "supervised"
+    ppo_clip: float = 0.2
+    ppo_iterations: int = 3
     optim: str = "adamw"
     gradient_checkpointing: bool | None = None
     loss: str = "auto"
@@ -158,6 +165,15 @@ class TrainingArguments:
     def _check_objective(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; use one of {', '.join(OBJECTIVES)}")
+        if not (_number(self.ppo_clip) and 0 < self.ppo_clip < 1):
+            raise ValueError(f"ppo_clip must be in (0, 1), got {self.ppo_clip!r}")
+        if not _positive_int(self.ppo_iterations):
+            raise ValueError(f"ppo_iterations must be a positive integer, got {self.ppo_iterations!r}")
+        if self.objective == "ppo" and (self.loss != "auto" or self.gradient_accumulation_steps != 1):
+            raise ValueError("objective='ppo' replaces the loss and takes its own optimiser steps; leave loss='auto' "
+                             "and gradient_accumulation_steps=1")
         if self.focal_alpha is not None and not (_number(self.focal_alpha) and 0 <= self.focal_alpha <= 1):
             raise ValueError(f"focal_alpha must be in [0, 1] or None, got {self.focal_alpha!r}")
         if not (_number(self.focal_gamma) and self.focal_gamma >= 0):

@@ -137,6 +137,8 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
     optimizer = _optimizer(named, args)
     micro_per_epoch = math.ceil(math.ceil(len(data) / dist.world) / args.batch_size)
     total_steps = args.epochs * math.ceil(micro_per_epoch / args.gradient_accumulation_steps)
+    if args.objective == "ppo":  # ppo_iterations optimiser steps per batch (udtc/training/ppo.py)
+        total_steps *= args.ppo_iterations
     from transformers import get_scheduler
 
     scheduler = get_scheduler(SCHEDULERS[args.lr_scheduler], optimizer,
@@ -182,12 +184,28 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
             order = _shard(len(data), args.seed, epoch, dist)
             batches = [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
             loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of losses * rows, rows)
+            reward_sum = torch.zeros(2, dtype=torch.float64)  # PPO: (sum of rewards * rows, rows)
             accum = args.gradient_accumulation_steps
             for i, batch in enumerate(batches):
                 group = min(accum, len(batches) - (i // accum) * accum)  # micro-batches in this optimizer step
                 stepping = (i + 1) % accum == 0 or i == len(batches) - 1
                 sync = cast(Any, model).no_sync() if dist.world > 1 and not stepping else nullcontext()
                 columns = _sample_labels(targets[batch], args.negatives, f"{args.seed}:{epoch}:{dist.rank}:{i}")
+                if args.objective == "ppo":
+                    from udtc.training import ppo
+
+                    key = f"{args.seed}:{epoch}:{dist.rank}:{i}"
+                    names = _show_labels(data.labels, columns, args, key)
+                    with autocast():
+                        loss_value, reward = ppo.update(
+                            lambda: model([data.texts[j] for j in batch], label_texts(backend, names, pairs=data.pairs),
+                                          data.multi_label),  # (B, L')
+                            targets[batch][:, columns], clip=args.ppo_clip, iterations=args.ppo_iterations,
+                            step=lambda: _step(optimizer, scheduler, scaler, params, args.max_grad_norm), key=key)
+                    loss_sum += torch.tensor([loss_value * len(batch), len(batch)], dtype=torch.float64)
+                    reward_sum += torch.tensor([reward * len(batch), len(batch)], dtype=torch.float64)
+                    bar.update(1)
+                    continue
                 with sync:
                     with autocast():
                         names = _show_labels(data.labels, columns, args, f"{args.seed}:{epoch}:{dist.rank}:{i}")
@@ -205,6 +223,9 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
             total = dist.all_sum(loss_sum)
             record: dict[str, Any] = {"epoch": epoch, "train_loss": float(total[0] / total[1]),
                                       "learning_rate": scheduler.get_last_lr()[0]}
+            if args.objective == "ppo":
+                rewards = dist.all_sum(reward_sum)
+                record["train_reward"] = float(rewards[0] / rewards[1])  # mean F1 of the sampled label sets
             if eval_data is not None:
                 record["eval"] = evaluate(backend, eval_data, label_inputs, args.batch_size, dist, autocast)
                 if args.progress and dist.main:
