@@ -16,7 +16,7 @@ from test_gliclass import _randomise, gliclass_logits, gliclass_probs
 import udtc
 from udtc import Classifier
 from udtc.backends.gliclass import GLiClassBackend
-from udtc.training import loop
+from udtc.training import losses, loop
 
 pytest.importorskip("gliclass")
 
@@ -66,7 +66,7 @@ def assert_gliclass_agrees(folder, clf: Classifier, labels: list[str]) -> None:
 def test_head_modules_are_the_layers_with_weights(encoder):
     # training_logits == score logits: the registry matrix in test_contract.py
     backend = GLiClassBackend.from_encoder(encoder, seed=0, pooling_strategy="avg", class_token_pooling="average")
-    assert backend.supported_methods == {"full", "lora"}
+    assert backend.supported_methods == {"full", "lora", "sparse"}
     assert backend.head_modules == ("text_projector", "classes_projector")  # the dot scorer has no weights
 
 
@@ -285,8 +285,8 @@ def test_focal_loss_matches_its_formula():
     p_t = torch.where(targets == 1, p, 1 - p)
     alpha_t = torch.where(targets == 1, 0.7, 0.3)
     expected = (-alpha_t * (1 - p_t) ** 2 * torch.log(p_t)).mean()
-    torch.testing.assert_close(loop.focal_loss(logits, targets, 0.7, 2.0), expected)
-    torch.testing.assert_close(loop.focal_loss(logits, targets, None, 0.0),
+    torch.testing.assert_close(losses.focal_loss(logits, targets, 0.7, 2.0), expected)
+    torch.testing.assert_close(losses.focal_loss(logits, targets, None, 0.0),
                                F.binary_cross_entropy_with_logits(logits, targets))
 
 

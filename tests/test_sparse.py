@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 import udtc
 from factories import ROWS
 from udtc import Classifier
-from udtc.training.sparse import SPARSE_DELTA, apply_delta, task_tokens
+from udtc.adapters import SPARSE_DELTA, apply_delta
+from udtc.training.sparse import task_tokens
 
 TEXTS = ["a goal for the team", "rain and wind in the city", "a recipe with food"]
 

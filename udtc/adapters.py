@@ -44,8 +44,6 @@ def on_base(cls: type[Classifier], folder: Path, config: UdtcConfig | None, *, d
         raise ValueError(f"{folder} holds {what}, but the {backend.name!r} backend cannot be fine-tuned")
     backend.prepare_adapter(folder)  # e.g. a head of the saved shape, which the adapter's modules_to_save fill
     if not lora:
-        from udtc.training.sparse import apply_delta
-
         apply_delta(backend.trainable_module(), folder)
         backend.clear_cache()
         return backend
@@ -58,3 +56,26 @@ def on_base(cls: type[Classifier], folder: Path, config: UdtcConfig | None, *, d
     assert merged is backend.trainable_module(), "peft replaced the module instead of merging in place"
     backend.clear_cache()
     return backend
+
+
+def apply_delta(module: torch.nn.Module, folder: Path) -> int:
+    """Add the differences in ``folder/sparse_delta.safetensors`` to ``module``'s weights; returns the entries changed."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(folder / SPARSE_DELTA)
+    params = dict(module.named_parameters())
+    names = sorted({key.rsplit("::", 1)[0] for key in tensors})
+    unknown = [n for n in names if n not in params or f"{n}::indices" not in tensors or f"{n}::values" not in tensors]
+    if unknown:
+        raise ValueError(f"{folder / SPARSE_DELTA} does not match the base model: parameters {unknown[:3]} are not in it")
+    changed = 0
+    with torch.no_grad():
+        for name in names:
+            idx, values = tensors[f"{name}::indices"], tensors[f"{name}::values"]
+            p = params[name]
+            if idx.numel() != values.numel() or (idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= p.numel())):
+                raise ValueError(f"{folder / SPARSE_DELTA}: the indices of {name} do not fit its shape {tuple(p.shape)}")
+            flat = p.data.view(-1)
+            flat[idx.to(p.device)] += values.to(p.device, p.dtype)
+            changed += idx.numel()
+    return changed

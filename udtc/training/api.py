@@ -26,7 +26,8 @@ from udtc.training import checkpoint as ckpt
 from udtc.training import data as D
 from udtc.training.args import ADAPTER_METHODS, BY_REFERENCE, TrainingArguments
 from udtc.training.lora import LORA_CITATION, QLORA_CITATION, merge_lora
-from udtc.training.loop import resolve_loss, run, setup_distributed
+from udtc.training.losses import resolve_loss
+from udtc.training.loop import run, setup_distributed
 
 METRICS_FILE = "metrics.json"
 
@@ -310,9 +311,9 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
         shown.update({f"eval {k}": round(v, 4) if isinstance(v, float) else v for k, v in metrics["eval"].items()})
     method_citation = cast(Trainable, clf.backend).method_citations.get(str(args.method), "")
     if args.objective == "ppo":
-        from udtc.backends.gliclass.backend import _CITATION as GLICLASS_CITATION
+        from udtc.training.ppo import CITATION as PPO_CITATION
 
-        method_citation = "\n".join(c for c in (method_citation, GLICLASS_CITATION) if c and c != clf.backend.citation)
+        method_citation = "\n".join(c for c in (method_citation, PPO_CITATION) if c and c != clf.backend.citation)
     citations = [c for c in (clf.backend.citation, method_citation, LORA_CITATION if args.method in ("lora", "instruction") else "",
                              QLORA_CITATION if args.method == "qlora" else "") if c]
     return ModelCard(backend=clf.backend.name, base_model=clf.base_model, labels=clf.labels,

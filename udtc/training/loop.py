@@ -40,20 +40,8 @@ from udtc.backends.base import Trainable
 from udtc.training import checkpoint as ckpt
 from udtc.training.args import ADAPTER_METHODS, SCHEDULERS, TrainingArguments
 from udtc.training.data import Examples
+from udtc.training.losses import loss as compute_loss, resolve_loss
 from udtc.training.metrics import counts, from_counts, indicator
-
-def resolve_loss(loss: str, multi_label: bool, method: str | None = None) -> str:
-    """The loss ``"auto"`` stands for; refuses softmax cross-entropy on multi-label data."""
-    if method == "instruction":
-        if loss not in ("auto", "nll"):
-            raise ValueError(f"method='instruction' trains on the token NLL of the gold answer (loss='nll'), got "
-                             f"loss={loss!r}; use method='lora' for the other losses")
-        return "nll"
-    if loss == "ce" and multi_label:
-        raise ValueError("loss='ce' (softmax over the labels) needs single-label data; use 'bce' or 'focal' for "
-                         "multi-label")
-    return ("bce" if multi_label else "ce") if loss == "auto" else loss
-
 
 @dataclass
 class Dist:
@@ -126,7 +114,13 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
     module = backend.trainable_module()
     peft_model = _prepare(backend, module, args)
     loss_kind = resolve_loss(args.loss, data.multi_label, args.method)
-    selection = _select_sparse(backend, module, data, args, loss_kind) if args.method == "sparse" else None
+    selection = None
+    if args.method == "sparse":  # chosen from the base weights, so a resumed run chooses the same entries
+        from udtc.training import sparse
+
+        selection = sparse.choose(backend, module, data, label_texts(backend, data.labels, pairs=data.pairs),
+                                  torch.from_numpy(indicator(data.targets, data.labels)).float(),
+                                  lambda z, y: compute_loss(z, y, loss_kind, args), args)
     named = ckpt.trainable_state(module)
     if not named:
         raise ValueError(f"method={args.method!r} leaves nothing to train in the {backend.name!r} model "
@@ -212,7 +206,7 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
                         logits = model([data.texts[j] for j in batch],
                                        label_texts(backend, names, pairs=data.pairs),
                                        data.multi_label)  # (B, L') over the batch's candidate labels
-                    loss = _loss(logits.float(), targets[batch][:, columns].to(logits.device), loss_kind, args)
+                    loss = compute_loss(logits.float(), targets[batch][:, columns].to(logits.device), loss_kind, args)
                     (scaler.scale(loss / group) if scaler else loss / group).backward()
                 if stepping:
                     _step(optimizer, scheduler, scaler, params, args.max_grad_norm)
@@ -293,23 +287,6 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
     return None
 
 
-def _select_sparse(backend: Trainable, module: torch.nn.Module, data: Examples, args: TrainingArguments, loss_kind: str):
-    """Method "sparse": choose the trainable entries from the base weights and restrict training to them
-    (deterministic, so a resumed run chooses the same ones before loading its checkpoint)."""
-    from udtc.training.sparse import restrict, select
-
-    labels = label_texts(backend, data.labels, pairs=data.pairs)
-    targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
-    batches = [([data.texts[j] for j in range(i, min(i + args.batch_size, len(data)))], targets[i : i + args.batch_size])
-               for i in range(0, len(data), args.batch_size)]
-    texts = [t if isinstance(t, str) else " ".join(t) for t in data.texts]
-    selection = select(backend, module, batches, labels, lambda z, y: _loss(z, y, loss_kind, args),
-                       multi_label=data.multi_label, fraction=args.sparse_fraction, n_tokens=args.sparse_tokens,
-                       token_texts=(texts, list(data.targets)))
-    restrict(module, selection)
-    return selection
-
-
 def _optimizer(named: dict[str, torch.Tensor], args: TrainingArguments) -> torch.optim.Optimizer:
     decay = [p for p in named.values() if p.ndim >= 2]  # weight matrices; not biases, norms, LoRA-free scalars
     rest = [p for p in named.values() if p.ndim < 2]
@@ -351,27 +328,6 @@ def _show_labels(labels: list[str], columns: list[int], args: TrainingArguments,
             if pick not in names and pick not in labels:  # never the name of another training label
                 names[k] = pick
     return names
-
-
-def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str, args: TrainingArguments) -> torch.Tensor:
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, targets)  # per-label sigmoid
-    if kind == "focal":
-        return focal_loss(logits, targets, args.focal_alpha, args.focal_gamma)
-    if kind == "nll":  # logits are answer log-likelihoods: -log p(gold answer | prompt), arXiv 2512.12677 Eq. (4)
-        return -(logits * targets).sum(-1).mean()
-    return F.cross_entropy(logits, targets.argmax(-1))  # softmax over the candidate labels
-
-
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None, gamma: float) -> torch.Tensor:
-    """Mean sigmoid focal loss (Lin et al., 2017) over every (text, label) cell."""
-    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # (B, L)
-    p = torch.sigmoid(logits)
-    p_t = p * targets + (1 - p) * (1 - targets)  # probability of the true answer
-    loss = bce * (1 - p_t) ** gamma
-    if alpha is not None:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return loss.mean()
 
 
 def _step(optimizer, scheduler, scaler, params, max_grad_norm: float | None) -> None:

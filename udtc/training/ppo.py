@@ -27,6 +27,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+#: the paper the objective comes from, for the model card (the gliclass backend cites the same paper)
+CITATION = """@article{stepanov2025gliclass,
+  title = {{GLiClass}: Generalist Lightweight Model for Sequence Classification Tasks},
+  author = {Stepanov, Ihor and Shtopko, Mykhailo and Vodianytskyi, Dmytro and Lukashov, Oleksandr and Yavorskyi, Alexander and Yaroshenko, Mykyta},
+  journal = {arXiv preprint arXiv:2508.07662},
+  year = {2025},
+}"""
+
 
 def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """log pi(a | s) per (text, label) of the Bernoulli policy sigmoid(logits)."""

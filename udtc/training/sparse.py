@@ -131,6 +131,20 @@ def _saliency(backend: Trainable, module: torch.nn.Module, params: dict[str, tor
         module.train(was_training)
 
 
+def choose(backend: Trainable, module: torch.nn.Module, data: Any, labels: list[str], targets: torch.Tensor, loss_fn,
+           args: Any) -> Selection:
+    """Steps 1-3 for a run: the selection from the base weights over ``data``'s batches, training restricted
+    to it. ``labels`` are the label texts the model reads, ``targets`` the (N, L) gold indicator."""
+    n = len(data)
+    batches = [([data.texts[j] for j in range(i, min(i + args.batch_size, n))], targets[i : i + args.batch_size])
+               for i in range(0, n, args.batch_size)]
+    texts = [t if isinstance(t, str) else " ".join(t) for t in data.texts]
+    selection = select(backend, module, batches, labels, loss_fn, multi_label=data.multi_label,
+                       fraction=args.sparse_fraction, n_tokens=args.sparse_tokens, token_texts=(texts, list(data.targets)))
+    restrict(module, selection)
+    return selection
+
+
 def restrict(module: torch.nn.Module, selection: Selection) -> list[Any]:
     """Train only the selected entries (step 3): every other parameter frozen, masked gradients."""
     handles = []
@@ -156,26 +170,3 @@ def save_delta(module: torch.nn.Module, selection: Selection, folder: Path) -> N
         tensors[f"{name}::indices"] = idx.to(torch.int64).contiguous()
         tensors[f"{name}::values"] = (now - selection.base[name]).contiguous()
     save_file(tensors, folder / SPARSE_DELTA, metadata={"format": "udtc-sparse-delta", "tokens": str(selection.tokens)})
-
-
-def apply_delta(module: torch.nn.Module, folder: Path) -> int:
-    """Add the differences in ``folder/sparse_delta.safetensors`` to ``module``'s weights; returns the entries changed."""
-    from safetensors.torch import load_file
-
-    tensors = load_file(folder / SPARSE_DELTA)
-    params = dict(module.named_parameters())
-    names = sorted({key.rsplit("::", 1)[0] for key in tensors})
-    unknown = [n for n in names if n not in params or f"{n}::indices" not in tensors or f"{n}::values" not in tensors]
-    if unknown:
-        raise ValueError(f"{folder / SPARSE_DELTA} does not match the base model: parameters {unknown[:3]} are not in it")
-    changed = 0
-    with torch.no_grad():
-        for name in names:
-            idx, values = tensors[f"{name}::indices"], tensors[f"{name}::values"]
-            p = params[name]
-            if idx.numel() != values.numel() or (idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= p.numel())):
-                raise ValueError(f"{folder / SPARSE_DELTA}: the indices of {name} do not fit its shape {tuple(p.shape)}")
-            flat = p.data.view(-1)
-            flat[idx.to(p.device)] += values.to(p.device, p.dtype)
-            changed += idx.numel()
-    return changed
