@@ -91,6 +91,9 @@ class Backend(ABC):
     default_template: ClassVar[str] = "{}"
     #: extra keyword arguments ``Classifier.classify`` may forward to :meth:`score`
     score_options: ClassVar[frozenset[str]] = frozenset()
+    #: attribute paths of the torch networks ``udtc export`` writes as ONNX graphs (udtc/onnx_export.py); each is
+    #: called with keyword tensors or one NamedTuple of tensors and returns a tensor or a ModelOutput. Empty: no export
+    onnx_modules: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abstractmethod

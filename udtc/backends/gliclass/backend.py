@@ -78,6 +78,7 @@ class GLiClassBackend(Trainable, Backend):
     name: ClassVar[str] = "gliclass"
     options_class: ClassVar[type[GLiClassOptions]] = GLiClassOptions
     score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
+    onnx_modules: ClassVar[tuple[str, ...]] = ("model",)  # the whole uni-encoder: encoder, pooling, scorer
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
     #: benchmarks/few_shot.py (GLICLASS_RECIPES): chosen on a validation split, 8 shots per label
     training_recipes: ClassVar[dict[str, dict[str, float]]] = {"full": {"learning_rate": 3e-4, "epochs": 20},
