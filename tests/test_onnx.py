@@ -164,3 +164,9 @@ def test_int8_export_of_the_default_model_agrees_with_torch(tmp_path, one_thread
     expected = clf.classify(texts, labels)
     assert [p.label for p in expected] == labels  # the texts are clear-cut
     assert [p.label for p in int8.classify(texts, labels)] == labels
+
+
+def test_export_starts_from_float32_on_the_cpu(tiny_models, tmp_path):
+    half = Classifier.from_pretrained(tiny_models("cosine"), device="cpu", dtype="bfloat16")
+    with pytest.raises(ValueError, match="float32 weights on the CPU"):
+        udtc.export(half, tmp_path / "out")

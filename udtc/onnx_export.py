@@ -64,8 +64,10 @@ def export(model: Any, out: str | os.PathLike, *, format: str = "onnx", quantize
         names = [n for n in available_backends() if get_backend(n).onnx_modules]
         raise ValueError(f"the {backend.name!r} backend cannot be exported to ONNX; these can: {', '.join(names)}")
     refuse_exported(backend, "export")
-    if any(p.device.type != "cpu" for path in backend.onnx_modules for p in _get(backend, path).parameters()):
-        raise ValueError("export runs on the CPU: load the model with device='cpu'")
+    params = [p for path in backend.onnx_modules for p in _get(backend, path).parameters()]
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
+        raise ValueError("export starts from float32 weights on the CPU: load the model with device='cpu' and no dtype "
+                         "(quantize= picks the export's precision)")
     target = Path(out).expanduser()
     atomic.recover(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
