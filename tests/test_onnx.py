@@ -170,3 +170,12 @@ def test_export_starts_from_float32_on_the_cpu(tiny_models, tmp_path):
     half = Classifier.from_pretrained(tiny_models("cosine"), device="cpu", dtype="bfloat16")
     with pytest.raises(ValueError, match="float32 weights on the CPU"):
         udtc.export(half, tmp_path / "out")
+
+
+def test_gliclass_prompt_runs_through_the_export(pair):
+    clf, onnx_clf, _ = pair("gliclass")
+    a = clf.classify(TEXTS[:3], LABELS, prompt="Classify the topic:")
+    b = onnx_clf.classify(TEXTS[:3], LABELS, prompt="Classify the topic:")
+    for x, y in zip(a, b):
+        for label in LABELS:
+            assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4)
