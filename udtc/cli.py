@@ -147,9 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_finetune)
 
     from udtc.calibration_command import add_calibrate_command  # `udtc calibrate` (udtc/calibration_command.py)
+    from udtc.onnx_export import add_export_command  # `udtc export` (udtc/onnx_export.py; torch imported on use)
     from udtc.serve.command import add_serve_command  # `udtc serve` lives in udtc/serve (no web imports here)
 
     add_calibrate_command(sub)
+    add_export_command(sub)
     add_serve_command(sub)
     return parser
 

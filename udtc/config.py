@@ -23,9 +23,11 @@ class UdtcConfig:
     labels: list[str] | None = None  # fixed labels of a fine-tuned model, else None
     base_model: str | None = None  # where the weights came from, for model cards
     udtc_version: str = __version__
+    runtime: dict[str, Any] | None = None  # an export's networks on ONNX Runtime (udtc/onnx_runtime.py); None: torch
 
     def save(self, folder: Path) -> None:
-        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        data = {k: v for k, v in asdict(self).items() if k != "runtime" or v is not None}
+        (folder / CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> UdtcConfig:

@@ -94,6 +94,9 @@ class Backend(ABC):
     #: those of ``score_options`` a caller may give per text (a list, one value per text); ``score`` then
     #: receives the values of its own texts, in their order
     per_text_options: ClassVar[frozenset[str]] = frozenset()
+    #: attribute paths of the torch networks ``udtc export`` writes as ONNX graphs (udtc/onnx_export.py); each is
+    #: called with keyword tensors or one NamedTuple of tensors and returns a tensor or a ModelOutput. Empty: no export
+    onnx_modules: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abstractmethod

@@ -21,6 +21,7 @@ from udtc.compat import quiet_third_party
 from udtc.hub import resolve
 from udtc.config import CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
+from udtc.onnx_runtime import refuse_exported
 from udtc.runtime import resolve_device
 from udtc.training import checkpoint as ckpt
 from udtc.training import data as D
@@ -93,6 +94,7 @@ def finetune(
         if load_only:
             raise ValueError(f"{sorted(load_only)} apply when finetune loads the model; model is already a Classifier, "
                              "so pass them to Classifier.from_pretrained instead")
+        refuse_exported(model.backend, "fine-tuning")
     found: type[Backend] = type(model.backend) if isinstance(model, Classifier) else _backend_class(model, backend)
     backend_cls = found if issubclass(found, Trainable) else None
     args = args.resolved(backend_cls.supported_methods if backend_cls else frozenset(),
@@ -249,12 +251,12 @@ def _device_of(backend) -> torch.device:
 
 def _backend_class(model: Any, backend: str | None) -> type[Backend]:
     """The backend class ``Classifier.from_pretrained(model)`` would use, without loading weights."""
-    if backend is not None:
-        return get_backend(backend)
     folder = resolve(model)
-    if folder.is_dir() and (folder / CONFIG_NAME).exists():
-        return get_backend(UdtcConfig.load(folder).backend)
-    return get_backend(detect_backend(folder))
+    config = UdtcConfig.load(folder) if folder.is_dir() and (folder / CONFIG_NAME).exists() else None
+    if config and config.runtime:
+        raise ValueError(f"{folder} is an ONNX export (udtc export), which cannot be fine-tuned: fine-tune the "
+                         "model it was exported from, then export again")
+    return get_backend(backend or (config.backend if config else detect_backend(folder)))
 
 
 # ---------------------------------------------------------------------------------------------- results

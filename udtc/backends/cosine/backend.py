@@ -51,6 +51,7 @@ _CITATION = """@inproceedings{reimers2019sentencebert,
 class CosineBackend(Trainable, Backend):
     name: ClassVar[str] = "cosine"
     options_class: ClassVar[type[CosineOptions]] = CosineOptions
+    onnx_modules: ClassVar[tuple[str, ...]] = ("model",)  # the transformer encoder
 
     def __init__(self, model, tokenizer, *, pooling: list[str], dense: list[dict], normalize: bool, max_length: int,
                  do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.1,

@@ -79,6 +79,7 @@ class GLiClassBackend(Trainable, Backend):
     options_class: ClassVar[type[GLiClassOptions]] = GLiClassOptions
     score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
     per_text_options: ClassVar[frozenset[str]] = frozenset({"prompt"})  # gliclass's per-text task descriptions
+    onnx_modules: ClassVar[tuple[str, ...]] = ("model",)  # the whole uni-encoder: encoder, pooling, scorer
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "sparse"})
     #: benchmarks/few_shot.py (GLICLASS_RECIPES): chosen on a validation split, 8 shots per label
     training_recipes: ClassVar[dict[str, dict[str, float]]] = {"full": {"learning_rate": 3e-4, "epochs": 20},

@@ -76,6 +76,7 @@ class NLIBackend(Trainable, Backend):
     name: ClassVar[str] = "nli"
     options_class: ClassVar[type[NLIOptions]] = NLIOptions
     default_template: ClassVar[str] = "This example is {}."
+    onnx_modules: ClassVar[tuple[str, ...]] = ("model",)  # the sequence-classification model
     citation: ClassVar[str] = (
         "@inproceedings{yin-etal-2019-benchmarking,\n"
         "  title = {Benchmarking Zero-shot Text Classification: Datasets, Evaluation and Entailment Approach},\n"

@@ -159,6 +159,8 @@ class SCEBackend(Trainable, Backend):
     options_class: ClassVar[type[SCEOptions]] = SCEOptions
     citation: ClassVar[str] = _CITATION
     supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "sparse"})
+    #: the frozen embedder's transformer; the SCE encoder (2 layers over 1 + L vectors) stays in torch
+    onnx_modules: ClassVar[tuple[str, ...]] = ("embedder.model",)
 
     def __init__(self, embedder: Any, word_embeddings: torch.Tensor, tokenizer: Any, model: SoftContextualizedEncoder,
                  *, embedder_name: str, encoder_name: str, layers: list[int], max_label_tokens: int = 16,

@@ -1,0 +1,181 @@
+"""ONNX export (udtc/onnx_export.py) and ONNX Runtime inference (udtc/onnx_runtime.py), on the tiny random
+checkpoints of tests/factories.py; one integration test on the real all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from factories import ROWS
+
+pytest.importorskip("onnxruntime", reason='ONNX export needs onnxruntime: pip install "udtc[onnx]"')
+pytest.importorskip("onnx", reason='ONNX export needs onnx: pip install "udtc[onnx]"')
+
+import udtc  # noqa: E402
+from udtc import Classifier  # noqa: E402
+from udtc.cli import main  # noqa: E402
+from udtc.config import CONFIG_NAME  # noqa: E402
+from udtc.safety import UnsafeFolderError  # noqa: E402
+
+EXPORTABLE = ["cosine", "sce", "nli", "gliclass"]
+TEXTS = ["the team won the match with a late goal", "rain and wind in the city", "a new phone from the market",
+         "food", "the " * 700 + "end"]  # different lengths: padded batches; the last is truncated
+LABELS = ["sports", "weather", "technology news", "food", "a long label about the city market"]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_models, tmp_path_factory):
+    """(torch classifier, its ONNX export loaded back, the export folder) per backend, built once."""
+    cache = {}
+
+    def get(name: str, quantize: str | None = None):
+        if (name, quantize) not in cache:
+            clf = Classifier.from_pretrained(tiny_models(name), device="cpu")
+            out = udtc.export(clf, tmp_path_factory.mktemp("onnx") / f"{name}-{quantize}", quantize=quantize)
+            cache[name, quantize] = clf, Classifier.from_pretrained(out), out
+        return cache[name, quantize]
+
+    return get
+
+
+@pytest.mark.parametrize("name", EXPORTABLE)
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_fp32_export_scores_equal_torch(pair, name, multi_label):
+    clf, onnx_clf, _ = pair(name)
+    assert onnx_clf.backend_name == name
+    for batch_size in (32, 2):
+        a = clf.classify(TEXTS, LABELS, multi_label=multi_label, batch_size=batch_size)
+        b = onnx_clf.classify(TEXTS, LABELS, multi_label=multi_label, batch_size=batch_size)
+        for x, y in zip(a, b):
+            assert x.truncated == y.truncated
+            assert list(x.scores) == list(y.scores)
+            for label in LABELS:
+                assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4), (name, x.scores, y.scores)
+    assert a[-1].truncated
+
+
+@pytest.mark.parametrize("name", EXPORTABLE)
+def test_permuting_labels_permutes_onnx_scores(pair, name):
+    _, onnx_clf, _ = pair(name)
+    permuted = [LABELS[i] for i in (3, 0, 4, 2, 1)]
+    for x, y in zip(onnx_clf.classify(TEXTS, LABELS), onnx_clf.classify(TEXTS, permuted)):
+        assert list(y.scores) == permuted
+        for label in LABELS:
+            assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-5)
+
+
+@pytest.mark.parametrize("quantize", ["int8", "fp16"])
+def test_quantized_exports_run_close_to_torch(pair, quantize):
+    clf, onnx_clf, folder = pair("cosine", quantize)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert config["runtime"]["quantize"] == quantize
+    for x, y in zip(clf.classify(TEXTS, LABELS), onnx_clf.classify(TEXTS, LABELS)):
+        for label in LABELS:
+            assert y.scores[label] == pytest.approx(x.scores[label], abs=0.05)
+
+
+def test_export_folder_round_trip_and_refusals(pair, tmp_path):
+    clf, onnx_clf, folder = pair("cosine")
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert config["runtime"] == {"name": "onnxruntime", "quantize": None,
+                                 "modules": [{"module": "model", "file": "model.onnx", "output": "last_hidden_state"}]}
+    suffixes = {p.suffix for p in folder.rglob("*") if p.is_file()}
+    assert suffixes <= {".onnx", ".safetensors", ".json", ".txt", ".md"}, suffixes
+    again = Classifier.from_pretrained(folder)
+    assert again.classify(TEXTS, LABELS)[0].scores == onnx_clf.classify(TEXTS, LABELS)[0].scores
+    with pytest.raises(ValueError, match="ONNX export"):
+        onnx_clf.save_pretrained(tmp_path / "copy")
+    with pytest.raises(ValueError, match="ONNX export"):
+        udtc.export(onnx_clf, tmp_path / "again")
+    with pytest.raises(ValueError, match="ONNX export"):
+        udtc.finetune(onnx_clf, ROWS, method="full", output_dir=tmp_path / "ft")
+    with pytest.raises(ValueError, match="cannot be fine-tuned"):
+        udtc.finetune(str(folder), ROWS, method="full", output_dir=tmp_path / "ft")
+    with pytest.raises(FileExistsError):
+        udtc.export(clf, folder)
+    with pytest.raises(ValueError, match="quantize"):
+        udtc.export(clf, tmp_path / "q", quantize="int4")
+
+
+def test_export_folder_never_reads_outside_itself(pair, tmp_path):
+    import shutil
+
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    folder = shutil.copytree(pair("cosine")[2], tmp_path / "export")
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 64)
+    graph = onnx.load(str(folder / "model.onnx"))
+    tensor = graph.graph.initializer[0]
+    set_external_data(tensor, location="../outside.bin")
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    (folder / "model.onnx").write_bytes(graph.SerializeToString())
+    with pytest.raises(ValueError, match="external data"):
+        Classifier.from_pretrained(folder)
+
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["runtime"]["modules"][0]["file"] = "../outside.onnx"
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(UnsafeFolderError):
+        Classifier.from_pretrained(folder)
+    config["runtime"]["modules"][0].update(file="model.onnx", module="tokenizer")
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="not one the 'cosine' backend runs"):
+        Classifier.from_pretrained(folder)
+
+
+def test_missing_onnxruntime_names_the_extra(pair, tiny_models, tmp_path, monkeypatch):
+    folder = pair("cosine")[2]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r'pip install "udtc\[onnx\]"'):
+        Classifier.from_pretrained(folder)
+    with pytest.raises(ImportError, match=r'pip install "udtc\[onnx\]"'):
+        udtc.export(tiny_models("cosine"), tmp_path / "out")
+
+
+def test_backends_without_export_are_refused(tiny_models, tmp_path):
+    with pytest.raises(ValueError, match="cannot be exported to ONNX; these can: gliclass, nli, sce, cosine"):
+        udtc.export(tiny_models("llm-head"), tmp_path / "out")
+
+
+def test_cli_export(tiny_models, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", str(tiny_models("nli")), str(out), "--quantize", "int8"]) == 0
+    assert Classifier.from_pretrained(out).classify("the match", ["sports", "rain"]).label in ("sports", "rain")
+    assert main(["export", str(tiny_models("nli")), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(tiny_models("nli")), str(out), "--overwrite"]) == 0
+
+
+@pytest.mark.integration
+def test_int8_export_of_the_default_model_agrees_with_torch(tmp_path, one_thread):
+    clf = Classifier.from_pretrained(None, device="cpu")
+    int8 = Classifier.from_pretrained(udtc.export(clf, tmp_path / "int8", quantize="int8"))
+    assert sum(f.stat().st_size for f in (tmp_path / "int8").glob("*.onnx")) < 30e6  # int8 weights: ~23 MB of 90
+    texts = ["The striker scored twice and the club won the league title.",
+             "Heavy rain and strong winds are expected across the region tomorrow.",
+             "The central bank raised interest rates to curb inflation.",
+             "Bake the bread in a hot oven for forty minutes.",
+             "The new smartphone has a faster chip and a better camera.",
+             "Parliament passed the bill after a long debate among lawmakers."]
+    labels = ["sports", "weather", "economy", "cooking", "technology", "politics"]
+    expected = clf.classify(texts, labels)
+    assert [p.label for p in expected] == labels  # the texts are clear-cut
+    assert [p.label for p in int8.classify(texts, labels)] == labels
+
+
+def test_export_starts_from_float32_on_the_cpu(tiny_models, tmp_path):
+    half = Classifier.from_pretrained(tiny_models("cosine"), device="cpu", dtype="bfloat16")
+    with pytest.raises(ValueError, match="float32 weights on the CPU"):
+        udtc.export(half, tmp_path / "out")
+
+
+def test_gliclass_prompt_runs_through_the_export(pair):
+    clf, onnx_clf, _ = pair("gliclass")
+    a = clf.classify(TEXTS[:3], LABELS, prompt="Classify the topic:")
+    b = onnx_clf.classify(TEXTS[:3], LABELS, prompt="Classify the topic:")
+    for x, y in zip(a, b):
+        for label in LABELS:
+            assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4)
