@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from udtc import Classifier
-from udtc.calibration import CALIBRATION_NAME, Calibration, best_threshold, fit_multi_label, fit_single_label
+from udtc.calibration import (CALIBRATION_NAME, L2_GRID, Calibration, _folds, best_threshold, fit_multi_label,
+                              fit_single_label)
 from udtc.cli import main
 
 LABELS = ["sports", "weather", "food"]
@@ -184,6 +185,34 @@ def test_fit_single_label_recovers_a_known_temperature_and_bias():
     assert fitted.temperature == pytest.approx(true_t, rel=0.1)
     centred = true_bias - true_bias.mean()
     assert [fitted.bias[x] for x in "abc"] == pytest.approx(centred.tolist(), abs=0.25)
+
+
+def test_few_examples_of_many_labels_give_small_biases_and_no_overconfidence():
+    # scores that carry no information, 10 labels x 4 examples: the cross-validated penalty and the
+    # out-of-fold temperature must leave probabilities near uniform (1/10) on new texts
+    gen = torch.Generator().manual_seed(2)
+    labels = [f"l{j}" for j in range(10)]
+    z = torch.randn(40, 10, generator=gen, dtype=torch.float64) * 2  # (n, L)
+    gold = torch.arange(10).repeat(4)
+    fitted = fit_single_label(torch.log_softmax(z, -1), gold, labels, keys=[f"text {i}" for i in range(40)])
+    new = torch.log_softmax(torch.randn(2000, 10, generator=gen, dtype=torch.float64) * 2, -1)
+    p = torch.softmax((new + torch.tensor([fitted.bias[x] for x in labels])) / fitted.temperature, -1)
+    assert p.max(-1).values.mean() < 0.2
+    assert torch.softmax(new, -1).max(-1).values.mean() > 0.35  # what the uncalibrated scores claim
+
+
+def test_folds_ignore_row_order_and_the_penalty_is_chosen_from_the_grid():
+    gen = torch.Generator().manual_seed(3)
+    z = torch.log_softmax(torch.randn(60, 3, generator=gen, dtype=torch.float64), -1)
+    gold = torch.arange(3).repeat(20)
+    keys = [f"row {i}" for i in range(60)]
+    a = fit_single_label(z, gold, ["a", "b", "c"], keys=keys)
+    order = torch.randperm(60, generator=gen)
+    b = fit_single_label(z[order], gold[order], ["a", "b", "c"], keys=[keys[i] for i in order])
+    assert a.temperature == pytest.approx(b.temperature, rel=1e-6)
+    assert [a.bias[x] for x in "abc"] == pytest.approx([b.bias[x] for x in "abc"], abs=1e-6)
+    assert _folds(gold, 4, keys).bincount().tolist() == [15, 15, 15, 15]
+    assert len(L2_GRID) > 1 and min(L2_GRID) > 0
 
 
 def test_abstain_threshold_reaches_the_precision_on_the_dev_set(clf):
