@@ -1,24 +1,24 @@
 """Calibration: ECE and macro-F1 of zero-shot, ``Classifier.calibrate`` and ``finetune`` with k examples per label.
 
-The default model (``udtc.defaults.DEFAULT_MODEL``; the committed results were measured when it was the shipped SCE) on the data sets its training
-held out (``benchmarks.datasets.HELD_OUT``: trec6, sms_spam, vader_amazon; unseen tasks and
-label names). Each set is split in half (``split(..., 0.5, seed=0)``); the labelled examples are
-drawn from the first half (``sample_shots``, k per label, seeds 0..S-1), the test sample (500
-texts, stratified, seed 0) from the second. For every k and seed: ``clf.calibrate(rows)`` timed end
-to end (scoring the dev texts + fitting), with and without the per-label biases (``bias=False``:
-temperature only), then ECE (15 equal-width bins of the top probability) and
-macro-F1 on the test sample; ``finetune(shots=k, seed=0)`` (the backend's default method, 10
-epochs, 1 seed: it is slower) timed likewise. Zero-shot rows with ``prior="batch"`` and
-``prior="sinkhorn"`` over the whole test sample are in the same table, and again on its
-label-balanced part (the first m texts of each label, m the rarest label's count), which is
-what both corrections assume.
+The default model (``udtc.defaults.DEFAULT_MODEL``, cosine all-MiniLM-L6-v2) on the unseen-label
+protocol of ``benchmarks.unseen`` (the six ``UNSEEN`` sets, each split into a DEV and a TEST half).
+For every k and seed, k labelled examples per label are drawn from the DEV half (``sample_shots``,
+seeds 0..S-1; a label with fewer DEV rows gives all it has) and everything is measured on the TEST
+half, which no choice looks at. The label set is every label with at least one DEV row (trec50: 44
+of 50; its 6 TEST rows of the other 6 labels are dropped, for every method alike).
+
+Per k and seed: ``clf.calibrate(rows)`` timed end to end (scoring the dev texts + fitting), with
+and without the per-label biases (``bias=False``: temperature only), then ECE (15 equal-width bins
+of the top probability) and macro-F1 on the test half; ``finetune(shots=k, seed=0)`` (the backend's
+default method with ``--finetune-epochs`` epochs, 1 seed: it is slower) timed likewise. Zero-shot
+rows with ``prior="batch"`` and ``prior="sinkhorn"`` over the whole test half are in the same table.
 
 The calibrated test scores are computed from the zero-shot test scores with the fitted parameters
 (``softmax((log p + b) / T)``, the same arithmetic as ``classify``, checked against ``classify``
 on 16 texts per set and reported as ``max_abs_diff``), so each seed does not re-encode the test set.
 
-    python -m benchmarks.calibration --threads 1          # 3 sets x k 4, 8, 16 x 5 seeds (+ finetune, 1 seed)
-    python -m benchmarks.calibration --quick              # smoke test: trec6, k=4, 1 seed, 40 test texts
+    python -m benchmarks.calibration --threads 1          # 6 sets x k 4, 8, 16 x 5 seeds (+ finetune, 1 seed)
+    python -m benchmarks.calibration --quick              # smoke test: trec6, k=4, 1 seed, a tenth of the halves
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import write_results
-from benchmarks.datasets import HELD_OUT, load, sample, split
+from benchmarks.unseen import UNSEEN, LabelSet, label_sets
 
 SHOTS = (4, 8, 16)
 BINS = 15
@@ -83,35 +83,25 @@ def test_probs(clf, texts: list[str], labels: list[str], **kwargs) -> np.ndarray
     return np.array([[p.scores[x] for x in labels] for p in preds], dtype=np.float64)  # (n, L)
 
 
-def run_dataset(name: str, *, shots: tuple[int, ...], seeds: list[int], test_n: int, finetune_epochs: int,
+def run_dataset(s: LabelSet, *, shots: tuple[int, ...], seeds: list[int], finetune_epochs: int,
                 finetune: bool) -> dict:
     import udtc
     from udtc import Classifier
     from udtc.priors import PRIORS
     from udtc.training.data import load_examples, sample_shots
 
-    data = load(name)
-    pool, test = split(data, test_fraction=0.5, seed=0)
-    test = sample(test, min(test_n, len(test)), seed=0)
-    labels = list(data.label_names)
-    gold = np.array([labels.index(x) for x in test.labels])
-    pool_examples = load_examples([{"text": t, "label": y} for t, y in pool.rows()], what="dev")
+    labels = [x for j, x in enumerate(s.dev.labels) if bool((s.dev.gold == j).any())]  # labels with a DEV row
+    pool_rows = [{"text": t, "label": s.dev.labels[int(y)]} for t, y in zip(s.dev.texts, s.dev.gold)]
+    test = [(t, s.test.labels[int(y)]) for t, y in zip(s.test.texts, s.test.gold) if s.test.labels[int(y)] in labels]
+    texts, gold = [t for t, _ in test], np.array([labels.index(y) for _, y in test])
+    pool_examples = load_examples(pool_rows, what="dev")
     clf = Classifier.from_pretrained(None, device="cpu")
-    zero_p = test_probs(clf, test.texts, labels)
+    zero_p = test_probs(clf, texts, labels)
     log_p = torch.tensor(zero_p).clamp_min(1e-300).log()
     rows: list[dict] = [{"method": "zero-shot", "k": 0, **scores(zero_p, gold, labels)}]
     for prior in PRIORS:
         corrected = torch.softmax(PRIORS[prior](log_p, labels), -1).numpy()
         rows.append({"method": f"prior={prior}", "k": 0, **scores(corrected, gold, labels)})
-    # the same, on a label-balanced part of the test sample (what the prior corrections assume)
-    least = min(int((gold == j).sum()) for j in range(len(labels)))
-    balanced = np.sort(np.concatenate([np.flatnonzero(gold == j)[:least] for j in range(len(labels))]))
-    rows.append({"method": "zero-shot (balanced test)", "k": 0, "test": len(balanced),
-                 **scores(zero_p[balanced], gold[balanced], labels)})
-    for prior in PRIORS:
-        corrected = torch.softmax(PRIORS[prior](log_p[balanced], labels), -1).numpy()
-        rows.append({"method": f"prior={prior} (balanced test)", "k": 0, "test": len(balanced),
-                     **scores(corrected, gold[balanced], labels)})
     diagram = {"zero-shot": reliability(zero_p, gold)}
     max_diff = 0.0
     for k in shots:
@@ -128,34 +118,32 @@ def run_dataset(name: str, *, shots: tuple[int, ...], seeds: list[int], test_n: 
                 z = (log_p + torch.tensor([cal.bias.get(x, 0.0) for x in labels], dtype=torch.float64)) / cal.temperature
                 p = torch.softmax(z, -1).numpy()
                 if seed == seeds[0]:
-                    direct = test_probs(calibrated, test.texts[:16], labels)
+                    direct = test_probs(calibrated, texts[:16], labels)
                     max_diff = max(max_diff, float(np.abs(direct - p[:16]).max()))
                     if k == 8:
                         diagram[f"{method} k=8"] = reliability(p, gold)
-                rows.append({"method": method, "k": k, "seed": seed, "seconds": round(seconds, 2),
+                rows.append({"method": method, "k": k, "seed": seed, "seconds": round(seconds, 2), "dev_rows": len(dev_rows),
                              "temperature": round(cal.temperature, 3), **scores(p, gold, labels)})
-                print(f"  {name} {method} k={k} seed={seed}: {rows[-1]}", flush=True)
+                print(f"  {s.name} {method} k={k} seed={seed}: {rows[-1]}", flush=True)
         if finetune:
             with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 base = Classifier.from_pretrained(None, device="cpu")
-                rows_all = [{"text": t, "label": y} for t, y in pool.rows()]
                 started = time.perf_counter()
-                tuned, _ = udtc.finetune(base, rows_all, shots=k, seed=0, epochs=finetune_epochs,
-                                         output_dir=Path(tmp) / "model", progress=False)
+                tuned, _ = udtc.finetune(base, [r for r in pool_rows if r["label"] in labels], shots=k, seed=0,
+                                         epochs=finetune_epochs, output_dir=Path(tmp) / "model", progress=False)
                 seconds = time.perf_counter() - started
-            p = test_probs(tuned, test.texts, labels)
+            p = test_probs(tuned, texts, labels)
             rows.append({"method": "finetune", "k": k, "seed": 0, "seconds": round(seconds, 2), **scores(p, gold, labels)})
-            print(f"  {name} finetune k={k}: {rows[-1]}", flush=True)
-    return {"dataset": name, "labels": labels, "pool": len(pool), "test_examples": len(test), "rows": rows,
+            print(f"  {s.name} finetune k={k}: {rows[-1]}", flush=True)
+    return {"dataset": s.name, "labels": labels, "pool": len(pool_rows), "test_examples": len(texts), "rows": rows,
             "reliability": diagram, "calibrated_vs_classify_max_abs_diff": max_diff}
 
 
 def summarise(results: list[dict], shots: tuple[int, ...]) -> list[dict]:
     """Per method and k: mean over seeds per set, then mean over sets."""
     out = []
-    keys = [("zero-shot", 0), ("prior=batch", 0), ("prior=sinkhorn", 0), ("zero-shot (balanced test)", 0),
-            ("prior=batch (balanced test)", 0), ("prior=sinkhorn (balanced test)", 0)]
+    keys = [("zero-shot", 0), ("prior=batch", 0), ("prior=sinkhorn", 0)]
     keys += [(m, k) for k in shots for m in ("calibrate", "calibrate T only", "finetune")]
     for method, k in keys:
         per_set = {}
@@ -209,8 +197,10 @@ def plot(results: list[dict], out: Path) -> Path | None:
     except ImportError:
         print("skip plot: matplotlib is not installed (pip install 'udtc[plot]')")
         return None
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    columns = min(3, len(results))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4 * rows), squeeze=False)
+    for ax, result in zip(axes.flat, results):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
         for name, diagram in result["reliability"].items():
             ax.plot(diagram["confidence"], diagram["accuracy"], marker="o", label=name)
@@ -220,7 +210,7 @@ def plot(results: list[dict], out: Path) -> Path | None:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle("Reliability: zero-shot vs calibrate (k=8, seed 0), default model")
+    fig.suptitle("Reliability on the TEST halves: zero-shot vs calibrate (k=8, seed 0), default model (cosine MiniLM)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
@@ -230,11 +220,10 @@ def plot(results: list[dict], out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.calibration", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke test: trec6, k=4, 1 seed, 40 test texts, 1 epoch")
-    parser.add_argument("--datasets", nargs="+", default=list(HELD_OUT))
+    parser.add_argument("--quick", action="store_true", help="smoke test: trec6, k=4, 1 seed, a tenth of the halves, 1 epoch")
+    parser.add_argument("--datasets", nargs="+", default=list(UNSEEN), choices=list(UNSEEN))
     parser.add_argument("--seeds", type=int, default=5, help="calibration seeds per k (finetune: seed 0 only)")
-    parser.add_argument("--test-n", type=int, default=500)
-    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--no-finetune", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -242,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     shots = SHOTS
     if args.quick:
-        args.datasets, args.seeds, args.test_n, args.finetune_epochs, shots = ["trec6"], 1, 40, 1, (4,)
+        args.datasets, args.seeds, args.finetune_epochs, shots = ["trec6"], 1, 1, (4,)
     started = time.perf_counter()
-    results = [run_dataset(name, shots=shots, seeds=list(range(args.seeds)), test_n=args.test_n,
-                           finetune_epochs=args.finetune_epochs, finetune=not args.no_finetune) for name in args.datasets]
+    results = [run_dataset(s, shots=shots, seeds=list(range(args.seeds)), finetune_epochs=args.finetune_epochs,
+                           finetune=not args.no_finetune) for s in label_sets(args.datasets, quick=args.quick)]
     summary = summarise(results, shots)
     text = table(summary, args.datasets) + goal(summary)
     print(text)

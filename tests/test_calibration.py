@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from udtc import Classifier
-from udtc.calibration import CALIBRATION_NAME, Calibration, best_threshold, fit_multi_label, fit_single_label
+from udtc.calibration import (CALIBRATION_NAME, L2_GRID, Calibration, _folds, best_threshold, fit_multi_label,
+                              fit_single_label)
 from udtc.cli import main
 
 LABELS = ["sports", "weather", "food"]
@@ -186,19 +187,52 @@ def test_fit_single_label_recovers_a_known_temperature_and_bias():
     assert [fitted.bias[x] for x in "abc"] == pytest.approx(centred.tolist(), abs=0.25)
 
 
+def test_few_examples_of_many_labels_give_small_biases_and_no_overconfidence():
+    # scores that carry no information, 10 labels x 4 examples: the cross-validated penalty and the
+    # out-of-fold temperature must leave probabilities near uniform (1/10) on new texts
+    gen = torch.Generator().manual_seed(2)
+    labels = [f"l{j}" for j in range(10)]
+    z = torch.randn(40, 10, generator=gen, dtype=torch.float64) * 2  # (n, L)
+    gold = torch.arange(10).repeat(4)
+    fitted = fit_single_label(torch.log_softmax(z, -1), gold, labels, keys=[f"text {i}" for i in range(40)])
+    new = torch.log_softmax(torch.randn(2000, 10, generator=gen, dtype=torch.float64) * 2, -1)
+    p = torch.softmax((new + torch.tensor([fitted.bias[x] for x in labels])) / fitted.temperature, -1)
+    assert p.max(-1).values.mean() < 0.2
+    assert torch.softmax(new, -1).max(-1).values.mean() > 0.35  # what the uncalibrated scores claim
+
+
+def test_folds_ignore_row_order_and_the_penalty_is_chosen_from_the_grid():
+    gen = torch.Generator().manual_seed(3)
+    z = torch.log_softmax(torch.randn(60, 3, generator=gen, dtype=torch.float64), -1)
+    gold = torch.arange(3).repeat(20)
+    keys = [f"row {i}" for i in range(60)]
+    a = fit_single_label(z, gold, ["a", "b", "c"], keys=keys)
+    order = torch.randperm(60, generator=gen)
+    b = fit_single_label(z[order], gold[order], ["a", "b", "c"], keys=[keys[i] for i in order])
+    assert a.temperature == pytest.approx(b.temperature, rel=1e-6)
+    assert [a.bias[x] for x in "abc"] == pytest.approx([b.bias[x] for x in "abc"], abs=1e-6)
+    assert _folds(gold, 4, keys).bincount().tolist() == [15, 15, 15, 15]
+    assert len(L2_GRID) > 1 and min(L2_GRID) > 0
+
+
 def test_abstain_threshold_reaches_the_precision_on_the_dev_set(clf):
     cal = clf.calibrate(ROWS, labels=LABELS, abstain_precision=0.5).calibration.single_label
     if cal.abstain is not None:
         assert 0 <= cal.abstain <= 1
     gen = torch.Generator().manual_seed(1)
-    z = torch.randn(300, 2, generator=gen, dtype=torch.float64) * 4
-    gold = z.argmax(-1)
-    gold[:40] = 1 - gold[:40]  # some errors
-    fitted = fit_single_label(torch.log_softmax(z, -1), gold, ["a", "b"], abstain_precision=0.95)
-    p = torch.softmax((torch.log_softmax(z, -1) + torch.tensor([fitted.bias["a"], fitted.bias["b"]])) / fitted.temperature, -1)
+
+    def draw(n):  # labels drawn from softmax(z): the more confident a score, the likelier it is right
+        z = torch.randn(n, 2, generator=gen, dtype=torch.float64) * 3
+        gold = torch.multinomial(torch.softmax(z, -1), 1, generator=gen).squeeze(1)
+        return torch.log_softmax(z, -1), gold
+
+    log_p, gold = draw(300)
+    fitted = fit_single_label(log_p, gold, ["a", "b"], abstain_precision=0.95)
+    new_log_p, new_gold = draw(20000)  # the threshold is read off out-of-fold scores: it should hold on new texts
+    p = torch.softmax((new_log_p + torch.tensor([fitted.bias["a"], fitted.bias["b"]])) / fitted.temperature, -1)
     kept = p.max(-1).values >= fitted.abstain
-    assert 0 < kept.sum() < len(z)
-    assert (p.argmax(-1)[kept] == gold[kept]).double().mean() >= 0.95
+    assert 0 < kept.sum() < len(new_gold)
+    assert (p.argmax(-1)[kept] == new_gold[kept]).double().mean() >= 0.93
 
 
 def test_best_threshold_and_multi_label_fallback():

@@ -4,12 +4,14 @@
 
 * single-label: a temperature ``T`` and a bias per label ``b_y``, applied before the softmax as
   ``p = softmax((z + b) / T)`` (temperature scaling, "On Calibration of Modern Neural Networks",
-  arXiv 1706.04599, Sec. 4.2, with the bias vector of its vector scaling tied to one scale), fitted by
-  minimising the dev negative log-likelihood plus ``l2 * (mean(b^2) + log(T)^2)`` (T kept in [1/20, 20]:
-  a handful of examples can be separable, which alone would send T to 0); ``b`` corrects each label
-  name's prior (a label the model favours on every text gets a negative bias); optionally an
-  abstain threshold (the smallest top probability at which the kept dev predictions reach
-  ``abstain_precision``);
+  arXiv 1706.04599, Sec. 4.2, with the bias vector of its vector scaling tied to one scale). ``b``
+  corrects each label name's prior (a label the model favours on every text gets a negative bias).
+  The biases are the penalised-likelihood fit ``NLL + l2 * sum(b^2) / n`` (a zero-mean Gaussian prior
+  on each bias), with ``l2`` chosen by 4-fold cross-validation; the temperature and the optional
+  abstain threshold (the smallest top probability at which the kept predictions reach
+  ``abstain_precision``) are fitted on the out-of-fold scores, because biases fitted on the same few
+  examples make them look easier than new texts are (an in-sample temperature comes out too low:
+  overconfident). T is kept in [1/20, 20]: a handful of examples can be separable;
 * multi-label: one threshold per label on its sigmoid score, the one that maximises that label's
   F1 on the dev set; a label with fewer than ``min_positives`` positive (or no negative) dev
   examples gets the fallback: the single threshold that maximises the micro-F1 pooled over all labels.
@@ -22,6 +24,7 @@ Saved as ``calibration.json`` next to ``udtc_config.json``; unknown keys are an 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -36,6 +39,8 @@ from udtc._version import __version__
 
 CALIBRATION_NAME = "calibration.json"
 LOG_T_LIMIT = math.log(20.0)  # the temperature stays in [1/20, 20]
+L2_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # bias penalties tried by cross-validation (l2=None)
+FOLDS = 4  # cross-validation folds of the single-label fit
 
 
 @dataclass
@@ -151,39 +156,96 @@ def _check_keys(data: Any, cls: type, where: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- fitting
-def fit_single_label(log_p: torch.Tensor, gold: torch.Tensor, labels: Sequence[str], *, l2: float = 0.01,
-                     abstain_precision: float | None = None, fit_bias: bool = True) -> SingleLabelCalibration:
-    """Temperature and biases minimising NLL + ``l2 * (mean(b^2) + log(T)^2)`` on the dev set.
+def fit_single_label(log_p: torch.Tensor, gold: torch.Tensor, labels: Sequence[str], *, l2: float | None = None,
+                     abstain_precision: float | None = None, fit_bias: bool = True, folds: int = FOLDS,
+                     keys: Sequence[str] | None = None) -> SingleLabelCalibration:
+    """Biases by penalised likelihood, a temperature and the abstain threshold by cross-fitting.
 
     ``log_p`` (n, L): the uncalibrated log-probabilities (logits up to a constant per row, which the
-    softmax ignores); ``gold`` (n,): index of each row's label in ``labels``."""
+    softmax ignores); ``gold`` (n,): index of each row's label in ``labels``; ``keys`` (n,): what
+    the folds are drawn from (the texts; default: the row numbers).
+
+    With a few examples per label, biases fitted on the same rows as the temperature make those rows
+    look easier than new ones are, and the temperature comes out too low (overconfident). So:
+
+    1. ``b`` and ``T`` minimise ``NLL(softmax((z + b) / T)) + l2 * sum(b^2) / n`` (a Gaussian prior on
+       each bias, mean 0: a label with few examples keeps a small correction). ``l2=None`` chooses it
+       from :data:`L2_GRID` by ``folds``-fold cross-validation (stratified by label): the value whose
+       out-of-fold predictions have the lowest NLL.
+    2. The temperature is refitted on the out-of-fold logits ``z_i + b_(-fold(i))`` of that value, so
+       it sees the biases as new texts will; the abstain threshold is read off the same out-of-fold
+       probabilities.
+    """
     z = log_p.double()  # (n, L)
-    bias = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=fit_bias)  # (L,)
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)  # T = exp(log_t), starts at 1
-    params = [bias, log_t] if fit_bias else [log_t]
-    optimizer = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+    n, num_labels = z.shape
+    if not fit_bias:
+        temperature = float(_fit(z[None], gold, torch.ones(1, n), torch.zeros(1), fit_bias=False)[1][0])
+        out_of_fold, bias = z, torch.zeros(num_labels, dtype=torch.float64)  # (n, L), (L,)
+    else:
+        grid = torch.tensor(L2_GRID if l2 is None else (l2,), dtype=torch.float64)  # (G,)
+        fold = _folds(gold, folds, keys if keys is not None else [str(i) for i in range(n)])  # (n,)
+        held_out = fold[None] == torch.arange(folds)[:, None]  # (K, n)
+        # every (penalty, fold) pair is its own problem; their losses add up, so one L-BFGS run solves them all
+        keep = (~held_out).double().repeat(len(grid), 1)  # (G*K, n): the rows each problem is fitted on
+        b = _fit(z.expand(len(keep), n, num_labels), gold, keep, grid.repeat_interleave(folds))[0]  # (G*K, L)
+        shift = held_out.double().T @ b.view(len(grid), folds, num_labels)  # (n, K) @ (G, K, L) -> (G, n, L)
+        oof = z[None] + shift  # (G, n, L): each row shifted by the biases fitted without its fold
+        t = _fit(oof, gold, torch.ones(len(grid), n), torch.zeros(len(grid)), fit_bias=False)[1]  # (G,)
+        nll = torch.stack([torch.nn.functional.cross_entropy(oof[g] / t[g], gold) for g in range(len(grid))])  # (G,)
+        best = int(nll.argmin())
+        bias = _fit(z[None], gold, torch.ones(1, n), grid[best : best + 1])[0][0]  # (L,)
+        out_of_fold, temperature = oof[best], float(t[best])
+    bias = bias - bias.mean()  # a common shift changes no probability
+    if not math.isfinite(temperature) or not all(math.isfinite(x) for x in bias.tolist()):
+        raise RuntimeError("calibration did not converge (non-finite temperature or bias); check the dev set")
+    counts = torch.bincount(gold, minlength=len(labels)).tolist()
+    cal = SingleLabelCalibration(temperature, {x: float(v) for x, v in zip(labels, bias.tolist())} if fit_bias else {},
+                                 examples=dict(zip(labels, counts)))
+    if abstain_precision is not None:
+        p = torch.softmax(out_of_fold / temperature, dim=-1)  # (n, L), out of fold: what new texts would get
+        cal.abstain = abstain_threshold(p.max(-1).values, p.argmax(-1) == gold, abstain_precision)
+    return cal
+
+
+def _fit(z: torch.Tensor, gold: torch.Tensor, weight: torch.Tensor, l2: torch.Tensor, fit_bias: bool = True
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """P independent problems solved at once: (b_p, T_p) minimising, for each p,
+    ``mean_i[weight_pi * NLL_i(softmax((z_pi + b_p) / T_p))] + l2_p * sum(b_p^2) / n_p``.
+
+    ``z`` (P, n, L), ``gold`` (n,), ``weight`` (P, n) 0/1 rows of each problem, ``l2`` (P,).
+    Returns b (P, L) and T (P,), T kept in [1/20, 20]."""
+    num, rows, num_labels = z.shape
+    weight = weight.double()
+    count = weight.sum(1).clamp_min(1)  # (P,)
+    bias = torch.zeros(num, 1, num_labels, dtype=torch.float64, requires_grad=fit_bias)  # (P, 1, L)
+    log_t = torch.zeros(num, 1, 1, dtype=torch.float64, requires_grad=True)  # T = exp(log_t), starts at 1
+    target = gold.expand(num, rows)  # (P, n)
+    optimizer = torch.optim.LBFGS([bias, log_t] if fit_bias else [log_t], lr=1.0, max_iter=100,
+                                  tolerance_grad=1e-6, line_search_fn="strong_wolfe")
 
     def loss_fn() -> torch.Tensor:
         optimizer.zero_grad()
         log_t.data.clamp_(-LOG_T_LIMIT, LOG_T_LIMIT)  # a separable (or hopeless) dev set would drive T to 0 (or inf)
-        penalty = l2 * (bias.pow(2).mean() + log_t.pow(2))
-        loss = torch.nn.functional.cross_entropy((z + bias) / log_t.exp(), gold) + penalty
-        loss.backward()
-        return loss
+        log_p = torch.log_softmax((z + bias) / log_t.exp(), dim=-1)  # (P, n, L)
+        nll = -log_p.gather(2, target[..., None])[..., 0]  # (P, n)
+        loss = ((nll * weight).sum(1) + l2 * bias.pow(2).sum((1, 2))) / count  # (P,)
+        loss.sum().backward()
+        return loss.sum()
 
     with torch.enable_grad():
         optimizer.step(loss_fn)
-    b = bias.detach() - bias.detach().mean()  # a common shift changes no probability
-    temperature = float(log_t.detach().clamp(-LOG_T_LIMIT, LOG_T_LIMIT).exp())
-    if not math.isfinite(temperature) or not all(math.isfinite(x) for x in b.tolist()):
-        raise RuntimeError("calibration did not converge (non-finite temperature or bias); check the dev set")
-    counts = torch.bincount(gold, minlength=len(labels)).tolist()
-    cal = SingleLabelCalibration(temperature, {x: float(v) for x, v in zip(labels, b.tolist())} if fit_bias else {},
-                                 examples=dict(zip(labels, counts)))
-    if abstain_precision is not None:
-        p = torch.softmax((z + b) / temperature, dim=-1)  # (n, L)
-        cal.abstain = abstain_threshold(p.max(-1).values, p.argmax(-1) == gold, abstain_precision)
-    return cal
+    return bias.detach()[:, 0], log_t.detach().clamp(-LOG_T_LIMIT, LOG_T_LIMIT).exp().flatten()
+
+
+def _folds(gold: torch.Tensor, folds: int, keys: Sequence[str]) -> torch.Tensor:
+    """A fold index per row (n,): each label's rows, ordered by a hash of their key (the text), dealt
+    round-robin; so the folds depend on neither the row order nor the label order."""
+    fold = torch.empty(len(gold), dtype=torch.long)
+    for label in gold.unique().tolist():
+        rows = sorted((gold == label).nonzero().flatten().tolist(),
+                      key=lambda i: hashlib.sha256(keys[i].encode("utf-8")).hexdigest())
+        fold[rows] = torch.arange(len(rows)) % folds
+    return fold
 
 
 def abstain_threshold(top: torch.Tensor, correct: torch.Tensor, precision: float) -> float | None:
@@ -229,7 +291,7 @@ def fit_multi_label(probs: torch.Tensor, truth: torch.Tensor, labels: Sequence[s
 
 def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | None = None, multi_label: bool = False,
               text_column: str = "text", label_column: str = "label", label_separator: str | None = None,
-              template: str | None = None, batch_size: int = 32, l2: float = 0.01,
+              template: str | None = None, batch_size: int = 32, l2: float | None = None,
               abstain_precision: float | None = None, min_positives: int = 3, bias: bool = True,
               **options: Any) -> Any:
     """Fit a calibration on a labelled dev set; returns a NEW calibrated Classifier (this one is untouched).
@@ -243,9 +305,12 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
         multi_label: fit per-label thresholds for ``classify(..., multi_label=True)`` instead of a
             temperature and biases for single-label classification.
         template, batch_size, **options: as in ``classify`` (use the same ones when classifying).
-        l2: weight of the penalty on the biases and log(T) (single-label); larger keeps them nearer 0 and 1.
+        l2: single-label: weight of the penalty ``l2 * sum(b^2) / n`` on the biases (larger keeps them
+            nearer 0); None (default) chooses it by cross-validation on the dev set from
+            ``udtc.calibration.L2_GRID``.
         abstain_precision: single-label: also fit an abstain threshold, the smallest top probability
-            at which the kept dev predictions reach this precision (in-sample, so optimistic).
+            at which the kept dev predictions reach this precision (read off the out-of-fold
+            probabilities, so not the optimistic in-sample ones).
         min_positives: multi-label: labels with fewer positive dev examples (or no negative one) get
             the pooled fallback threshold.
         bias: single-label: fit the per-label biases. They assume the dev set's label mix is the one
@@ -291,6 +356,6 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
     else:
         gold = torch.tensor([names.index(target[0]) for target in dev.targets])  # (n,)
         fitted = fit_single_label(scores.clamp_min(1e-300).log(), gold, names, l2=l2,
-                                  abstain_precision=abstain_precision, fit_bias=bias)
+                                  abstain_precision=abstain_precision, fit_bias=bias, keys=list(dev.texts))
         new = Calibration(fitted, old.multi_label)
     return type(clf)(clf.backend, labels=clf.labels, base_model=clf.base_model, calibration=new)

@@ -54,7 +54,7 @@ class CosineBackend(Trainable, Backend):
     onnx_modules: ClassVar[tuple[str, ...]] = ("model",)  # the transformer encoder
 
     def __init__(self, model, tokenizer, *, pooling: list[str], dense: list[dict], normalize: bool, max_length: int,
-                 do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.1,
+                 do_lower_case: bool = False, scale: float = 20.0, multi_label_shift: float = 0.22,
                  text_prefix: str = "", label_prefix: str = ""):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.pooling, self.dense, self.normalize = pooling, dense, normalize

@@ -10,7 +10,7 @@ from udtc.backends.base import Options
 @dataclass
 class CosineOptions(Options):
     scale: float = 20.0  # App. E, Eq. (2) temperature (sentence-transformers' training scale)
-    multi_label_shift: float = 0.1  # multi-label: sigmoid(scale * (cos - shift))
+    multi_label_shift: float = 0.22  # multi-label: sigmoid(scale * (cos - shift)); benchmarks/multi_label.py --backend cosine
     text_prefix: str = ""  # e.g. "query: " for E5-style models
     label_prefix: str = ""
     #: token limit; saved in sentence_bert_config.json, not in the options
