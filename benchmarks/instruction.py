@@ -12,8 +12,8 @@ examples per label) two ways:
   scores labels (the answer's log-probability after a prompt listing the label set).
 
 Reported per data set and shots: macro-F1 and accuracy on the test sample, training wall and process CPU
-time, and the saved adapter folder's size (base by reference). ``--select-lr`` is how the instruction
-learning rate (which the paper's text as we have it does not give) was chosen: TREC-6, 8 shots, seed 0,
+time, and the saved adapter folder's size (base by reference). ``--select-lr`` chooses the instruction
+learning rate (which the paper's text as we have it does not give): TREC-6, 8 shots, seed 0,
 macro-F1 on 300 validation questions held out of the training pool (never the test sample).
 
     python -m benchmarks.instruction --threads 1                         # 2 sets x {8, 64} shots x 2 approaches
