@@ -62,8 +62,8 @@ class InstructionTraining(Trainable):
     lora_targets: ClassVar[tuple[str, ...]] = LORA_TARGETS
     lora_defaults: ClassVar[dict[str, float]] = {"lora_r": 64, "lora_alpha": 16.0, "lora_dropout": 0.05}  # Table 1
     #: Table 1; the learning rate is QLoRA's usual 1e-4 (not in our copy of the paper; not yet validated here)
-    #: (the paper: batch 1 per device with accumulation; here 4 x 4 = 16, which keeps SmolLM2-135M's
-    #: activations near 2.5 GB -- a batch of 16 took 9 GB and was killed on a 24 GB machine)
+    #: (the paper: batch 1 per device with accumulation; here 4 x 4 = 16: a batch of 16 took 9.1 GB resident
+    #: for SmolLM2-135M on a shared 24 GB machine and was killed)
     training_recipes: ClassVar[dict[str, dict[str, Any]]] = {"instruction": {
         "learning_rate": 1e-4, "epochs": 5, "weight_decay": 0.01, "max_grad_norm": 0.3, "lr_scheduler": "cosine",
         "warmup_ratio": 0.03, "batch_size": 4, "gradient_accumulation_steps": 4}}
