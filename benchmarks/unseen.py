@@ -416,7 +416,9 @@ def summary(results: Path | None = None) -> str:
 
     folder = results or RESULTS
     files = ["unseen.json", "debias.json", "enrich.json", *sorted(p.name for p in folder.glob("distill_*.json")),
-             *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json"))]
+             *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json")),
+             *sorted(p.name for p in folder.glob("contrastive_*.json")
+                     if not p.name.endswith("_dev.json"))]
     rows = []
     for name in files:
         path = folder / name
