@@ -146,11 +146,51 @@ def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int,
         sched.step()
         if (step + 1) % 50 == 0 or step == 0:
             log(f"  seed {seed} step {step + 1}/{args.steps}: " + " ".join(f"{k} {v:.3f}" for k, v in parts.items())
-                + f" ({time.perf_counter() - shown:.0f} s)")
+                + f" ({time.perf_counter() - shown:.0f} s wall, {time.process_time() - t0:.0f} s CPU)")
     model.eval()
     backend.max_length = 256
     backend.clear_cache()
     return round(time.process_time() - t0, 1)
+
+
+def write(stem: str, by_key: dict[tuple, list[dict]], n_seeds: int, set_names: list[str], dev_only: bool,
+          meta: dict) -> None:
+    """results/<stem>.json (seed means + every seed's rows) and .md (table vs cosine MiniLM)."""
+    base = json.loads((RESULTS / "unseen.json").read_text())["rows"]
+    baseline = [dict(r, encoder="ft") for r in base if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
+    summary = []
+    for (name, variant, tuned), group in by_key.items():
+        if len(group) == n_seeds and (variant != "ref" or tuned == "tuned"):
+            row = mean_sd(group)
+            if variant == "ref":
+                row["chosen_per_seed"] = [(r["ref_size"], r["alpha"]) for r in group]
+            summary.append(row)
+    table = render(baseline + summary, set_names, {"ft": "cosine MiniLM"})
+    if dev_only:
+        table = table.split("### TEST")[0]
+        summary = [dict(r, test=None) for r in summary]
+    per_seed = [{"key": [k[0], k[1], list(k[2]) if isinstance(k[2], tuple) else k[2]], "rows": g}
+                for k, g in by_key.items()]
+    path = RESULTS / f"{stem}.json"
+    path.write_text(json.dumps({**meta, "rows": summary, "per_seed": per_seed}, indent=1) + "\n")
+    path.with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+def merge(stem: str, files: list[str]) -> None:
+    """One result of several single-seed runs of one recipe (run as separate processes)."""
+    by_key: dict[tuple, list[dict]] = {}
+    metas = [json.loads((RESULTS / f).read_text()) for f in files]
+    for meta in metas:
+        for item in meta["per_seed"]:
+            k = item["key"]
+            by_key.setdefault((k[0], k[1], tuple(k[2]) if isinstance(k[2], list) else k[2]), []).extend(item["rows"])
+    seeds = [s for m in metas for s in m["seeds"]]
+    names = [n for n in SETS]
+    write(stem, by_key, len(seeds), names, False,
+          {"command": " ; ".join(m["command"] for m in metas), "args": metas[0]["args"], "seeds": seeds,
+           "train_cpu_seconds": [t for m in metas for t in m["train_cpu_seconds"]],
+           "seconds": [m["seconds"] for m in metas], "merged_from": files})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="ctr")
     parser.add_argument("--save", action="store_true", help="save seed 0's model under results/candidates/<tag>")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", help="results file stem (default contrastive_<tag>); e.g. one seed per process")
+    parser.add_argument("--merge", nargs="+", metavar="FILE",
+                        help="combine single-seed result files (results/<FILE>) into results/contrastive_<tag>.json")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(f"contrastive_{args.tag}", args.merge)
+        return 0
     torch.set_num_threads(args.threads)
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM
@@ -183,8 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
     teacher = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend
-    base = json.loads((RESULTS / "unseen.json").read_text())["rows"]
-    baseline = [dict(r, encoder="ft") for r in base if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
     by_key: dict[tuple, list[dict]] = {}
     times = []
     for seed in args.seeds:
@@ -209,24 +253,11 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if args.dev_only else f"; test {r0['test']['unseen mean']['macro_f1']:.1f}"), flush=True)
         if args.save and seed == args.seeds[0] and not args.quick:
             clf.save_pretrained(str(CANDIDATES / args.tag / "model"))
-    summary = []
-    for (name, variant, tuned), group in by_key.items():
-        if len(group) == len(args.seeds) and (variant != "ref" or tuned == "tuned"):
-            row = mean_sd(group)
-            if variant == "ref":
-                row["chosen_per_seed"] = [(r["ref_size"], r["alpha"]) for r in group]
-            summary.append(row)
-    table = render(baseline + summary, [s.name for s in sets], {"ft": "cosine MiniLM"})
-    if args.dev_only:
-        table = table.split("### TEST")[0]
-    print(table)
     suffix = ("_quick" if args.quick else "") + ("_dev" if args.dev_only else "")
-    path = RESULTS / f"contrastive_{args.tag}{suffix}.json"
-    path.write_text(json.dumps({"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
-                                "args": vars(args), "seeds": args.seeds, "train_cpu_seconds": times,
-                                "rows": summary if not args.dev_only else [dict(r, test=None) for r in summary],
-                                "seconds": round(time.perf_counter() - started, 1)}, indent=1) + "\n")
-    path.with_suffix(".md").write_text(table + "\n")
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    write(args.out or f"contrastive_{args.tag}{suffix}", by_key, len(args.seeds), [s.name for s in sets], args.dev_only,
+          {"command": command, "args": vars(args), "seeds": args.seeds, "train_cpu_seconds": times,
+           "seconds": round(time.perf_counter() - started, 1)})
     return 0
 
 
