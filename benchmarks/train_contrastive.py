@@ -172,7 +172,9 @@ def write(stem: str, by_key: dict[tuple, list[dict]], n_seeds: int, set_names: l
     per_seed = [{"key": [k[0], k[1], list(k[2]) if isinstance(k[2], tuple) else k[2]], "rows": g}
                 for k, g in by_key.items()]
     path = RESULTS / f"{stem}.json"
-    path.write_text(json.dumps({**meta, "rows": summary, "per_seed": per_seed}, indent=1) + "\n")
+    from benchmarks.common import machine
+
+    path.write_text(json.dumps({**meta, "machine": meta.get("machine") or machine(), "rows": summary, "per_seed": per_seed}, indent=1) + "\n")
     path.with_suffix(".md").write_text(table + "\n")
     print(table)
 
@@ -190,7 +192,7 @@ def merge(stem: str, files: list[str]) -> None:
     write(stem, by_key, len(seeds), names, False,
           {"command": " ; ".join(m["command"] for m in metas), "args": metas[0]["args"], "seeds": seeds,
            "train_cpu_seconds": [t for m in metas for t in m["train_cpu_seconds"]],
-           "seconds": [m["seconds"] for m in metas], "merged_from": files})
+           "seconds": [m["seconds"] for m in metas], "machine": metas[0].get("machine"), "merged_from": files})
 
 
 def main(argv: list[str] | None = None) -> int:
