@@ -46,6 +46,7 @@ import itertools
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -416,7 +417,9 @@ def summary(results: Path | None = None) -> str:
 
     folder = results or RESULTS
     files = ["unseen.json", "debias.json", "enrich.json", *sorted(p.name for p in folder.glob("distill_*.json")),
-             *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json"))]
+             *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json")),
+             *sorted(p.name for p in folder.glob("contrastive_*.json")  # seed means only, not single seeds
+                     if not re.search(r"_(dev|s\d+)\.json$", p.name))]
     rows = []
     for name in files:
         path = folder / name

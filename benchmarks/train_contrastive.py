@@ -1,0 +1,267 @@
+"""Contrastive fine-tuning of the whole MiniLM encoder over many label sets (issue #13, item 3).
+
+The student is the default model itself (cosine on all-MiniLM-L6-v2, ``udtc.defaults.COSINE_MINILM``),
+every weight trained; its scores stay ``20 cos(f(x), f(y))`` (``CosineBackend.training_logits``), so
+a fine-tuned folder is a plain cosine model at exactly cosine MiniLM's speed. Judged by
+``benchmarks.unseen`` (label sets of kinds no training row has).
+
+Training rows: only ``benchmarks.datasets.training_sources()`` (``training_mixture()``: BBC topics,
+positive/negative of tweets, movie snippets) plus WordNet hypernym rows (``benchmarks.wordnet``: a
+definition or usage example, its hypernym, the hypernym's siblings as negatives; no label name of an
+evaluation set). Each step draws ``--batch`` rows; its label set is the UNION of the rows' golds and
+negatives (in-batch negatives: every step a new label set of ~100 names). Loss:
+
+* cross-entropy of each text over the batch's label set (scaled cosine, scale 20 as the backend);
+* ``--kl``: KL(frozen MiniLM || student) over the same label set (keeps the original geometry);
+* ``--prior``: label-prior penalty: for each row's own candidate set (gold + siblings), the mean
+  softmax over ``--ref`` unrelated texts of the pool should be uniform: -mean_y log pbar(y) - log L
+  (>= 0, 0 iff uniform), the bias the issue diagnoses on new label sets.
+
+    python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
+    python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.distill import CANDIDATES, mean_sd
+from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, evaluate, label_sets, load, reference_texts,
+                               render)
+
+COMMAND = "python -m benchmarks.train_contrastive"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def training_rows(n_wordnet: int, cap: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
+    """(text, gold, negatives): WordNet hypernym rows + ``training_mixture()`` rows (capped per source)."""
+    from benchmarks.train_sce import capped_mixture
+    from benchmarks.wordnet import hypernym_rows
+
+    unseen = {x for name in SETS for x in load(name).label_names}
+    out = hypernym_rows(n_wordnet, seed, exclude_labels=unseen)
+    mixture = capped_mixture(cap, seed)  # training_sources() only; texts found in held-out sets dropped
+    by_source: dict[str, list[str]] = {}
+    for _, label, source in mixture:
+        if label not in by_source.setdefault(source, []):
+            by_source[source].append(label)
+    return out + [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture]
+
+
+def embed_all(backend, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """Embeddings (N, D) of ``texts`` by the (fine-tuned) backend, length-sorted batches, no disk cache."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    emb, _ = backend.embed([texts[i] for i in order], batch_size)
+    out = torch.empty_like(emb)
+    out[torch.tensor(order)] = emb
+    return out
+
+
+def protocol_for(backend, sets, dev_only: bool) -> tuple[Protocol, dict[str, torch.Tensor]]:
+    """A ``benchmarks.unseen.Protocol`` on the backend's embeddings (encoder ``ft``) + label vectors."""
+    text_emb = {}
+    for s in sets:
+        dev = embed_all(backend, s.dev.texts)
+        text_emb[s.name] = (dev, dev if dev_only else embed_all(backend, s.test.texts))
+    ref = embed_all(backend, reference_texts(1024)) if not dev_only else torch.zeros(1, 384)
+    names = sorted({x for s in sets for x in s.dev.labels})
+    strings = names + [TEMPLATE.replace("{}", x) for x in names]
+    vectors = dict(zip(strings, embed_all(backend, strings)))
+    return Protocol(sets, {"ft": text_emb}, {"ft": ref}), vectors
+
+
+def scorer(name: str, vectors: dict[str, torch.Tensor], template: str = "{}") -> Scorer:
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        y = torch.stack([vectors[template.replace("{}", x)] for x in labels])  # (L, D)
+        return 20.0 * F.normalize(q, dim=-1) @ F.normalize(y, dim=-1).T  # (N, L)
+
+    return Scorer(name, "ft", logits, trained=True)
+
+
+def embed_grad(backend, texts: list[str], chunk: int = 16) -> torch.Tensor:
+    """``backend._embed_batch`` in length-sorted chunks (little padding), original order; (N, D)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [backend._embed_batch([texts[i] for i in order[k : k + chunk]])[0] for k in range(0, len(texts), chunk)]
+    inverse = torch.empty(len(texts), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(texts))
+    return torch.cat(parts)[inverse]
+
+
+def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int, log=print) -> float:
+    """Fine-tune ``clf.backend.model`` in place; returns CPU seconds."""
+    backend = clf.backend
+    rng = random.Random(f"contrastive:{seed}")
+    torch.manual_seed(seed)
+    model = backend.model
+    model.train()
+    backend.max_length, teacher.max_length = args.max_length, args.max_length
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    warm = max(1, args.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / args.steps))
+    t0, shown = time.process_time(), time.perf_counter()
+    for step in range(args.steps):
+        batch = rng.sample(range(len(data)), args.batch + args.ref)
+        rows, ref = [data[i] for i in batch[: args.batch]], [data[i][0] for i in batch[args.batch :]]
+        union = list(dict.fromkeys(x for _, g, neg in rows for x in (g, *neg)))
+        rng.shuffle(union)
+        index = {x: i for i, x in enumerate(union)}
+        gold = torch.tensor([index[g] for _, g, _ in rows])
+        texts = [t for t, _, _ in rows]
+        emb = embed_grad(backend, texts + ref)  # (B + R, D), differentiable
+        lab, _ = backend._embed_batch(union)  # (U, D)
+        x, y = F.normalize(emb.float(), dim=-1), F.normalize(lab.float(), dim=-1)
+        logits = 20.0 * x[: args.batch] @ y.T  # (B, U)
+        loss = F.cross_entropy(logits, gold)
+        parts = {"ce": loss.item()}
+        if args.kl:
+            with torch.no_grad():
+                tx = embed_grad(teacher, texts)
+                ty, _ = teacher._embed_batch(union)
+                target = (20.0 * F.normalize(tx, dim=-1) @ F.normalize(ty, dim=-1).T).log_softmax(-1)  # (B, U)
+            kl = F.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
+            loss = loss + args.kl * kl
+            parts["kl"] = kl.item()
+        if args.prior and args.ref:
+            ref_logits = 20.0 * x[args.batch :] @ y.T  # (R, U)
+            penalty = torch.zeros(())
+            for _, g, neg in rows:
+                ids = torch.tensor([index[z] for z in dict.fromkeys((g, *neg))])
+                pbar = ref_logits[:, ids].softmax(-1).mean(0)  # (L,)
+                penalty = penalty - pbar.clamp_min(1e-9).log().mean() - torch.log(torch.tensor(float(len(ids))))
+            penalty = penalty / len(rows)
+            loss = loss + args.prior * penalty
+            parts["prior"] = penalty.item()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % 50 == 0 or step == 0:
+            log(f"  seed {seed} step {step + 1}/{args.steps}: " + " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+                + f" ({time.perf_counter() - shown:.0f} s wall, {time.process_time() - t0:.0f} s CPU)")
+    model.eval()
+    backend.max_length = 256
+    backend.clear_cache()
+    return round(time.process_time() - t0, 1)
+
+
+def write(stem: str, by_key: dict[tuple, list[dict]], n_seeds: int, set_names: list[str], dev_only: bool,
+          meta: dict) -> None:
+    """results/<stem>.json (seed means + every seed's rows) and .md (table vs cosine MiniLM)."""
+    base = json.loads((RESULTS / "unseen.json").read_text())["rows"]
+    baseline = [dict(r, encoder="ft") for r in base if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
+    summary = []
+    for (name, variant, tuned), group in by_key.items():
+        if len(group) == n_seeds and (variant != "ref" or tuned == "tuned"):
+            row = mean_sd(group)
+            if variant == "ref":
+                row["chosen_per_seed"] = [(r["ref_size"], r["alpha"]) for r in group]
+            summary.append(row)
+    table = render(baseline + summary, set_names, {"ft": "cosine MiniLM"})
+    if dev_only:
+        table = table.split("### TEST")[0]
+        summary = [dict(r, test=None) for r in summary]
+    per_seed = [{"key": [k[0], k[1], list(k[2]) if isinstance(k[2], tuple) else k[2]], "rows": g}
+                for k, g in by_key.items()]
+    path = RESULTS / f"{stem}.json"
+    from benchmarks.common import machine
+
+    path.write_text(json.dumps({**meta, "machine": meta.get("machine") or machine(), "rows": summary, "per_seed": per_seed}, indent=1) + "\n")
+    path.with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+def merge(stem: str, files: list[str]) -> None:
+    """One result of several single-seed runs of one recipe (run as separate processes)."""
+    by_key: dict[tuple, list[dict]] = {}
+    metas = [json.loads((RESULTS / f).read_text()) for f in files]
+    for meta in metas:
+        for item in meta["per_seed"]:
+            k = item["key"]
+            by_key.setdefault((k[0], k[1], tuple(k[2]) if isinstance(k[2], list) else k[2]), []).extend(item["rows"])
+    seeds = [s for m in metas for s in m["seeds"]]
+    names = [n for n in SETS]
+    write(stem, by_key, len(seeds), names, False,
+          {"command": " ; ".join(m["command"] for m in metas), "args": metas[0]["args"], "seeds": seeds,
+           "train_cpu_seconds": [t for m in metas for t in m["train_cpu_seconds"]],
+           "seconds": [m["seconds"] for m in metas], "machine": metas[0].get("machine"), "merged_from": files})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test: few rows, steps, a tenth of each half")
+    parser.add_argument("--dev-only", action="store_true", help="recipe choice: embed and report the DEV halves only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--ref", type=int, default=16, help="unrelated texts per step for the prior penalty")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--kl", type=float, default=1.0)
+    parser.add_argument("--prior", type=float, default=1.0)
+    parser.add_argument("--wordnet", type=int, default=15000)
+    parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
+    parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
+    parser.add_argument("--tag", default="ctr")
+    parser.add_argument("--save", action="store_true", help="save seed 0's model under results/candidates/<tag>")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", help="results file stem (default contrastive_<tag>); e.g. one seed per process")
+    parser.add_argument("--merge", nargs="+", metavar="FILE",
+                        help="combine single-seed result files (results/<FILE>) into results/contrastive_<tag>.json")
+    args = parser.parse_args(argv)
+    if args.merge:
+        merge(f"contrastive_{args.tag}", args.merge)
+        return 0
+    torch.set_num_threads(args.threads)
+    from udtc import Classifier
+    from udtc.defaults import COSINE_MINILM
+
+    started = time.perf_counter()
+    if args.quick:
+        args.steps, args.wordnet, args.cap = 10, 500, 50
+    data = training_rows(args.wordnet, args.cap)
+    sets = label_sets(quick=args.quick)
+    print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
+          f"({time.perf_counter() - started:.0f} s)", flush=True)
+    teacher = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend
+    by_key: dict[tuple, list[dict]] = {}
+    times = []
+    for seed in args.seeds:
+        clf = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
+        times.append(train(clf, teacher, data, args, seed, log=lambda m: print(m, flush=True)))
+        t_eval = time.perf_counter()
+        protocol, vectors = protocol_for(clf.backend, sets, args.dev_only)
+        for name, template in ((args.tag, "{}"), (f"{args.tag} + template", TEMPLATE)):
+            s = scorer(name, vectors, template)
+            if args.dev_only:
+                rows = [{"model": name, "encoder": "ft", "variant": "none", "dev": protocol.run(s, "none", "dev")}]
+                rows[0]["test"] = rows[0]["dev"]  # placeholder: dev-only runs never report test
+            else:
+                rows = evaluate(protocol, [s], log=lambda m: None)
+            for row in rows:
+                tuned = "tuned" if row.get("tuned_on_dev") else (row.get("ref_size"), row.get("alpha"))
+                by_key.setdefault((name, row["variant"], tuned), []).append(row)
+        r0 = by_key[(args.tag, "none", (None, None))][-1]
+        print(f"seed {seed}: train {times[-1]:.0f} s CPU, eval {time.perf_counter() - t_eval:.0f} s; dev unseen mean "
+              f"{r0['dev']['unseen mean']['macro_f1']:.1f} "
+              + " ".join(f"{n} {r0['dev'][n]['macro_f1']:.1f}" for n in SETS)
+              + ("" if args.dev_only else f"; test {r0['test']['unseen mean']['macro_f1']:.1f}"), flush=True)
+        if args.save and seed == args.seeds[0] and not args.quick:
+            clf.save_pretrained(str(CANDIDATES / args.tag / "model"))
+    suffix = ("_quick" if args.quick else "") + ("_dev" if args.dev_only else "")
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    write(args.out or f"contrastive_{args.tag}{suffix}", by_key, len(args.seeds), [s.name for s in sets], args.dev_only,
+          {"command": command, "args": vars(args), "seeds": args.seeds, "train_cpu_seconds": times,
+           "seconds": round(time.perf_counter() - started, 1)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
