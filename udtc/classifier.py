@@ -1,8 +1,8 @@
 """The public entry point: ``Classifier.from_pretrained(...).classify(text, labels)``.
 
 One call flows: resolve (folder, package or Hub id) -> load (registry backend) -> validate
-inputs -> group texts by label set -> batch (longest texts first) -> ``backend.score`` ->
-normalise (softmax or sigmoid) -> thresholds -> :class:`Prediction`.
+inputs -> batch (longest texts first; udtc/scoring.py) -> ``backend.score`` / ``score_each`` -> group
+by label set -> normalise (softmax or sigmoid) -> thresholds -> :class:`Prediction`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from udtc.inputs import check_template, check_texts, label_sets as _label_sets, 
 from udtc.logs import get_logger
 from udtc.prediction import Prediction
 from udtc.priors import PriorCorrection, get_prior
+from udtc.scoring import progress_bar, score_texts
 from udtc.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -229,35 +230,24 @@ class Classifier:
             self.calibration.check([names for names, _ in label_sets], multi_label, threshold is not None)
             thresholds = self.calibration.thresholds(multi_label) if threshold is None else thresholds
 
-        # Group texts that share a label set, longest texts first so batches pad little.
+        # Texts that share a label set share a decision step (calibration, prior); udtc/scoring.py batches them.
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
         for i, (names, inputs) in enumerate(label_sets):
             groups.setdefault((names, tuple(template.replace("{}", x) for x in inputs)), []).append(i)
-        probs: list[torch.Tensor | None] = [None] * len(text_list)
-        truncated = [False] * len(text_list)
-        bar = _progress(len(text_list), progress, batch_size)
-        for (names, inputs), indices in groups.items():
-            indices.sort(key=lambda i: -len(text_list[i]))
-            group_logits = []
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                with torch.inference_mode(), quiet_third_party():
-                    out = self.backend.score([text_list[i] for i in chunk], list(inputs), multi_label=multi_label,
-                                             batch_size=batch_size, **options)
-                logits = out.logits.detach().float().cpu()
-                if logits.shape != (len(chunk), len(inputs)):
-                    raise RuntimeError(f"backend {self.backend.name!r} returned logits of shape {tuple(logits.shape)}, "
-                                       f"expected {(len(chunk), len(inputs))}")
-                group_logits.append(logits)
-                for row, i in enumerate(chunk):
-                    truncated[i] = bool(out.truncated[row])
-                if bar is not None:
-                    bar.update(len(chunk))
-            p = decide(torch.cat(group_logits), names, multi_label, self.calibration, correction)  # (n, L)
-            for row, i in enumerate(indices):
-                probs[i] = p[row]
+        per_text: list[tuple[str, ...]] = [()] * len(text_list)
+        for (_, inputs), indices in groups.items():
+            for i in indices:
+                per_text[i] = inputs
+        bar = progress_bar(len(text_list), progress, batch_size)
+        logits, truncated = score_texts(self.backend, text_list, per_text, multi_label=multi_label,
+                                        batch_size=batch_size, options=options, bar=bar)
         if bar is not None:
             bar.close()
+        probs: list[torch.Tensor | None] = [None] * len(text_list)
+        for (names, _), indices in groups.items():
+            p = decide(torch.stack([logits[i] for i in indices]), names, multi_label, self.calibration, correction)  # (n, L)
+            for row, i in enumerate(indices):
+                probs[i] = p[row]
         if any(truncated):
             logger.warning("%d text(s) exceeded the model's maximum length and were truncated (see Prediction.truncated)",
                            sum(truncated))
@@ -388,13 +378,3 @@ def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, op
         if bad is None:
             raise
         raise bad from None
-
-
-
-
-def _progress(total: int, progress: bool | None, batch_size: int):
-    if progress is False or (progress is None and total <= batch_size):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="classify", unit="text")

@@ -1,0 +1,67 @@
+"""The batching loop between :meth:`Classifier.classify <udtc.classifier.Classifier.classify>` and a backend.
+
+Texts are scored longest first, so a batch pads little. A backend whose text side does not depend on the
+label set (``Backend.mixed_label_sets``, e.g. cosine and SCE: the text embedding is computed without the
+labels) gets batches of texts with different label sets and scores them in one pass over the texts
+(``Backend.score_each``); any other backend gets one label set per batch (``Backend.score``), texts grouped
+by label set first. Either way each text gets raw logits in its own label order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from udtc.backends.base import Backend
+from udtc.compat import quiet_third_party
+
+
+def score_texts(backend: Backend, texts: Sequence[str], inputs: Sequence[tuple[str, ...]], *, multi_label: bool,
+                batch_size: int, options: Mapping[str, Any], bar: Any = None) -> tuple[list[torch.Tensor], list[bool]]:
+    """-> (logits of each text ``(len(inputs[i]),)``, truncated per text); ``inputs[i]`` are the label strings
+    (template applied) text ``i`` is scored against; ``bar`` (tqdm) is advanced per batch."""
+    n = len(texts)
+    if backend.mixed_label_sets:
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    else:
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, labels in enumerate(inputs):
+            groups.setdefault(labels, []).append(i)
+        batches = []
+        for indices in groups.values():
+            indices.sort(key=lambda i: -len(texts[i]))
+            batches += [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+    logits: list[torch.Tensor] = [torch.empty(0)] * n
+    truncated = [False] * n
+    for chunk in batches:
+        chunk_texts = [texts[i] for i in chunk]
+        with torch.inference_mode(), quiet_third_party():
+            if backend.mixed_label_sets:
+                out = backend.score_each(chunk_texts, [list(inputs[i]) for i in chunk], multi_label=multi_label,
+                                         batch_size=batch_size, **options)
+            else:
+                out = backend.score(chunk_texts, list(inputs[chunk[0]]), multi_label=multi_label,
+                                    batch_size=batch_size, **options)
+        rows = out.logits.detach().float().cpu()  # (len(chunk), widest label set)
+        width = max(len(inputs[i]) for i in chunk)
+        if rows.shape != (len(chunk), width):
+            raise RuntimeError(f"backend {backend.name!r} returned logits of shape {tuple(rows.shape)}, "
+                               f"expected {(len(chunk), width)}")
+        for row, i in enumerate(chunk):
+            logits[i] = rows[row, : len(inputs[i])]
+            truncated[i] = bool(out.truncated[row])
+        if bar is not None:
+            bar.update(len(chunk))
+    return logits, truncated
+
+
+def progress_bar(total: int, progress: bool | None, batch_size: int):
+    """A tqdm bar over ``total`` texts: ``progress`` True/False, or None: only when there is more than one batch."""
+    if progress is False or (progress is None and total <= batch_size):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="classify", unit="text")
