@@ -254,7 +254,8 @@ def _classify(args) -> int:
             else:
                 _print_rows(args, chunk, by_row, column, names)
         if bar is not None:
-            bar, _ = None, bar.close()
+            bar.close()
+            bar = None
         if writer is not None and out is not None:
             writer.close()
             out.commit()

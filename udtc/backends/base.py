@@ -140,10 +140,10 @@ class Backend(ABC):
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, labels in enumerate(label_sets):
             groups.setdefault(tuple(labels), []).append(i)
-        for labels, indices in groups.items():
-            out = self.score([texts[i] for i in indices], list(labels), multi_label=multi_label,
+        for names, indices in groups.items():
+            out = self.score([texts[i] for i in indices], list(names), multi_label=multi_label,
                              batch_size=batch_size, **kwargs)
-            logits[indices, : len(labels)] = out.logits.float().cpu()
+            logits[indices, : len(names)] = out.logits.float().cpu()
             for row, i in enumerate(indices):
                 truncated[i] = out.truncated[row]
         return Scores(logits, truncated)
