@@ -120,7 +120,7 @@ def test_jsonl_to_parquet_types_columns_by_their_values(model, tmp_path, capsys)
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])  # (.jsonl is written as .csv is: text lines)
 def test_a_run_killed_between_chunks_leaves_no_output(model, tmp_path, suffix):
     src = tmp_path / "in.jsonl"
     _jsonl(src, 30)
