@@ -301,7 +301,7 @@ _CHILD = textwrap.dedent("""
     from udtc import Classifier
 
     tiny, out, marker, kill_at = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
-    rows = json.loads(sys.argv[5])
+    rows, method = json.loads(sys.argv[5]), sys.argv[6] or None
     clf = Classifier.from_pretrained(tiny, device="cpu")
     real, calls = clf.backend.training_logits, [0]
 
@@ -315,19 +315,25 @@ _CHILD = textwrap.dedent("""
 
     clf.backend.training_logits = logits
     _, metrics = udtc.finetune(clf, rows, eval=rows, epochs=4, batch_size=4, learning_rate=5e-3, lora_dropout=0.2,
-                               output_dir=out, progress=False)
+                               output_dir=out, progress=False, method=method)
     print(json.dumps(metrics))
 """)
 
 
-def test_a_killed_run_resumes_where_it_stopped(tiny, tmp_path):
+# lora (cosine's default), instruction tuning (llm-prompt's only method), sparse (its selection pass makes 5 more
+# training_logits calls with autograd on before step 1)
+@pytest.mark.parametrize(("name", "method", "kill_at"), [("cosine", "", 13), ("llm-prompt", "", 13),
+                                                         ("cosine", "sparse", 18)])
+def test_a_killed_run_resumes_where_it_stopped(tiny_models, tmp_path, name, method, kill_at):
     """SIGKILL in the middle of epoch 3, rerun: same result as a run that was never interrupted."""
     from safetensors.torch import load_file
 
+    tiny = tiny_models(name)
     out, marker = tmp_path / "killed", tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", _CHILD, str(tiny), str(out), str(marker)]
-    child = subprocess.Popen([*cmd, "13", json.dumps(ROWS)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen([*cmd, str(kill_at), json.dumps(ROWS), method], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
     try:  # 18 rows / batch 4 = 5 steps per epoch: step 13 is inside epoch 3
         deadline = time.monotonic() + 240
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
@@ -342,7 +348,7 @@ def test_a_killed_run_resumes_where_it_stopped(tiny, tmp_path):
     assert files == {"trainable.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}
     assert not (out / "udtc_config.json").exists()
 
-    resumed = subprocess.run([*cmd, "-1", json.dumps(ROWS)], check=False, env=env, capture_output=True, text=True,
+    resumed = subprocess.run([*cmd, "-1", json.dumps(ROWS), method], check=False, env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     metrics = json.loads(resumed.stdout.strip().splitlines()[-1])
@@ -350,12 +356,12 @@ def test_a_killed_run_resumes_where_it_stopped(tiny, tmp_path):
 
     clf = Classifier.from_pretrained(tiny, device="cpu")
     _, reference = udtc.finetune(clf, ROWS, eval=ROWS, epochs=4, batch_size=4, learning_rate=5e-3, lora_dropout=0.2,
-                                 output_dir=tmp_path / "straight", progress=False)
+                                 output_dir=tmp_path / "straight", progress=False, method=method or None)
     for got, want in zip(metrics["history"], reference["history"]):
         assert got["train_loss"] == pytest.approx(want["train_loss"], abs=1e-6)
         assert got["eval"] == pytest.approx(want["eval"], abs=1e-6)
-    a = load_file(out / "adapter_model.safetensors")
-    b = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    weights = "sparse_delta.safetensors" if method == "sparse" else "adapter_model.safetensors"
+    a, b = load_file(out / weights), load_file(tmp_path / "straight" / weights)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
@@ -390,12 +396,14 @@ def test_cli_finetune_passes_every_training_option(monkeypatch, tmp_path):
     synonyms.write_text('{"sports": ["athletics"]}', encoding="utf-8")
     main(["finetune", "--train", "t.csv", "--output", str(tmp_path / "o"), "--lora-dropout", "0.05", "--optim",
           "adamw_8bit", "--gradient-checkpointing", "--loss", "focal", "--focal-alpha", "0.5", "--focal-gamma", "1",
-          "--negatives", "3", "--label-synonyms", str(synonyms), "--synonym-rate", "0.25", "--no-progress"])
+          "--negatives", "3", "--label-synonyms", str(synonyms), "--synonym-rate", "0.25", "--sparse-fraction", "0.02",
+          "--sparse-tokens", "8", "--no-progress"])
     assert seen["model"] is None and seen["method"] is None  # the default model and its preferred method
     assert (seen["lora_r"], seen["lora_alpha"], seen["lora_dropout"]) == (None, None, 0.05)  # None: the backend's
     assert (seen["optim"], seen["gradient_checkpointing"], seen["loss"]) == ("adamw_8bit", True, "focal")
     assert (seen["focal_alpha"], seen["focal_gamma"], seen["negatives"]) == (0.5, 1.0, 3)
     assert (seen["label_synonyms"], seen["synonym_rate"]) == ({"sports": ["athletics"]}, 0.25)
+    assert (seen["sparse_fraction"], seen["sparse_tokens"]) == (0.02, 8)
     assert main(["finetune", "--train", "t.csv", "--output", str(tmp_path / "p"), "--label-synonyms",
                  str(tmp_path / "missing.json")]) == 2  # a clear one-line error, not a traceback
 

@@ -337,8 +337,10 @@ def test_bad_options_and_examples(tiny, tiny_folder):
         tiny.classify("rain", ["sports", "weather"], examples={"text": "x", "labels": ["sports"]})
     with pytest.raises(TypeError, match="example 0"):
         tiny.classify("rain", ["sports", "weather"], examples=[{"labels": ["sports"]}])
-    with pytest.raises(TypeError, match="prompt must be a string"):
+    with pytest.raises(ValueError, match="prompt has 2 values for 1 text"):
         tiny.classify("rain", ["sports", "weather"], prompt=["a", "b"])
+    with pytest.raises(TypeError, match="prompt must be a string .shared. or a list of strings"):
+        tiny.classify("rain", ["sports", "weather"], prompt=3)
     with pytest.raises(TypeError, match="unknown options"):
         Classifier.from_pretrained(tiny_folder, device="cpu", scale=2.0)
 

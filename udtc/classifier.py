@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,25 +19,27 @@ import torch
 
 from udtc import atomic, safety
 from udtc.backends import Backend, detect_backend, get_backend
-from udtc.backends.base import Trainable
 from udtc.calibration import Calibration, calibrate
+from udtc.chunking import check_mode
 from udtc.decide import decide, prediction as _prediction
 from udtc.card import ModelCard
 from udtc.compat import quiet_third_party
-from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, UdtcConfig
+from udtc.adapters import SPARSE_DELTA, on_base
+from udtc.config import ADAPTER_CONFIG, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
-from udtc.hub import named_model, resolve, saved_options
-from udtc.inputs import check_template, check_texts, label_sets as _label_sets, positive_int, thresholds as _thresholds
-from udtc.logs import get_logger
+from udtc.hub import resolve, saved_options
+from udtc.inputs import (check_template, check_texts, label_sets as _label_sets, per_text_options, positive_int,
+                         thresholds as _thresholds)
+from udtc.logs import get_logger, progress_bar
 from udtc.prediction import Prediction
 from udtc.priors import PriorCorrection, get_prior
-from udtc.scoring import progress_bar, score_texts
+from udtc.scoring import score_texts
 from udtc.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     import numpy as np
 
-LabelSpec = Sequence[str] | Mapping[str, str]
+LabelSpec = Sequence[str] | Mapping[str, Any]
 logger = get_logger(__name__)
 #: ``classify`` keywords of transformers' zero-shot pipeline, and udtc's names for them
 PIPELINE_ALIASES = {"candidate_labels": "labels", "hypothesis_template": "template"}
@@ -95,52 +96,22 @@ class Classifier:
         """
         folder = resolve(name_or_path, revision=revision, token=token,
                          trust_remote_code=bool(backend_options.get("trust_remote_code", False)))
-        _refuse_pickle(folder)
+        safety.refuse_pickle(folder)
         config = UdtcConfig.load(folder) if folder.is_dir() and (folder / CONFIG_NAME).exists() else None
         name = backend or (config.backend if config else detect_backend(folder))
         backend_cls = get_backend(name)
         saved = (saved_options(folder, config.options, backend_options, token=token)
                  if config and config.backend == name else {})
         options = {**saved, **backend_options}
-        if (folder / ADAPTER_CONFIG).exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
-            impl = cls._with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
-                                     options=options, token=token)
+        if (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists():  # finetune's change to a base
+            impl = on_base(cls, folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
+                           options=options, token=token)
         else:
             impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
                                  options=options)
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         calibration = Calibration.load(folder) if folder.is_dir() else None
         return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration)
-
-    @classmethod
-    def _with_adapter(cls, folder: Path, config: UdtcConfig | None, *, device: torch.device, dtype: torch.dtype | None,
-                      options: dict[str, Any], token: str | None) -> Backend:
-        """The backend of ``config.base_model`` with the LoRA adapter in ``folder`` merged in (peft)."""
-        if config is None or not config.base_model:
-            raise ValueError(f"{folder} holds a LoRA adapter but no udtc_config.json naming its base_model")
-        if not (folder / ADAPTER_WEIGHTS).exists():
-            raise ValueError(f"{folder} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}; udtc loads safetensors only (no pickle)")
-        try:
-            base_ref = named_model(folder, config.base_model, "base_model", token=token,
-                                          trust_remote_code=bool(options.get("trust_remote_code", False)))
-            base = cls.from_pretrained(base_ref, backend=config.backend, device=device, dtype=dtype,
-                                       token=token, **options)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"the LoRA adapter in {folder} needs its base model {config.base_model!r}, "
-                                    f"which cannot be found: {err}") from None
-        backend = base.backend
-        if not isinstance(backend, Trainable):
-            raise ValueError(f"{folder} holds a LoRA adapter, but the {backend.name!r} backend cannot be fine-tuned")
-        from peft import PeftModel
-
-        backend.prepare_adapter(folder)  # e.g. a head of the saved shape, which the adapter's modules_to_save fill
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            peft_model = PeftModel.from_pretrained(backend.trainable_module(), folder)
-        merged = peft_model.merge_and_unload()  # in place: the backend keeps scoring with the same module
-        assert merged is backend.trainable_module(), "peft replaced the module instead of merging in place"
-        backend.clear_cache()
-        return backend
 
     # ------------------------------------------------------------------ inference
     @overload
@@ -168,6 +139,7 @@ class Classifier:
         progress: bool | None = None,
         output: str = "prediction",
         prior: str | PriorCorrection | None = None,
+        long_texts: str = "truncate",
         **options: Any,
     ) -> Prediction | list[Prediction] | dict[str, Any] | list[dict[str, Any]]:
         """Classify one text (returns a Prediction) or a list of texts (returns a list).
@@ -179,7 +151,8 @@ class Classifier:
                 comma-separated names); a dict ``{name: description}`` (the description is what the
                 model reads); or one such set per text. None uses the model's own labels. Names are
                 kept as given in the results; the model reads them stripped. ``candidate_labels=``
-                is an alias (transformers' pipeline).
+                is an alias (transformers' pipeline). Hierarchical labels ``{"topic": ["sports", ...]}``
+                are flattened to ``"topic.sports"``, read as ``"sports (topic)"`` (udtc/inputs.py).
             multi_label: score each label independently (sigmoid) instead of one softmax. One label
                 in single-label mode is scored this way, as transformers' pipeline does.
             threshold: in [0, 1], global or per label (dict). Multi-label: labels at or above it
@@ -194,7 +167,10 @@ class Classifier:
                 pipeline dicts ``{"sequence", "labels", "scores"}``, best first; see Prediction.to_pipeline).
             prior: single-label: ``"batch"`` or ``"sinkhorn"`` removes each label's prior estimated over
                 the texts of this call (per label set; udtc/priors.py), or a callable (logits, labels) -> logits.
-            **options: backend-specific options (e.g. ``examples=`` for GLiClass).
+            long_texts: ``"truncate"`` (cut to the model's length, flagged in ``Prediction.truncated``), or
+                ``"max"`` / ``"mean"``: split a too-long text into pieces and aggregate their scores (udtc/chunking.py).
+            **options: backend-specific options (e.g. ``examples=`` for GLiClass); those in the backend's
+                ``per_text_options`` (GLiClass ``prompt=``) may also be a list with one value per text.
         """
         for alias, name in PIPELINE_ALIASES.items():  # transformers' names, for code written for its pipeline
             if alias in options:
@@ -224,6 +200,8 @@ class Classifier:
             logger.info("one label in single-label mode: scoring it on its own (multi_label=True), as transformers' "
                         "zero-shot pipeline does")
             multi_label = True
+        check_mode(long_texts)
+        per_text = per_text_options(options, self.backend.per_text_options, len(text_list))
         thresholds = _thresholds(threshold, label_sets, multi_label)
         correction = get_prior(prior, multi_label)
         if self.calibration is not None:
@@ -234,13 +212,14 @@ class Classifier:
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
         for i, (names, inputs) in enumerate(label_sets):
             groups.setdefault((names, tuple(template.replace("{}", x) for x in inputs)), []).append(i)
-        per_text: list[tuple[str, ...]] = [()] * len(text_list)
+        inputs_of: list[tuple[str, ...]] = [()] * len(text_list)
         for (_, inputs), indices in groups.items():
             for i in indices:
-                per_text[i] = inputs
+                inputs_of[i] = inputs
         bar = progress_bar(len(text_list), progress, batch_size)
-        logits, truncated = score_texts(self.backend, text_list, per_text, multi_label=multi_label,
-                                        batch_size=batch_size, options=options, bar=bar)
+        logits, truncated = score_texts(self.backend, text_list, inputs_of, multi_label=multi_label,
+                                        batch_size=batch_size, options=options, per_text=per_text,
+                                        long_texts=long_texts, bar=bar)
         if bar is not None:
             bar.close()
         probs: list[torch.Tensor | None] = [None] * len(text_list)
@@ -348,17 +327,6 @@ class Classifier:
 
 
 # ---------------------------------------------------------------------- helpers
-def _refuse_pickle(folder: Path) -> None:
-    """Pickle weights and no safetensors: say how to convert them (before any backend is asked)."""
-    if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.gguf")):
-        pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
-        if pickled:
-            raise ValueError(f"{folder} has only pickle weights ({', '.join(pickled)}); udtc loads safetensors only, "
-                             "because pickle can run code. If you trust the file, convert it once: python -c \"from "
-                             f"transformers import AutoModel; AutoModel.from_pretrained('{folder}').save_pretrained("
-                             f"'{folder}')\" (writes model.safetensors)")
-
-
 def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, options: dict) -> Backend:
     from safetensors import SafetensorError
 

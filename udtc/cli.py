@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--hypothesis-column", default=None, help="train an NLI cross-encoder on premise (--text-column) / "
                    "hypothesis pairs labelled entailment/neutral/contradiction (see docs/finetune.md)")
     f.add_argument("--shots", type=int, default=None, help="use N examples per label (sampled with --seed)")
-    f.add_argument("--method", default=None, help="lora, qlora, full or head, as the backend allows (default: the "
+    f.add_argument("--method", default=None, help="lora, qlora, full, head, sparse or instruction (llm-prompt), as the backend allows (default: the "
                    "first the backend supports of lora, full, head)")
     f.add_argument("--epochs", type=int, default=None, help="default: the backend's benchmarked recipe for the method "
                    "(e.g. cosine lora 10, gliclass full 20), else 10")
@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--optim", default="adamw", help="adamw, or adamw_8bit (bitsandbytes, CUDA)")
     f.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute activations to save memory (default: on for qlora only)")
-    f.add_argument("--loss", default="auto", help="auto (ce single-label, bce multi-label), ce, bce or focal")
+    f.add_argument("--loss", default="auto", help="auto (ce single-label, bce multi-label; nll for instruction), ce, bce, focal or nll")
     f.add_argument("--focal-alpha", type=float, default=0.7, help="focal loss weight of the positives")
     f.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss exponent")
     f.add_argument("--label-synonyms", type=Path, default=None, metavar="JSON",
@@ -134,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--synonym-rate", type=float, default=0.5, help="chance a label is shown as a synonym per batch")
     f.add_argument("--negatives", type=int, default=None,
                    help="train each batch on its gold labels plus N sampled others (default: all labels)")
+    f.add_argument("--sparse-fraction", type=float, default=0.01,
+                   help="method sparse: share of the weights that train (default 0.01)")
+    f.add_argument("--sparse-tokens", type=int, default=64,
+                   help="method sparse: task tokens whose embedding rows train (default 64)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--merge", action="store_true", help="LoRA: save merged full weights instead of the adapter")
     f.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
@@ -232,7 +236,7 @@ def _classify(args) -> int:
     if found.empty:
         print(f"udtc: skipped {found.empty} empty row(s)", file=sys.stderr)
     from udtc.classifier import Classifier
-    from udtc.scoring import progress_bar
+    from udtc.logs import progress_bar
 
     bar = None
     try:
@@ -294,7 +298,8 @@ def _finetune(args) -> int:
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, optim=args.optim,
         gradient_checkpointing=args.gradient_checkpointing, loss=args.loss, focal_alpha=args.focal_alpha,
         focal_gamma=args.focal_gamma, negatives=args.negatives, label_synonyms=_synonyms(args.label_synonyms),
-        synonym_rate=args.synonym_rate, seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
+        synonym_rate=args.synonym_rate, sparse_fraction=args.sparse_fraction, sparse_tokens=args.sparse_tokens,
+        seed=args.seed, merge=args.merge, backend=args.backend, device=args.device,
         output_dir=args.output, push_to_hub=args.push_to_hub, hub_private=not args.public, overwrite=args.overwrite,
         progress=not args.no_progress)
     scores = ", ".join(f"{k} {v:.4f}" for k, v in (metrics["eval"] or {}).items() if k != "examples")

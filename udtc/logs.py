@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-__all__ = ["LEVELS", "get_logger", "set_verbosity"]
+__all__ = ["LEVELS", "get_logger", "progress_bar", "set_verbosity"]
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _ROOT = "udtc"
@@ -58,3 +58,13 @@ def get_logger(name: str) -> logging.Logger:
     """The logger of a udtc module (a child of the ``udtc`` logger)."""
     _configure()
     return logging.getLogger(name if name.startswith(_ROOT) else f"{_ROOT}.{name}")
+
+
+def progress_bar(total: int, progress: bool | None, batch_size: int):
+    """A tqdm bar over ``total`` texts, or None: hidden when ``progress`` is False, and by default when one batch
+    holds everything."""
+    if progress is False or (progress is None and total <= batch_size):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="classify", unit="text")

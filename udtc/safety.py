@@ -206,3 +206,14 @@ def bundle_base(folder: Path, base: str | None) -> str | None:
     (folder / "base").mkdir()
     shutil.copy2(source, folder / "base" / source.name)
     return f"base/{source.name}"
+
+
+def refuse_pickle(folder: Path) -> None:
+    """Pickle weights and no safetensors: say how to convert them (before any backend is asked)."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.gguf")):
+        pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
+        if pickled:
+            raise ValueError(f"{folder} has only pickle weights ({', '.join(pickled)}); udtc loads safetensors only, "
+                             "because pickle can run code. If you trust the file, convert it once: python -c \"from "
+                             f"transformers import AutoModel; AutoModel.from_pretrained('{folder}').save_pretrained("
+                             f"'{folder}')\" (writes model.safetensors)")

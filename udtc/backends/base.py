@@ -97,6 +97,9 @@ class Backend(ABC):
     default_template: ClassVar[str] = "{}"
     #: extra keyword arguments ``Classifier.classify`` may forward to :meth:`score`
     score_options: ClassVar[frozenset[str]] = frozenset()
+    #: those of ``score_options`` a caller may give per text (a list, one value per text); ``score`` then
+    #: receives the values of its own texts, in their order
+    per_text_options: ClassVar[frozenset[str]] = frozenset()
     #: True when :meth:`score_each` reads a batch's texts in one pass whatever their label sets (the text side
     #: does not depend on the labels): the Classifier then batches texts across label sets
     mixed_label_sets: ClassVar[bool] = False
@@ -199,7 +202,7 @@ class Trainable(ABC):
     default_template: ClassVar[str]
 
     #: what ``udtc.finetune(method=...)`` may do with this backend, a subset of
-    #: {"full", "lora", "qlora", "head"}; empty means the backend cannot be fine-tuned.
+    #: {"full", "lora", "qlora", "head", "instruction"}; empty means the backend cannot be fine-tuned.
     #: "qlora" also means :meth:`load` accepts ``load_in_4bit=True`` (bitsandbytes NF4 weights).
     supported_methods: ClassVar[frozenset[str]] = frozenset()
     #: layers LoRA wraps by default (peft ``target_modules``); None: peft's default for the architecture.
@@ -210,6 +213,8 @@ class Trainable(ABC):
     #: ``epochs`` unset, e.g. ``{"lora": {"learning_rate": 3e-3, "epochs": 10}}`` (else by method: see
     #: ``udtc.training.args.DEFAULT_LEARNING_RATES``, 10 epochs)
     training_recipes: ClassVar[dict[str, dict[str, float]]] = {}
+    #: per method, BibTeX of the paper it implements, for the model card of a model trained that way
+    method_citations: ClassVar[dict[str, str]] = {}
     #: True when the backend trains on (premise, hypothesis) pairs (``finetune(hypothesis_column=...)``)
     trains_pairs: ClassVar[bool] = False
 

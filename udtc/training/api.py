@@ -24,7 +24,7 @@ from udtc.defaults import DEFAULT_MODEL
 from udtc.runtime import resolve_device
 from udtc.training import checkpoint as ckpt
 from udtc.training import data as D
-from udtc.training.args import TrainingArguments
+from udtc.training.args import ADAPTER_METHODS, BY_REFERENCE, TrainingArguments
 from udtc.training.lora import LORA_CITATION, QLORA_CITATION, merge_lora
 from udtc.training.loop import resolve_loss, run, setup_distributed
 
@@ -96,7 +96,8 @@ def finetune(
     backend_cls = found if issubclass(found, Trainable) else None
     args = args.resolved(backend_cls.supported_methods if backend_cls else frozenset(),
                          backend_cls.lora_defaults if backend_cls else {}, backend=found.name, device=device,
-                         has_eval=eval is not None, recipes=backend_cls.training_recipes if backend_cls else None)
+                         has_eval=eval is not None, recipes=backend_cls.training_recipes if backend_cls else None,
+                         explicit=frozenset(given))
     assert args.method is not None and backend_cls is not None  # resolved() refused anything else
     method, merge, seed = args.method, args.merge, args.seed
     base_ref = _base_reference(model, method, merge)
@@ -113,7 +114,7 @@ def finetune(
     if args.shots is not None:
         train_data = D.sample_shots(train_data, args.shots, seed)
     D.check_train(train_data)
-    resolve_loss(args.loss, train_data.multi_label)
+    resolve_loss(args.loss, train_data.multi_label, args.method)
     eval_data = None
     if eval is not None:
         eval_data = D.load_examples(eval, text_column=text_column, label_column=label_column,
@@ -181,7 +182,7 @@ def _train_and_save(model, out: Path, args: TrainingArguments, train_data, eval_
     if dist.main:
         card = _card(clf, train_data, eval_data, args.shots, args, metrics, args.push_to_hub or out.name, merge)
         with quiet_third_party():  # no "Writing model shards" bar
-            written = _write_final(out, clf, result.peft_model, merge, card, metrics)
+            written = _write_final(out, clf, result.peft_model, merge, card, metrics, result.sparse)
     elif result.peft_model is not None:
         merge_lora(result.peft_model, impl)
     dist.barrier()
@@ -199,9 +200,9 @@ def _base_reference(model, method: str, merge: bool) -> str:
     if model is None:
         return DEFAULT_MODEL
     if isinstance(model, Classifier):
-        if model.labels is not None and method in ("lora", "qlora") and not merge:
+        if model.labels is not None and method in BY_REFERENCE and not merge:
             raise ValueError(f"this Classifier was fine-tuned already, so its weights are not those of its base_model "
-                             f"{model.base_model!r} that a LoRA adapter would refer to; pass the folder it was loaded "
+                             f"{model.base_model!r} that a LoRA adapter (or sparse change) would refer to; pass the folder it was loaded "
                              "from as model=..., or merge=True")
         model = model.base_model or "unknown"
     name = os.fspath(model)
@@ -215,7 +216,7 @@ def _hub_token(repo_id: str | None, token: str | None, base_ref: str, method: st
         return None
     if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"push_to_hub must be a Hub repo id like 'user/name', got {repo_id!r}")
-    if method in ("lora", "qlora") and not merge and Path(base_ref).is_absolute():
+    if method in BY_REFERENCE and not merge and Path(base_ref).is_absolute():
         raise ValueError(f"the LoRA adapter would refer to its base by the local path {base_ref}, which users of the "
                          "Hub repo do not have; pass merge=True to upload full weights, or start from a Hub model id")
     from huggingface_hub import get_token
@@ -273,14 +274,18 @@ def _metrics(result, train_data: D.Examples, eval_data: D.Examples | None, secon
 def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments, metrics, load_name: str,
           merge: bool) -> ModelCard:
     method = str(args.method)
-    adapter = method in ("lora", "qlora")
-    kind = " (merged into full weights)" if adapter and merge else " (adapter only: loading fetches the base model)" if adapter else ""
+    adapter = method in ADAPTER_METHODS
+    what = "adapter" if adapter else "sparse change"
+    kind = (" (merged into full weights)" if merge else f" ({what} only: loading fetches the base model)") \
+        if method in BY_REFERENCE else ""
     hyper = {"method": method + kind,
              "epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
              "gradient_accumulation_steps": args.gradient_accumulation_steps, "lr_scheduler": args.lr_scheduler,
              "warmup_ratio": args.warmup_ratio, "weight_decay": args.weight_decay, "seed": args.seed}
     if adapter:
         hyper.update(lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout)
+    if method == "sparse":
+        hyper.update(sparse_fraction=args.sparse_fraction, sparse_tokens=args.sparse_tokens)
     if args.optim != "adamw" or args.gradient_checkpointing:
         hyper.update(optim=args.optim, gradient_checkpointing=args.gradient_checkpointing)
     if args.loss != "auto" or args.negatives is not None:
@@ -298,7 +303,8 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
     shown = {"best epoch": metrics["best_epoch"], "final train loss": round(metrics["train_loss"], 4)}
     if metrics["eval"]:
         shown.update({f"eval {k}": round(v, 4) if isinstance(v, float) else v for k, v in metrics["eval"].items()})
-    citations = [c for c in (clf.backend.citation, LORA_CITATION if args.method == "lora" else "",
+    method_citation = cast(Trainable, clf.backend).method_citations.get(str(args.method), "")
+    citations = [c for c in (clf.backend.citation, method_citation, LORA_CITATION if args.method in ("lora", "instruction") else "",
                              QLORA_CITATION if args.method == "qlora" else "") if c]
     return ModelCard(backend=clf.backend.name, base_model=clf.base_model, labels=clf.labels,
                      title=f"udtc nli cross-encoder trained on {len(train_data)} premise/hypothesis pairs"
@@ -307,7 +313,8 @@ def _card(clf: Classifier, train_data, eval_data, shots, args: TrainingArguments
                      metrics=shown, citations=citations, load_name=load_name)
 
 
-def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: ModelCard, metrics: dict) -> list[str]:
+def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: ModelCard, metrics: dict,
+                 sparse=None) -> list[str]:
     """Write the final model next to the checkpoints, move it into ``out``, then drop the checkpoints.
 
     Safe at every point (README, Safety): until the model is in place, ``checkpoints/run.json`` stays
@@ -327,6 +334,17 @@ def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: Mode
         config.save(tmp)
         (tmp / "README.md").write_text(card.render(), encoding="utf-8")
         merge_lora(peft_model, backend)  # in memory the classifier scores like the reloaded folder
+    elif sparse is not None and not merge:
+        from udtc.training.sparse import save_delta
+
+        tmp.mkdir()
+        save_delta(backend.trainable_module(), sparse, tmp)  # the change of the trained entries only
+        backend.save_adapter_files(tmp)
+        config = clf.config
+        config.base_model = safety.bundle_base(tmp, clf.base_model)
+        config.options = _own_options(config, tmp)
+        config.save(tmp)
+        (tmp / "README.md").write_text(card.render(), encoding="utf-8")
     else:
         if peft_model is not None:
             merge_lora(peft_model, backend)
@@ -347,3 +365,16 @@ def _write_final(out: Path, clf: Classifier, peft_model, merge: bool, card: Mode
     atomic.fault("finetune:model-in-place")
     ckpt.remove(out)
     return written
+
+
+def _own_options(config: UdtcConfig, folder: Path) -> dict[str, Any]:
+    """The options of a change saved by reference that its base's own ``udtc_config.json`` does not already
+    give (e.g. SCE's ``embedder``, a path inside the base folder, not inside the change's folder)."""
+    try:
+        base = folder / str(config.base_model) if (folder / str(config.base_model)).is_dir() else resolve(config.base_model)
+        own = UdtcConfig.load(base) if (base / CONFIG_NAME).exists() else None
+    except (OSError, ValueError):
+        own = None
+    if own is None or own.backend != config.backend:
+        return config.options
+    return {k: v for k, v in config.options.items() if own.options.get(k) != v}

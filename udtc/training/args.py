@@ -14,14 +14,23 @@ from typing import Any
 
 import torch
 
-METHODS = ("lora", "qlora", "full", "head")
+METHODS = ("lora", "qlora", "full", "head", "instruction", "sparse")
+#: methods that train a LoRA adapter (saved as one, unless merged); "instruction" is LoRA with the token NLL of the
+#: gold label's answer (arXiv 2512.12677, Approach 2, Eq. (4)), for prompt-scoring causal LMs
+ADAPTER_METHODS = ("lora", "qlora", "instruction")
+#: methods whose result is saved as a change to a base named by reference (unless merged)
+BY_REFERENCE = (*ADAPTER_METHODS, "sparse")
 OPTIMIZERS = ("adamw", "adamw_8bit")
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
-LOSSES = ("auto", "ce", "bce", "focal")
+LOSSES = ("auto", "ce", "bce", "focal", "nll")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LORA_DEFAULTS = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.1}
 DEFAULT_EPOCHS = 10
-DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3}
+DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-3, "instruction": 2e-4, "sparse": 1e-4}
+#: settings a backend's ``training_recipes`` may also set (used where the caller neither passed the field to
+#: ``finetune`` nor set it to another value in the ``TrainingArguments`` given)
+RECIPE_SETTINGS = ("weight_decay", "max_grad_norm", "lr_scheduler", "warmup_ratio", "batch_size",
+                   "gradient_accumulation_steps")
 #: fields that describe the run's output rather than its training (not part of the resume settings)
 _OUTPUT_FIELDS = ("output_dir", "overwrite", "merge", "push_to_hub", "hub_private", "hub_token", "shots", "progress")
 
@@ -40,8 +49,12 @@ class TrainingArguments:
 
     Args:
         output_dir: where the checkpoints and the final model go.
-        method: ``"lora"``, ``"qlora"`` (CUDA + bitsandbytes), ``"full"`` or ``"head"``, as the backend
-            allows; None picks the first the backend supports of lora, full, head.
+        method: ``"lora"``, ``"qlora"`` (CUDA + bitsandbytes), ``"full"``, ``"head"``, ``"instruction"``
+            (LoRA on prompt -> label-text answers, for ``llm-prompt``) or ``"sparse"`` (token-driven sparse
+            fine-tuning: a small chosen subset of the weights, saved as a sparse change), as the backend
+            allows; None picks the first the backend supports of lora, full, head, instruction.
+        sparse_fraction: ``"sparse"``: the share of the model's parameters that train (0.01 = 1 %).
+        sparse_tokens: ``"sparse"``: how many task tokens' embedding rows train (within that share).
         epochs: passes over the training data; None: the backend's benchmarked recipe for the method
             (``training_recipes``, e.g. cosine LoRA 10), else 10.
         learning_rate: AdamW step size; None: the backend's benchmarked recipe for the method (e.g. cosine
@@ -66,8 +79,9 @@ class TrainingArguments:
         lora_target_modules: layers LoRA wraps; the backend's ``lora_targets``, else peft's default.
         optim: ``"adamw"``, or ``"adamw_8bit"`` (bitsandbytes 8-bit AdamW; CUDA only).
         gradient_checkpointing: recompute activations in the backward pass; None: on for qlora only.
-        loss: ``"auto"`` (softmax cross-entropy single-label, sigmoid BCE multi-label), ``"ce"``,
-            ``"bce"`` or ``"focal"`` (sigmoid focal loss).
+        loss: ``"auto"`` (softmax cross-entropy single-label, sigmoid BCE multi-label; for ``instruction``
+            the token NLL of the gold answer), ``"ce"``, ``"bce"``, ``"focal"`` (sigmoid focal loss) or
+            ``"nll"`` (the gold label's answer log-likelihood alone: logits must be log-probabilities).
         focal_alpha, focal_gamma: the focal loss's weight of positive labels (None: none) and exponent.
         negatives: train each batch on its gold labels plus this many sampled others; None: every label.
         label_synonyms: training label -> other names it may be shown as, with probability ``synonym_rate``.
@@ -98,6 +112,8 @@ class TrainingArguments:
     lora_alpha: float | None = None
     lora_dropout: float | None = None
     lora_target_modules: list[str] | str | None = None
+    sparse_fraction: float = 0.01
+    sparse_tokens: int = 64
     optim: str = "adamw"
     gradient_checkpointing: bool | None = None
     loss: str = "auto"
@@ -131,6 +147,10 @@ class TrainingArguments:
             raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
         if self.lora_dropout is not None and not (_number(self.lora_dropout) and 0 <= self.lora_dropout < 1):
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if not (_number(self.sparse_fraction) and 0 < self.sparse_fraction <= 1):
+            raise ValueError(f"sparse_fraction must be in (0, 1], got {self.sparse_fraction!r}")
+        if isinstance(self.sparse_tokens, bool) or not isinstance(self.sparse_tokens, int) or self.sparse_tokens < 0:
+            raise ValueError(f"sparse_tokens must be an integer >= 0, got {self.sparse_tokens!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be 'auto', 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
         self._check_objective()
@@ -170,9 +190,10 @@ class TrainingArguments:
 
     def resolved(self, methods: frozenset[str], lora_defaults: dict[str, float], *, backend: str,
                  device: str | torch.device | None, has_eval: bool,
-                 recipes: dict[str, dict[str, float]] | None = None) -> TrainingArguments:
+                 recipes: dict[str, dict[str, Any]] | None = None,
+                 explicit: frozenset[str] = frozenset()) -> TrainingArguments:
         """A copy with every default filled in for this backend and device (what the training loop reads)."""
-        method = self.method or next((m for m in ("lora", "full", "head") if m in methods), "lora")
+        method = self.method or next((m for m in ("lora", "full", "head", "instruction") if m in methods), "lora")
         replace(self, method=method).check_context(device, has_eval=has_eval)
         if method not in methods:
             allowed = ", ".join(sorted(methods)) or "none: it cannot be fine-tuned yet"
@@ -181,8 +202,11 @@ class TrainingArguments:
         recipe = (recipes or {}).get(method, {})
         lora = {key: getattr(self, key) if getattr(self, key) is not None else type(LORA_DEFAULTS[key])(default)
                 for key, default in {**LORA_DEFAULTS, **lora_defaults}.items()}
+        defaults = {f.name: f.default for f in fields(TrainingArguments)}
+        settings: dict[str, Any] = {k: recipe[k] for k in RECIPE_SETTINGS  # the caller's own choice wins
+                                    if k in recipe and k not in explicit and getattr(self, k) == defaults[k]}
         return replace(
-            self, method=method, epochs=int(recipe.get("epochs", DEFAULT_EPOCHS)) if self.epochs is None else self.epochs,
+            self, **settings, method=method, epochs=int(recipe.get("epochs", DEFAULT_EPOCHS)) if self.epochs is None else self.epochs,
             learning_rate=float(recipe.get("learning_rate", DEFAULT_LEARNING_RATES[method]) if self.learning_rate is None
                                 else self.learning_rate),
             mixed_precision=_mixed_precision(self.mixed_precision, device),
@@ -197,7 +221,7 @@ class TrainingArguments:
 
 def _check_peft(method: str) -> None:
     """LoRA needs peft, an optional dependency: say so before anything is loaded or written."""
-    if method in ("lora", "qlora"):
+    if method in ADAPTER_METHODS:
         try:
             import peft  # noqa: F401
         except ImportError:

@@ -5,7 +5,7 @@ A backend plugs in through the optional part of its contract (``udtc/backends/ba
 Each step scores a batch of texts against the whole training label set (or, with ``negatives=k``,
 the batch's gold labels plus k sampled others), so the loss is softmax cross-entropy over the
 candidate labels (single-label) or per-label sigmoid BCE (multi-label), on exactly the logits
-``classify`` turns into probabilities; ``loss="focal"`` is the focal loss of Lin et al. (2017,
+``classify`` turns into probabilities (``method="instruction"``: the token NLL of the gold answer alone); ``loss="focal"`` is the focal loss of Lin et al. (2017,
 arXiv:1708.02002) that GLiClass trains with (arXiv:2508.07662, Sec. 2.3):
 
     FL = alpha_t * (1 - p_t) ** gamma * BCE(logit, y),   p_t = sigmoid(logit) if y else 1 - sigmoid(logit)
@@ -38,12 +38,17 @@ import torch.nn.functional as F
 
 from udtc.backends.base import Trainable
 from udtc.training import checkpoint as ckpt
-from udtc.training.args import SCHEDULERS, TrainingArguments
+from udtc.training.args import ADAPTER_METHODS, SCHEDULERS, TrainingArguments
 from udtc.training.data import Examples
 from udtc.training.metrics import counts, from_counts, indicator
 
-def resolve_loss(loss: str, multi_label: bool) -> str:
+def resolve_loss(loss: str, multi_label: bool, method: str | None = None) -> str:
     """The loss ``"auto"`` stands for; refuses softmax cross-entropy on multi-label data."""
+    if method == "instruction":
+        if loss not in ("auto", "nll"):
+            raise ValueError(f"method='instruction' trains on the token NLL of the gold answer (loss='nll'), got "
+                             f"loss={loss!r}; use method='lora' for the other losses")
+        return "nll"
     if loss == "ce" and multi_label:
         raise ValueError("loss='ce' (softmax over the labels) needs single-label data; use 'bce' or 'focal' for "
                          "multi-label")
@@ -97,6 +102,7 @@ class Result:
     stopped_early: bool
     resumed_from_epoch: int
     peft_model: Any = None  # the PeftModel for LoRA/QLoRA (adapter not merged yet)
+    sparse: Any = None  # method "sparse": the trained entries (udtc.training.sparse.Selection)
 
 
 class _Forward(torch.nn.Module):
@@ -119,6 +125,8 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
     backend.prepare_training(list(data.labels), multi_label=data.multi_label, method=args.method)
     module = backend.trainable_module()
     peft_model = _prepare(backend, module, args)
+    loss_kind = resolve_loss(args.loss, data.multi_label, args.method)
+    selection = _select_sparse(backend, module, data, args, loss_kind) if args.method == "sparse" else None
     named = ckpt.trainable_state(module)
     if not named:
         raise ValueError(f"method={args.method!r} leaves nothing to train in the {backend.name!r} model "
@@ -160,7 +168,6 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
                                         find_unused_parameters=args.method in ("full", "head"))  # e.g. BERT's pooler
     label_inputs = label_texts(backend, data.labels, pairs=data.pairs)
     targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
-    loss_kind = resolve_loss(args.loss, data.multi_label)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
     from tqdm.auto import tqdm
 
@@ -212,7 +219,8 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
         ckpt.load_trainable(module, ckpt.load_tensors(ckpt.epoch_dir(output_dir, state["best_epoch"]), "trainable"))
     module.eval()
     backend.clear_cache()
-    return Result(state["history"], state["best_epoch"], state["epoch"], state["stopped_early"], resumed_from, peft_model)
+    return Result(state["history"], state["best_epoch"], state["epoch"], state["stopped_early"], resumed_from, peft_model,
+                  selection)
 
 
 def label_texts(backend: Trainable, names: list[str], *, pairs: bool) -> list[str]:
@@ -250,7 +258,7 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
         from udtc.training.lora import enable_gradient_checkpointing
 
         enable_gradient_checkpointing(module)
-    if args.method in ("lora", "qlora"):
+    if args.method in ADAPTER_METHODS:
         from udtc.training.lora import add_lora
 
         assert args.lora_r is not None and args.lora_alpha is not None and args.lora_dropout is not None
@@ -264,10 +272,29 @@ def _prepare(backend: Trainable, module: torch.nn.Module, args: TrainingArgument
     return None
 
 
+def _select_sparse(backend: Trainable, module: torch.nn.Module, data: Examples, args: TrainingArguments, loss_kind: str):
+    """Method "sparse": choose the trainable entries from the base weights and restrict training to them
+    (deterministic, so a resumed run chooses the same ones before loading its checkpoint)."""
+    from udtc.training.sparse import restrict, select
+
+    labels = label_texts(backend, data.labels, pairs=data.pairs)
+    targets = torch.from_numpy(indicator(data.targets, data.labels)).float()  # (N, L)
+    batches = [([data.texts[j] for j in range(i, min(i + args.batch_size, len(data)))], targets[i : i + args.batch_size])
+               for i in range(0, len(data), args.batch_size)]
+    texts = [t if isinstance(t, str) else " ".join(t) for t in data.texts]
+    selection = select(backend, module, batches, labels, lambda z, y: _loss(z, y, loss_kind, args),
+                       multi_label=data.multi_label, fraction=args.sparse_fraction, n_tokens=args.sparse_tokens,
+                       token_texts=(texts, list(data.targets)))
+    restrict(module, selection)
+    return selection
+
+
 def _optimizer(named: dict[str, torch.Tensor], args: TrainingArguments) -> torch.optim.Optimizer:
     decay = [p for p in named.values() if p.ndim >= 2]  # weight matrices; not biases, norms, LoRA-free scalars
     rest = [p for p in named.values() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    # "sparse": no weight decay, so the entries that do not train stay exactly the base's (udtc/training/sparse.py)
+    weight_decay = 0.0 if args.method == "sparse" else args.weight_decay
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
     assert args.learning_rate is not None, "run() takes TrainingArguments.resolved(...)"
     if args.optim == "adamw_8bit":  # QLoRA's 8-bit AdamW (Dettmers et al.); finetune checked bitsandbytes + CUDA
         import bitsandbytes as bnb
@@ -310,6 +337,8 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str, args: Training
         return F.binary_cross_entropy_with_logits(logits, targets)  # per-label sigmoid
     if kind == "focal":
         return focal_loss(logits, targets, args.focal_alpha, args.focal_gamma)
+    if kind == "nll":  # logits are answer log-likelihoods: -log p(gold answer | prompt), arXiv 2512.12677 Eq. (4)
+        return -(logits * targets).sum(-1).mean()
     return F.cross_entropy(logits, targets.argmax(-1))  # softmax over the candidate labels
 
 

@@ -161,10 +161,12 @@ class CosineBackend(Trainable, Backend):
     # End to end over the label set: cross-entropy (or BCE) on the same scaled cosines ``score``
     # returns, so the text and label towers both move. The encoder is what LoRA wraps; Dense
     # layers, if any, stay frozen.
-    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "sparse"})
     #: benchmarks/few_shot.py (RECIPES): 8 shots per label, chosen before looking at test data
     training_recipes: ClassVar[dict[str, dict[str, float]]] = {"full": {"learning_rate": 5e-5, "epochs": 10},
-                                                               "lora": {"learning_rate": 3e-3, "epochs": 10}}
+                                                               "lora": {"learning_rate": 3e-3, "epochs": 10},
+                                                               # benchmarks/sparse.py --select-lr (validation split)
+                                                               "sparse": {"learning_rate": 3e-3, "epochs": 10}}
     citation: ClassVar[str] = _CITATION
 
     def trainable_module(self) -> torch.nn.Module:

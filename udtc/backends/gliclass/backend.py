@@ -78,7 +78,8 @@ class GLiClassBackend(Trainable, Backend):
     name: ClassVar[str] = "gliclass"
     options_class: ClassVar[type[GLiClassOptions]] = GLiClassOptions
     score_options: ClassVar[frozenset[str]] = frozenset({"examples", "prompt"})
-    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    per_text_options: ClassVar[frozenset[str]] = frozenset({"prompt"})  # gliclass's per-text task descriptions
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "sparse"})
     #: benchmarks/few_shot.py (GLICLASS_RECIPES): chosen on a validation split, 8 shots per label
     training_recipes: ClassVar[dict[str, dict[str, float]]] = {"full": {"learning_rate": 3e-4, "epochs": 20},
                                                                "lora": {"learning_rate": 1e-3, "epochs": 30}}
@@ -185,15 +186,21 @@ class GLiClassBackend(Trainable, Backend):
                                 trust_remote_code=trust_remote_code, **gliclass_options)
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int,
-              examples: list[dict[str, Any]] | None = None, prompt: str | None = None, **kwargs: Any) -> Scores:
+              examples: list[dict[str, Any]] | None = None, prompt: str | list[str | None] | None = None,
+              **kwargs: Any) -> Scores:
         if kwargs:
             raise TypeError(f"gliclass score() got unknown options {sorted(kwargs)}; it takes ['examples', 'prompt']")
+        prompts = prompt if isinstance(prompt, list) else [prompt] * len(texts)  # one task description per text
         logits = torch.empty(len(texts), len(labels))  # (N, L), caller's label order
         truncated = [False] * len(texts)
         with torch.inference_mode():  # the Classifier hands over at most batch_size texts: one pass per label chunk
-            for inputs, columns, cut in self.build_inputs(texts, labels, examples=examples, prompt=prompt):
-                logits[:, columns] = self.model(inputs).float().cpu()  # (N, chunk)
-                truncated = [a or b for a, b in zip(truncated, cut)]
+            for shared in dict.fromkeys(prompts):  # texts with the same prompt share a pass
+                rows = [i for i, p in enumerate(prompts) if p == shared]
+                for inputs, columns, cut in self.build_inputs([texts[i] for i in rows], labels, examples=examples,
+                                                              prompt=shared):
+                    logits[torch.tensor(rows)[:, None], torch.tensor(columns)[None, :]] = self.model(inputs).float().cpu()
+                    for row, c in zip(rows, cut):
+                        truncated[row] = truncated[row] or c
         return Scores(logits, truncated)
 
     def save(self, folder: Path) -> None:
@@ -293,7 +300,7 @@ class GLiClassBackend(Trainable, Backend):
     def _tail(self, examples: Any, prompt: Any) -> tuple[list[int], str]:
         """Token ids that follow the label block (prompt when it is not first, then examples), and the prompt."""
         if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string shared by every text, got {type(prompt).__name__}")
+            raise TypeError(f"prompt must be a string (shared) or a list of strings (one per text), got {type(prompt).__name__}")
         key = (repr(examples), prompt)
         if self._tail_memo[0] == key:  # the Classifier calls score once per batch with the same context
             return self._tail_memo[1]

@@ -82,7 +82,7 @@ def build_head(hidden_size: int, n_labels: int, kind: str = "linear", head_hidde
 class LlmHeadBackend(Trainable, Backend):
     name: ClassVar[str] = "llm-head"
     options_class: ClassVar[type[LlmHeadOptions]] = LlmHeadOptions
-    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "qlora", "head"})
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "qlora", "head", "sparse"})
     lora_targets: ClassVar[tuple[str, ...]] = LORA_TARGETS
     lora_defaults: ClassVar[dict[str, float]] = {"lora_r": 8, "lora_alpha": 16.0, "lora_dropout": 0.05}  # Table 1
     #: benchmarks/few_shot.py --model smollm2

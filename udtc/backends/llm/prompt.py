@@ -22,6 +22,8 @@ it in one pass. Defaults (``prompt_mode="single"``, ``calibrate=True``, ``reduct
 mean macro-F1 of SmolLM2-135M-Instruct on SMS spam / TREC-6 / movie sentiment (``benchmarks/llm.py``).
 Multi-label logits: ``logit p(y | x)`` (uncalibrated), ``s - log mean_c exp s(y | c)``
 (calibrated, so sigmoid = p / (p + p_cf)).
+
+Fine-tuning: ``finetune(..., method="instruction")`` (``train.py``: arXiv 2512.12677, Approach 2).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import torch
 from udtc.backends._text import _CHARS_PER_TOKEN, special_ids
 from udtc.backends.base import Backend, Scores
 from udtc.backends.llm.config import LlmPromptOptions
+from udtc.backends.llm.train import InstructionTraining
 
 #: the prompts by mode; ``{text}`` is the text, ``{labels}`` the comma-separated sorted label set
 PROMPTS = {
@@ -54,7 +57,7 @@ _TEXT, _LABELS, _ANSWER = "\ue000udtc:text\ue000", "\ue000udtc:labels\ue000", "\
 _CACHE_SIZE = 4096
 
 
-class LlmPromptBackend(Backend):
+class LlmPromptBackend(InstructionTraining, Backend):
     name: ClassVar[str] = "llm-prompt"
     options_class: ClassVar[type[LlmPromptOptions]] = LlmPromptOptions
 
@@ -74,13 +77,19 @@ class LlmPromptBackend(Backend):
         self.prompt, self.chat_template, self.system_prompt = prompt, chat_template, system_prompt
         self.answer_prefix = answer_prefix
         self.end_of_answer, self.max_length, self.kv_cache = bool(end_of_answer), max_length, bool(kv_cache)
+        self._calibration: OrderedDict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.rebuild_prompt()
+
+    def rebuild_prompt(self) -> None:
+        """(Re)build the prompt from the options (after ``prompt_mode`` changes, e.g. for instruction tuning)."""
+        tokenizer, chat_template = self.tokenizer, self.chat_template
         use_chat = bool(tokenizer.chat_template) if chat_template == "auto" else chat_template
         if use_chat and not tokenizer.chat_template:
             raise ValueError("chat_template=True but the tokenizer has no chat template; pass chat_template=False")
-        self.builder = PromptBuilder(tokenizer, prompt or PROMPTS[prompt_mode], chat=use_chat,
-                                     system_prompt=system_prompt, answer_prefix=answer_prefix,
-                                     end_of_answer=end_of_answer, listed=prompt_mode == "listed")
-        self._calibration: OrderedDict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.builder = PromptBuilder(tokenizer, self.prompt or PROMPTS[self.prompt_mode], chat=use_chat,
+                                     system_prompt=self.system_prompt, answer_prefix=self.answer_prefix,
+                                     end_of_answer=self.end_of_answer, listed=self.prompt_mode == "listed")
+        self._calibration.clear()
 
     # ------------------------------------------------------------------ contract
     @classmethod
@@ -98,13 +107,16 @@ class LlmPromptBackend(Backend):
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
         sums, lengths, truncated = self.label_log_probs(texts, labels, batch_size)  # (N, L), (L,)
+        return Scores(self.logits(sums, lengths, labels, multi_label, batch_size).float(), truncated)
+
+    def logits(self, sums: torch.Tensor, lengths: torch.Tensor, labels: list[str], multi_label: bool,
+               batch_size: int = 32) -> torch.Tensor:
+        """The labels' logits (N, L) from their summed answer log-probabilities ``sums`` (N, L)."""
         s = sums / lengths if self.reduction == "mean" else sums  # Eq. (4) sum or mean
         if self.calibrate:
             log_p_cf, log_p_cf_raw = self._content_free(labels, batch_size)  # (L,), (L,)
-            logits = s - (log_p_cf_raw if multi_label else log_p_cf)  # W = diag(p_cf)^-1
-        else:
-            logits = s - torch.log(-torch.expm1(s.clamp(max=-1e-7))) if multi_label else s  # logit p(y|x)
-        return Scores(logits.float(), truncated)
+            return s - (log_p_cf_raw if multi_label else log_p_cf)  # W = diag(p_cf)^-1
+        return s - torch.log(-torch.expm1(s.clamp(max=-1e-7))) if multi_label else s  # logit p(y|x)
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder, safe_serialization=True)

@@ -149,7 +149,7 @@ class NLIBackend(Trainable, Backend):
     # - (premise, hypothesis) pairs (NLI training, ``finetune(hypothesis_column=...)``): the labels are the
     #   model's NLI classes and the logits are z(x, y) of Eq. (2) for those classes, so cross-entropy is the
     #   usual NLI objective over entailment / neutral / contradiction.
-    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora"})
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "lora", "sparse"})
     trains_pairs: ClassVar[bool] = True
 
     @classmethod

@@ -158,7 +158,7 @@ class SCEBackend(Trainable, Backend):
     name: ClassVar[str] = "sce"
     options_class: ClassVar[type[SCEOptions]] = SCEOptions
     citation: ClassVar[str] = _CITATION
-    supported_methods: ClassVar[frozenset[str]] = frozenset({"full"})
+    supported_methods: ClassVar[frozenset[str]] = frozenset({"full", "sparse"})
 
     def __init__(self, embedder: Any, word_embeddings: torch.Tensor, tokenizer: Any, model: SoftContextualizedEncoder,
                  *, embedder_name: str, encoder_name: str, layers: list[int], max_label_tokens: int = 16,
