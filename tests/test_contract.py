@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import udtc
 from udtc import Classifier
 from udtc.backends import get_backend
-from udtc.backends.base import Trainable
+from udtc.backends.base import BATCH_TOLERANCE, Trainable
 from udtc.config import CONFIG_NAME
 
 BACKENDS = udtc.available_backends()
@@ -87,6 +87,40 @@ def test_batch_size_changes_scores_by_at_most_the_documented_tolerance(classifie
             assert max(abs(a.scores[k] - b.scores[k]) for k in labels) <= 1e-5, (name, size)
     again = clf.classify(texts, labels, batch_size=32, multi_label=True)
     assert [p.scores for p in again] == [p.scores for p in ref]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_mixed_label_sets_score_as_each_set_alone(classifiers, name, multi_label):
+    """``score_each`` (one batch, each text its own label set; cosine/SCE in one pass over the texts) gives what
+    ``score`` gives each label set alone, within the batching tolerance; padding columns are -inf."""
+    clf = classifiers(name)
+    sets = [["sports", "weather", "technology"], ["politics", "food"], ["sports", "music", "film", "travel"]]
+    texts = TEXTS * 2
+    label_sets = [sets[i % len(sets)] for i in range(len(texts))]
+    with torch.inference_mode():
+        mixed = clf.backend.score_each(texts, label_sets, multi_label=multi_label, batch_size=32)
+        assert mixed.logits.shape == (len(texts), 4)
+        for i, (text, labels) in enumerate(zip(texts, label_sets)):
+            alone = clf.backend.score([text], labels, multi_label=multi_label, batch_size=32)
+            torch.testing.assert_close(mixed.logits[i, : len(labels)], alone.logits[0], rtol=0, atol=1e-4)
+            assert torch.isneginf(mixed.logits[i, len(labels) :]).all()
+    merged = clf.classify(texts, label_sets, multi_label=multi_label)
+    for p, text, labels in zip(merged, texts, label_sets):
+        q = clf.classify(text, labels, multi_label=multi_label)
+        assert list(p.scores) == labels
+        assert max(abs(p.scores[k] - q.scores[k]) for k in labels) <= BATCH_TOLERANCE, (name, p.scores, q.scores)
+
+
+def test_a_mixed_label_set_batch_is_one_pass_over_the_texts(classifiers, monkeypatch):
+    """cosine reads the texts of a batch once whatever their label sets (udtc serve's rounds share it)."""
+    clf = classifiers("cosine")
+    calls = []
+    embed = clf.backend.embed
+    monkeypatch.setattr(clf.backend, "embed", lambda texts, batch_size=32: calls.append(len(texts)) or embed(texts, batch_size))
+    sets = [["one-pass a", "one-pass b"], ["one-pass c", "one-pass d", "one-pass e"]]  # labels no other test embeds
+    clf.classify(TEXTS * 4, sets * 6, batch_size=32)
+    assert calls == [12, 5]  # the 12 texts in one pass, then the 5 distinct labels in one
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -117,3 +117,16 @@ def test_gliclass_prompts_per_text_equal_one_call_per_text(loaded):
 def test_per_text_option_needs_one_value_per_text(loaded):
     with pytest.raises(ValueError, match="prompt has 1 values for 2 text"):
         loaded("gliclass").classify(["a text", "another"], LABELS, prompt=["only one"])
+
+
+@pytest.mark.parametrize("name", ["cosine", "sce"])  # the backends that batch texts across label sets
+def test_long_texts_with_a_label_set_per_text(loaded, name):
+    """Pieces of long texts are scored against their own text's label set, in a batch of mixed (and narrower) sets."""
+    clf = loaded(name)
+    texts = [long_text(700), "the team won the match", long_text(500, offset=3)]
+    sets = [LABELS, LABELS[:2], LABELS[1:3]]
+    mixed = clf.classify(texts, sets, long_texts="max")
+    for p, text, labels in zip(mixed, texts, sets):
+        alone = clf.classify(text, labels, long_texts="max")
+        assert list(p.scores) == labels and not p.truncated
+        assert max(abs(p.scores[k] - alone.scores[k]) for k in labels) <= 1e-5, (name, p.scores, alone.scores)

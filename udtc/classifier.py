@@ -1,8 +1,8 @@
 """The public entry point: ``Classifier.from_pretrained(...).classify(text, labels)``.
 
 One call flows: resolve (folder, package or Hub id) -> load (registry backend) -> validate
-inputs -> group texts by label set -> batch (longest texts first) -> ``backend.score`` ->
-normalise (softmax or sigmoid) -> thresholds -> :class:`Prediction`.
+inputs -> batch (longest texts first; udtc/scoring.py) -> ``backend.score`` / ``score_each`` -> group
+by label set -> normalise (softmax or sigmoid) -> thresholds -> :class:`Prediction`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import torch
 
 from udtc import atomic, safety
 from udtc.backends import Backend, detect_backend, get_backend
-from udtc.backends.base import Scores
 from udtc.calibration import Calibration, calibrate
-from udtc.chunking import check_mode, rescore
+from udtc.chunking import check_mode
 from udtc.decide import decide, prediction as _prediction
 from udtc.card import ModelCard
 from udtc.compat import quiet_third_party
@@ -35,6 +34,7 @@ from udtc.logs import get_logger, progress_bar
 from udtc.onnx_runtime import attach, refuse_exported
 from udtc.prediction import Prediction
 from udtc.priors import PriorCorrection, get_prior
+from udtc.scoring import score_texts
 from udtc.runtime import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -209,41 +209,25 @@ class Classifier:
             self.calibration.check([names for names, _ in label_sets], multi_label, threshold is not None)
             thresholds = self.calibration.thresholds(multi_label) if threshold is None else thresholds
 
-        # Group texts that share a label set, longest texts first so batches pad little.
+        # Texts that share a label set share a decision step (calibration, prior); udtc/scoring.py batches them.
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
         for i, (names, inputs) in enumerate(label_sets):
             groups.setdefault((names, tuple(template.replace("{}", x) for x in inputs)), []).append(i)
-        probs: list[torch.Tensor | None] = [None] * len(text_list)
-        truncated = [False] * len(text_list)
+        inputs_of: list[tuple[str, ...]] = [()] * len(text_list)
+        for (_, inputs), indices in groups.items():
+            for i in indices:
+                inputs_of[i] = inputs
         bar = progress_bar(len(text_list), progress, batch_size)
-        for (names, inputs), indices in groups.items():
-            indices.sort(key=lambda i: -len(text_list[i]))
-            group_logits = []
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-
-                def score(texts: list[str], rows: list[int], chunk: list[int] = chunk, inputs: tuple = inputs) -> Scores:
-                    per_row = {k: [v[chunk[r]] for r in rows] for k, v in per_text.items()}
-                    return self.backend.score(texts, list(inputs), multi_label=multi_label, batch_size=batch_size,
-                                              **{**options, **per_row})
-
-                with torch.inference_mode(), quiet_third_party():
-                    out = score([text_list[i] for i in chunk], list(range(len(chunk))))
-                    out = rescore(out, [text_list[i] for i in chunk], score, long_texts)
-                logits = out.logits.detach().float().cpu()
-                if logits.shape != (len(chunk), len(inputs)):
-                    raise RuntimeError(f"backend {self.backend.name!r} returned logits of shape {tuple(logits.shape)}, "
-                                       f"expected {(len(chunk), len(inputs))}")
-                group_logits.append(logits)
-                for row, i in enumerate(chunk):
-                    truncated[i] = bool(out.truncated[row])
-                if bar is not None:
-                    bar.update(len(chunk))
-            p = decide(torch.cat(group_logits), names, multi_label, self.calibration, correction)  # (n, L)
-            for row, i in enumerate(indices):
-                probs[i] = p[row]
+        logits, truncated = score_texts(self.backend, text_list, inputs_of, multi_label=multi_label,
+                                        batch_size=batch_size, options=options, per_text=per_text,
+                                        long_texts=long_texts, bar=bar)
         if bar is not None:
             bar.close()
+        probs: list[torch.Tensor | None] = [None] * len(text_list)
+        for (names, _), indices in groups.items():
+            p = decide(torch.stack([logits[i] for i in indices]), names, multi_label, self.calibration, correction)  # (n, L)
+            for row, i in enumerate(indices):
+                probs[i] = p[row]
         if any(truncated):
             logger.warning("%d text(s) exceeded the model's maximum length and were truncated (see Prediction.truncated)",
                            sum(truncated))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -11,7 +12,7 @@ from typing import Any, cast
 
 from udtc import atomic
 from udtc._version import __version__
-from udtc.io import read_rows, result_columns, result_row, write_rows
+from udtc.io import OUTPUT_SUFFIXES, RowWriter, Scan, iter_rows, result_columns, result_row, scan
 
 EXIT_ERROR = 2
 
@@ -76,14 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None, help="folder, .gguf file or Hub id (default: the embedded default model)")
     c.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
     c.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
-    c.add_argument("--input", type=Path, help="a .csv, .tsv, .jsonl or .txt file of texts")
+    c.add_argument("--input", type=Path, help="a .csv, .tsv, .jsonl, .txt or .parquet file of texts (read in chunks: "
+                   "any size; .parquet needs udtc[parquet])")
     c.add_argument("--text-column", default="text", help="column (csv/tsv) or key (jsonl) holding the text")
-    c.add_argument("--output", type=Path, help="write results to a .csv or .jsonl file")
+    c.add_argument("--output", type=Path, help="write results to a .csv, .jsonl or .parquet file (complete when it "
+                   "appears: written beside it and renamed at the end)")
     c.add_argument("--multi-label", action="store_true", help="score each label independently")
     c.add_argument("--threshold", type=float, default=None, help="score a label needs to be chosen, in [0, 1]")
     c.add_argument("--top-k", type=int, default=None, help="how many labels to list per text")
     c.add_argument("--template", default=None, help='how a label is phrased for the model, e.g. "This text is about {}."')
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--chunk-size", type=int, default=10000, help="rows of --input read, classified and written at "
+                   "a time (memory is bounded by it, not by the file's size)")
     c.add_argument("--json", action="store_true", help="print one JSON object per text")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     c.add_argument("--prefix", default="", help="prefix of udtc's output columns (label, labels, score, scores, "
@@ -183,11 +188,12 @@ def _check_classify_args(args) -> list[str] | None:
     for i, text in enumerate(args.texts, start=1):
         if not text.strip():
             raise ValueError(f"TEXT {i} is empty; give it content or leave it out")
-    if args.output and args.output.suffix.lower() not in (".csv", ".jsonl"):
-        raise ValueError(f"--output must end in .csv or .jsonl, got {args.output.name!r}")
+    if args.output and args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output must end in .csv, .jsonl or .parquet, got {args.output.name!r}")
     if args.output and args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pick another --output or pass --overwrite")
     positive_int(args.batch_size, "--batch-size")
+    positive_int(args.chunk_size, "--chunk-size")
     positive_int(args.top_k, "--top-k", allow_none=True)
     if args.template is not None:
         check_template(args.template)
@@ -219,30 +225,59 @@ def _model_has_labels(model: str | None) -> bool:
 
 
 def _classify(args) -> int:
+    """Rows stream through in chunks of --chunk-size: read, classify, written (or printed), so memory does not
+    grow with the input; the whole input is scanned first, so a bad row fails before the model loads."""
     labels = _check_classify_args(args)
-    rows = [{"text": t} for t in args.texts] if args.texts else read_rows(args.input, args.text_column)
-    column = "text" if args.texts else args.text_column
-    names = result_columns({k for row in rows for k in row}, args.prefix)
-    out = atomic.AtomicFile(args.output) if args.output else None  # an unwritable --output fails before any work
-    keep = [i for i, row in enumerate(rows) if isinstance(row.get(column), str) and row[column].strip()]
-    if len(keep) < len(rows):
-        print(f"udtc: skipped {len(rows) - len(keep)} empty row(s)", file=sys.stderr)
-    from udtc.classifier import Classifier
+    if args.texts:
+        column, found = "text", Scan(["text"], rows=len(args.texts))
+    else:
+        column, found = args.text_column, scan(args.input, args.text_column)
+    names = result_columns(found.columns, args.prefix)
+    if args.output and args.output.suffix.lower() == ".parquet":
+        from udtc.io import pyarrow
 
+        pyarrow()  # a missing extra is reported before any work
+    out = atomic.AtomicFile(args.output) if args.output else None  # an unwritable --output fails before any work
+    if found.empty:
+        print(f"udtc: skipped {found.empty} empty row(s)", file=sys.stderr)
+    from udtc.classifier import Classifier
+    from udtc.logs import progress_bar
+
+    bar = None
     try:
         clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
-        predictions = clf.classify([rows[i][column] for i in keep], labels, multi_label=args.multi_label,
-                                   threshold=args.threshold, top_k=args.top_k, template=args.template,
-                                   batch_size=args.batch_size, progress=None if args.input else False) if keep else []
-        by_row: dict[int, Any] = dict(zip(keep, predictions))
-        if out is not None:
-            write_rows(out, rows, by_row, names)
+        writer = RowWriter(out, found.columns, names, found) if out is not None else None
+        rows = iter({"text": t} for t in args.texts) if args.texts else iter_rows(args.input, column)
+        bar = progress_bar(found.rows - found.empty, None if args.input else False, args.batch_size)
+        while chunk := list(itertools.islice(rows, args.chunk_size)):
+            keep = [i for i, row in enumerate(chunk) if isinstance(row.get(column), str) and row[column].strip()]
+            predictions = clf.classify([chunk[i][column] for i in keep], labels, multi_label=args.multi_label,
+                                       threshold=args.threshold, top_k=args.top_k, template=args.template,
+                                       batch_size=args.batch_size, progress=False) if keep else []
+            by_row: dict[int, Any] = dict(zip(keep, predictions))
+            if bar is not None:
+                bar.update(len(keep))
+            if writer is not None:
+                writer.write(chunk, [by_row.get(i) for i in range(len(chunk))])
+                atomic.fault("output:chunk-written")
+            else:
+                _print_rows(args, chunk, by_row, column, names)
+        if bar is not None:
+            bar.close()
+            bar = None
+        if writer is not None and out is not None:
+            writer.close()
             out.commit()
-            print(f"udtc: wrote {len(rows)} row(s) to {args.output}", file=sys.stderr)
-            return 0
+            print(f"udtc: wrote {writer.rows} row(s) to {args.output}", file=sys.stderr)
     finally:
+        if bar is not None:
+            bar.close()  # before any error message, which is then the last line
         if out is not None:
             out.discard()
+    return 0
+
+
+def _print_rows(args, rows: list[dict[str, Any]], by_row: dict[int, Any], column: str, names: dict[str, str]) -> None:
     for i, row in enumerate(rows):
         p = by_row.get(i)
         if args.json:
@@ -253,7 +288,6 @@ def _classify(args) -> int:
             shown = p.labels if p.multi_label or args.top_k else [p.label] if p.label else []
             scores = ", ".join(f"{name}={p.scores[name]:.3f}" for name in shown) or f"(none >= threshold; best {p.ranked[0][0]}={p.ranked[0][1]:.3f})"
             print(f"{'|'.join(shown) or '-'}\t{scores}\t{_short(p.text)}")
-    return 0
 
 
 def _finetune(args) -> int:

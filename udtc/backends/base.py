@@ -16,6 +16,12 @@ Label-set invariance is part of the contract: permuting ``labels`` must permute 
 columns and change nothing else (|difference| <= 1e-5). ``tests/test_contract.py`` checks it
 for every registered backend.
 
+Mixed label sets (optional): a backend whose text side does not depend on the label set (cosine, SCE)
+sets ``mixed_label_sets`` and overrides :meth:`Backend.score_each`, which scores each text of one batch
+against its own label set with one pass over the texts; the Classifier then batches texts across label sets
+(concurrent ``udtc serve`` requests with different label sets share a forward pass). The default
+``score_each`` groups the texts by label set and calls ``score`` per group.
+
 Batching tolerance: ``batch_size`` and which texts share a batch may change a score by at most
 :data:`BATCH_TOLERANCE` (1e-5 in probability; 2.6e-6 was the largest change measured). Padding a text
 to a longer batch changes the order of float32 sums in attention and pooling, so scores are not
@@ -97,6 +103,9 @@ class Backend(ABC):
     #: attribute paths of the torch networks ``udtc export`` writes as ONNX graphs (udtc/onnx_export.py); each is
     #: called with keyword tensors or one NamedTuple of tensors and returns a tensor or a ModelOutput. Empty: no export
     onnx_modules: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`score_each` reads a batch's texts in one pass whatever their label sets (the text side
+    #: does not depend on the labels): the Classifier then batches texts across label sets
+    mixed_label_sets: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -124,6 +133,27 @@ class Backend(ABC):
             **kwargs: backend-specific options listed in ``score_options``.
         """
 
+    def score_each(
+        self, texts: list[str], label_sets: list[list[str]], *, multi_label: bool, batch_size: int, **kwargs: Any
+    ) -> Scores:
+        """Score each text against its own label set (arguments as :meth:`score`): logits ``(n_texts, widest
+        label set)``, row ``i``'s first ``len(label_sets[i])`` columns in its label order, the rest ``-inf``.
+
+        The default groups the texts by label set and calls :meth:`score` once per group.
+        """
+        logits = torch.full((len(texts), max(map(len, label_sets))), float("-inf"))  # (N, widest set)
+        truncated = [False] * len(texts)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, labels in enumerate(label_sets):
+            groups.setdefault(tuple(labels), []).append(i)
+        for names, indices in groups.items():
+            out = self.score([texts[i] for i in indices], list(names), multi_label=multi_label,
+                             batch_size=batch_size, **kwargs)
+            logits[indices, : len(names)] = out.logits.float().cpu()
+            for row, i in enumerate(indices):
+                truncated[i] = out.truncated[row]
+        return Scores(logits, truncated)
+
     @abstractmethod
     def save(self, folder: Path) -> None:
         """Write the weights (safetensors only), tokenizer and backend files into ``folder``."""
@@ -148,6 +178,16 @@ class Backend(ABC):
 
     #: BibTeX of the paper the backend implements, for model cards.
     citation: ClassVar[str] = ""
+
+
+def label_index(distinct: list[str], label_sets: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For :meth:`Backend.score_each`: -> (``(N, L)`` column of each text's labels in ``distinct``, padded with 0;
+    ``(N, L)`` True where a row is padding), L the widest label set."""
+    column = {x: j for j, x in enumerate(distinct)}
+    width = max(map(len, label_sets))
+    index = torch.tensor([[column[x] for x in labels] + [0] * (width - len(labels)) for labels in label_sets])
+    pad = torch.arange(width) >= torch.tensor([len(labels) for labels in label_sets])[:, None]
+    return index, pad
 
 
 #: the contract's name in docs/architecture.md; ``Backend`` stays the public name

@@ -5,9 +5,11 @@ to ``max_wait_ms`` (from that request's arrival) for others until ``max_batch`` 
 and scores the round in one worker thread, so the event loop never runs the model and the model
 is never called from two threads at once. Within a round, requests with the same options
 (``multi_label``, ``threshold``, ``top_k``, ``template``) become one ``classify`` call with one
-label set per text; ``classify`` groups texts by label set itself, so each label set is one
-forward pass per ``max_batch`` texts. Results therefore equal calling ``classify`` on each request
-alone (up to float rounding of a different batch composition).
+label set per text. For a backend whose text side does not depend on the labels (cosine, SCE:
+``Backend.mixed_label_sets``) that call reads all the round's texts in one forward pass per
+``max_batch`` texts whatever their label sets; other backends get one pass per label set. Results
+equal calling ``classify`` on each request alone (within the contract's ``BATCH_TOLERANCE``: a
+different batch composition rounds floats differently).
 
 A request whose inputs are not plainly well-formed runs alone, and when a merged call raises
 ``ValueError``/``TypeError`` every request of it is rerun alone: each request gets exactly the

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from udtc.backends._text import LabelCache, encode
-from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.base import Backend, Scores, Trainable, label_index
 from udtc.backends.cosine.config import CosineOptions
 from udtc.config import read_json, write_json
 from udtc.safety import inside
@@ -91,11 +91,20 @@ class CosineBackend(Trainable, Backend):
                    **opts.to_dict())
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
+        return self.score_each(texts, [labels] * len(texts), multi_label=multi_label, batch_size=batch_size)
+
+    mixed_label_sets: ClassVar[bool] = True  # f(x) does not depend on the labels: one pass over a batch's texts
+
+    def score_each(self, texts: list[str], label_sets: list[list[str]], *, multi_label: bool, batch_size: int,
+                   **kwargs: Any) -> Scores:
         text_emb, truncated = self.embed([self.text_prefix + t for t in texts], batch_size)  # (N, D)
-        label_emb = self.label_embeddings(labels, batch_size)  # (L, D)
-        cos = F.normalize(text_emb, dim=-1) @ F.normalize(label_emb, dim=-1).T  # (N, L)  App. E, Eq. (1)
+        distinct = list(dict.fromkeys(x for labels in label_sets for x in labels))
+        label_emb = self.label_embeddings(distinct, batch_size)  # (M, D), each distinct label once
+        cos = F.normalize(text_emb, dim=-1) @ F.normalize(label_emb, dim=-1).T  # (N, M)  App. E, Eq. (1)
+        index, pad = label_index(distinct, label_sets)  # (N, L), (N, L)
+        cos = cos.gather(1, index)  # (N, L): each text against its own label set
         logits = self.scale * (cos - self.multi_label_shift) if multi_label else self.scale * cos  # Eq. (2)
-        return Scores(logits, truncated)
+        return Scores(logits.masked_fill(pad, float("-inf")), truncated)
 
     def save(self, folder: Path) -> None:
         self.model.save_pretrained(folder)

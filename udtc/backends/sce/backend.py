@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from udtc.backends._text import LabelCache, encode
-from udtc.backends.base import Backend, Scores, Trainable
+from udtc.backends.base import Backend, Scores, Trainable, label_index
 from udtc.backends.sce.config import LABEL_INPUTS, SCEOptions
 from udtc.safety import bundle_local_models, saved_model_names
 
@@ -242,13 +242,19 @@ class SCEBackend(Trainable, Backend):
                    layers=layers, **options)
 
     def score(self, texts: list[str], labels: list[str], *, multi_label: bool, batch_size: int, **kwargs: Any) -> Scores:
+        return self.score_each(texts, [labels] * len(texts), multi_label=multi_label, batch_size=batch_size)
+
+    mixed_label_sets: ClassVar[bool] = True  # q = f(x) does not depend on the labels; the encoder reads each set
+
+    def score_each(self, texts: list[str], label_sets: list[list[str]], *, multi_label: bool, batch_size: int,
+                   **kwargs: Any) -> Scores:
         q, truncated = self.embedder.embed(texts, batch_size)  # (N, D), each text embedded once
-        tokens = self.label_vectors(labels)  # (L, H)  Eq. (2)
-        label_emb = self.embedder.label_embeddings(labels, batch_size)  # (L, D)
-        n = len(texts)  # the Classifier hands over at most batch_size texts: one pass
-        with torch.inference_mode():
-            logits = self._logits(q.to(self.device), tokens.expand(n, -1, -1), label_emb.to(self.device).expand(n, -1, -1),
-                                  multi_label)  # (N, L)  Eq. (3)
+        distinct = list(dict.fromkeys(x for labels in label_sets for x in labels))
+        tokens = self.label_vectors(distinct)  # (M, H)  Eq. (2)
+        label_emb = self.embedder.label_embeddings(distinct, batch_size).to(self.device)  # (M, D)
+        index, pad = (t.to(self.device) for t in label_index(distinct, label_sets))  # (N, L), (N, L)
+        with torch.inference_mode():  # the Classifier hands over at most batch_size texts: one pass
+            logits = self._logits(q.to(self.device), tokens[index], label_emb[index], multi_label, ~pad)  # (N, L)  Eq. (3)
         return Scores(logits.float().cpu(), truncated)
 
     def _logits(self, q, tokens, label_emb, multi_label: bool, label_mask=None) -> torch.Tensor:
