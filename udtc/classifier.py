@@ -87,7 +87,7 @@ class Classifier:
             name_or_path: folder, file (e.g. ``.gguf``), Hugging Face Hub id, or None.
             backend: force a backend (see ``udtc.available_backends()``); detected otherwise.
             device: ``"cpu"``, ``"cuda"``, ``"mps"``; the best available one when None.
-            dtype: e.g. ``"float16"``; each backend's default when None.
+            dtype: e.g. ``"bfloat16"``; ``"auto"``: bfloat16 on a CPU with native bfloat16, else the default (float32).
             revision: Hub branch, tag or commit.
             token: Hub token for private repos.
             **backend_options: options of the chosen backend (e.g. ``scale=`` for cosine).
@@ -102,10 +102,10 @@ class Classifier:
                  if config and config.backend == name else {})
         options = {**saved, **backend_options}
         if (folder / ADAPTER_CONFIG).exists():  # a LoRA adapter from udtc.finetune: base + adapter, merged
-            impl = cls._with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype),
+            impl = cls._with_adapter(folder, config, device=resolve_device(device), dtype=resolve_dtype(dtype, device),
                                      options=options, token=token)
         else:
-            impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype),
+            impl = _load_backend(backend_cls, folder, device=resolve_device(device), dtype=resolve_dtype(dtype, device),
                                  options=options)
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         calibration = Calibration.load(folder) if folder.is_dir() else None

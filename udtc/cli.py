@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None, help="folder, .gguf file or Hub id (default: the embedded default model)")
     c.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
     c.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    c.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "auto"),
+                   help="weights' precision (default float32; auto: bfloat16 where the CPU has it natively)")
     c.add_argument("--input", type=Path, help="a .csv, .tsv, .jsonl or .txt file of texts")
     c.add_argument("--text-column", default="text", help="column (csv/tsv) or key (jsonl) holding the text")
     c.add_argument("--output", type=Path, help="write results to a .csv or .jsonl file")
@@ -221,7 +223,7 @@ def _classify(args) -> int:
     from udtc.classifier import Classifier
 
     try:
-        clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
+        clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
         predictions = clf.classify([rows[i][column] for i in keep], labels, multi_label=args.multi_label,
                                    threshold=args.threshold, top_k=args.top_k, template=args.template,
                                    batch_size=args.batch_size, progress=None if args.input else False) if keep else []
