@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     eager = results["python -c 'import udtc.classifier' (eager, for comparison)"]["median_s"]
     lines = ["| command | median s | min-max s | runs |", "|---|---|---|---|"]
     lines += [f"| `{name}` | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | {r['runs']} |" for name, r in results.items()]
+    bare = results["python -c pass (interpreter alone)"]["median_s"]
     lines.append(f"\n`udtc --version` takes {results['udtc --version']['median_s'] / eager:.2f}x the time of the eager "
-                 "import (same run).")
+                 f"import and {results['udtc --version']['median_s'] - bare:.2f} s more than the bare interpreter "
+                 f"(same run; load average {os.getloadavg()[0]:.1f} at the end).")
     table = "\n".join(lines)
     print(table)
     write_results("startup_quick" if args.quick else "startup", {"commands": results}, table)
