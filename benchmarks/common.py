@@ -22,9 +22,14 @@ _WORDS = ("the a market team city government film phone rain doctor game season 
 def machine() -> dict:
     import torch
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    cpu, flags = platform.processor() or platform.machine(), []
+    if Path("/proc/cpuinfo").exists():  # Linux: the model name and the flags bfloat16 speed depends on
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:40] if ":" in line)
+        cpu = info.get("model name\t", cpu).strip()
+        flags = [f for f in info.get("flags\t\t", "").split() if f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")]
+    return {"platform": platform.platform(), "processor": cpu, "cpu_flags": flags,
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def synthetic_texts(n: int, words: int | tuple[int, int], seed: int = 0) -> list[str]:

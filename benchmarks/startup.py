@@ -1,7 +1,8 @@
 """CLI start-up time: how long ``udtc --version``, ``udtc classify --help`` and ``import udtc`` take.
 
 Each command runs in a fresh ``python`` subprocess (as a user's shell starts it), ``--runs`` times
-(default 5); the table reports the median and the range in seconds. In the same run, for comparison,
+(default 5); the table reports the median and the range in wall seconds, and the median CPU seconds
+(user + system of the child: what other jobs on a shared machine do not inflate). In the same run, for comparison,
 ``import udtc.classifier`` (what every ``import udtc`` loaded before the package became lazy:
 torch + transformers) and ``python -c pass`` (the interpreter alone).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,14 +33,21 @@ COMMANDS = {
 }
 
 
-def time_command(args: list[str], runs: int) -> list[float]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_command(args: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall seconds and CPU seconds (user + system; what other jobs on the machine do not inflate) per run."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _children_cpu()
         subprocess.run([sys.executable, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seconds.append(time.perf_counter() - start)
-    return seconds
+        cpu.append(_children_cpu() - start_cpu)
+    return seconds, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,15 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     runs = 2 if args.quick else args.runs
     results = {}
     for name, command in COMMANDS.items():
-        seconds = time_command(command, runs)
+        seconds, cpu = time_command(command, runs)
         results[name] = {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
-                         "max_s": round(max(seconds), 3), "runs": runs}
+                         "max_s": round(max(seconds), 3), "median_cpu_s": round(statistics.median(cpu), 3),
+                         "runs": runs}
         print(f"{name}: median {results[name]['median_s']:.2f} s ({runs} runs)", flush=True)
     eager = results["python -c 'import udtc.classifier' (eager, for comparison)"]["median_s"]
-    lines = ["| command | median s | min-max s | runs |", "|---|---|---|---|"]
-    lines += [f"| `{name}` | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | {r['runs']} |" for name, r in results.items()]
+    lines = ["| command | median s | min-max s | median CPU s | runs |", "|---|---|---|---|---|"]
+    lines += [f"| `{name}` | {r['median_s']:.2f} | {r['min_s']:.2f}-{r['max_s']:.2f} | {r['median_cpu_s']:.2f} | "
+              f"{r['runs']} |" for name, r in results.items()]
+    bare = results["python -c pass (interpreter alone)"]["median_s"]
     lines.append(f"\n`udtc --version` takes {results['udtc --version']['median_s'] / eager:.2f}x the time of the eager "
-                 "import (same run).")
+                 f"import and {results['udtc --version']['median_s'] - bare:.2f} s more than the bare interpreter "
+                 f"(same run; load average {os.getloadavg()[0]:.1f} at the end).")
     table = "\n".join(lines)
     print(table)
     write_results("startup_quick" if args.quick else "startup", {"commands": results}, table)

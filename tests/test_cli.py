@@ -99,3 +99,36 @@ def test_missing_column_non_utf8_and_existing_output(model, tmp_path, capsys):
     out.write_text("precious")
     assert main(["classify", "hello", "--labels", "a,b", "--model", model, "--output", str(out)]) != 0
     assert out.read_text() == "precious" and "--overwrite" in capsys.readouterr().err
+
+
+def test_version_help_and_bad_arguments_load_no_torch(tmp_path):
+    # start-up: `udtc --version` / `--help` and every argument check run before torch (or a model) loads
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from udtc.cli import main
+for args in (["--version"], ["--help"], ["classify", "--help"], ["classify", "x", "--labels", "a,b", "--threshold", "2"],
+             ["classify", "x", "--labels", "a,b", "--top-k", "0"], ["classify", "x", "--labels", "a,b", "--batch-size", "0"],
+             ["classify", "--input", {str(tmp_path / "missing.csv")!r}, "--labels", "a,b"], ["classify", "x", "--labels", "a,a"],
+             ["classify", "x", "--labels", "a,b", "--dtype", "float64"]):
+    try:
+        code = main(args)
+    except SystemExit as exit:
+        code = exit.code
+    assert code == (0 if "--version" in args or "--help" in args else 2), (args, code)
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "a torch import before any model loads"
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "no such input file" in out.stderr and "--threshold must be" in out.stderr and "invalid choice" in out.stderr
+
+
+def test_dtype_flag(model, capsys):
+    args = ["classify", "the team won the match", "--labels", "sports,weather", "--model", model, "--json"]
+    assert main(args + ["--dtype", "bfloat16"]) == 0
+    low = json.loads(capsys.readouterr().out)["scores"]
+    assert main(args) == 0
+    full = json.loads(capsys.readouterr().out)["scores"]
+    assert low.keys() == full.keys() and all(abs(low[k] - full[k]) < 0.05 for k in low)

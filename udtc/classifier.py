@@ -90,7 +90,7 @@ class Classifier:
             name_or_path: folder, file (e.g. ``.gguf``), Hugging Face Hub id, or None.
             backend: force a backend (see ``udtc.available_backends()``); detected otherwise.
             device: ``"cpu"``, ``"cuda"``, ``"mps"``; the best available one when None.
-            dtype: e.g. ``"float16"``; each backend's default when None.
+            dtype: e.g. ``"bfloat16"``; ``"auto"``: bfloat16 on a CPU with native bfloat16, else the default (float32).
             revision: Hub branch, tag or commit.
             token: Hub token for private repos.
             **backend_options: options of the chosen backend (e.g. ``scale=`` for cosine).
@@ -106,9 +106,10 @@ class Classifier:
         options = {**saved, **backend_options}
         device = resolve_device("cpu" if config and config.runtime else device)  # an ONNX export runs on the CPU
         if (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists():  # finetune's change to a base
-            impl = on_base(cls, folder, config, device=device, dtype=resolve_dtype(dtype), options=options, token=token)
+            impl = on_base(cls, folder, config, device=device, dtype=resolve_dtype(dtype, device), options=options,
+                           token=token)
         else:
-            impl = _load_backend(backend_cls, folder, device=device, dtype=resolve_dtype(dtype), options=options)
+            impl = _load_backend(backend_cls, folder, device=device, dtype=resolve_dtype(dtype, device), options=options)
         impl = attach(impl, folder, config.runtime) if config and config.runtime else impl  # udtc/onnx_export.py
         base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
         calibration = Calibration.load(folder) if folder.is_dir() else None

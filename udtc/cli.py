@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None, help="folder, .gguf file or Hub id (default: the embedded default model)")
     c.add_argument("--backend", default=None, help="force a backend (default: detected from the model)")
     c.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    c.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "auto"),
+                   help="weights' precision (default float32; auto: bfloat16 where the CPU has it natively)")
     c.add_argument("--input", type=Path, help="a .csv, .tsv, .jsonl, .txt or .parquet file of texts (read in chunks: "
                    "any size; .parquet needs udtc[parquet])")
     c.add_argument("--text-column", default="text", help="column (csv/tsv) or key (jsonl) holding the text")
@@ -245,7 +247,7 @@ def _classify(args) -> int:
 
     bar = None
     try:
-        clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
+        clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
         writer = RowWriter(out, found.columns, names, found) if out is not None else None
         rows = iter({"text": t} for t in args.texts) if args.texts else iter_rows(args.input, column)
         bar = progress_bar(found.rows - found.empty, None if args.input else False, args.batch_size)
