@@ -27,13 +27,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-#: the paper the objective comes from, for the model card (the gliclass backend cites the same paper)
-CITATION = """@article{stepanov2025gliclass,
-  title = {{GLiClass}: Generalist Lightweight Model for Sequence Classification Tasks},
-  author = {Stepanov, Ihor and Shtopko, Mykhailo and Vodianytskyi, Dmytro and Lukashov, Oleksandr and Yavorskyi, Alexander and Yaroshenko, Mykyta},
-  journal = {arXiv preprint arXiv:2508.07662},
-  year = {2025},
-}"""
+from udtc.citations import GLICLASS_CITATION as CITATION  # the paper the objective comes from
 
 
 def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

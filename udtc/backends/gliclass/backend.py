@@ -41,6 +41,7 @@ from udtc.backends.base import Backend, Scores, Trainable
 from udtc.backends.gliclass.config import NEW_MODEL_OPTIONS, GLiClassOptions
 from udtc.backends.gliclass.model import (EXAMPLE_TOKEN, LABEL_TOKEN, SEP_TOKEN, GLiClassConfig, GLiClassUniEncoder,
                                           Inputs, build_module)
+from udtc.citations import GLICLASS_CITATION
 from udtc.config import read_json, write_json
 from udtc.logs import get_logger
 from udtc.runtime import seeded
@@ -55,12 +56,7 @@ _CACHE_SIZE = 4096
 LORA_TARGETS = (r"encoder_model\.(?:encoder|layers)\..*\."
                 r"(?:query|key|value|dense|query_proj|key_proj|value_proj|in_proj|Wqkv|Wo|Wi)")
 _HEADS = ("text_projector", "classes_projector", "scorer", "lstm", "layer_wise_attention")
-_CITATION = """@article{stepanov2025gliclass,
-  title = {{GLiClass}: Generalist Lightweight Model for Sequence Classification Tasks},
-  author = {Stepanov, Ihor and Shtopko, Mykhailo and Vodianytskyi, Dmytro and Lukashov, Oleksandr and Yavorskyi, Alexander and Yaroshenko, Mykyta},
-  journal = {arXiv preprint arXiv:2508.07662},
-  year = {2025},
-}"""
+_CITATION = GLICLASS_CITATION
 #: what ``load`` builds on a plain encoder unless told otherwise: mean pooling, as sentence encoders are
 #: trained, and label features averaged over the label's tokens (they read the label's words directly)
 NEW_MODEL_DEFAULTS = {"pooling_strategy": "avg", "class_token_pooling": "average"}
