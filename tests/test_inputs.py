@@ -142,7 +142,9 @@ def test_per_text_label_sets(clf):
     preds = clf.classify(["the match", "the oven"], [["sports", "music"], {"food": "a recipe", "travel": "a flight"}])
     assert list(preds[0].scores) == ["sports", "music"] and list(preds[1].scores) == ["food", "travel"]
     single = clf.classify("the match", ["sports", "music"])
-    assert preds[0].scores == pytest.approx(single.scores, abs=1e-6)
+    from udtc.backends.base import BATCH_TOLERANCE  # the two texts share one padded pass (mixed label sets)
+
+    assert preds[0].scores == pytest.approx(single.scores, abs=BATCH_TOLERANCE)
 
 
 def test_devices_and_dtypes_are_checked(tiny_models):

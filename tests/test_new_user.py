@@ -280,7 +280,7 @@ def test_saved_folders_output_files_and_finetuned_weights_honour_the_umask(tiny_
     (["classify", "hello", "--labels", "a,b", "--batch-size", "0"], "--batch-size must be a positive integer"),
     (["classify", "hello", "--labels", "a,b", "--template", "no slot"], "--template must be a string with exactly one"),
     (["classify", "--input", "/nonexistent.csv", "--labels", "a,b"], "no such input file"),
-    (["classify", "hello", "--labels", "a,b", "--output", "x.txt"], "--output must end in .csv or .jsonl"),
+    (["classify", "hello", "--labels", "a,b", "--output", "x.txt"], "--output must end in .csv, .jsonl or .parquet"),
 ])
 def test_cli_checks_every_argument_before_loading_a_model(monkeypatch, capsys, args, message):
     def no_loading(*a, **k):
