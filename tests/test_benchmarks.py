@@ -19,6 +19,9 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 
+# the quick runs write benchmarks/results/*_quick.*: one xdist worker runs them all, one after another
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
 
 def quick_modules() -> list[str]:
     """Names of benchmark modules that define ``main`` and accept ``--quick``."""
