@@ -17,6 +17,11 @@ negatives (in-batch negatives: every step a new label set of ~100 names). Loss:
   softmax over ``--ref`` unrelated texts of the pool should be uniform: -mean_y log pbar(y) - log L
   (>= 0, 0 iff uniform), the bias the issue diagnoses on new label sets.
 
+``--lora R`` trains a LoRA adapter of rank R (alpha R) on every linear layer instead of every weight (the
+adapter, a few MB, is what ``--save`` writes: it loads on the base by reference); ``--wise`` also scores
+the interpolations theta0 + lambda (theta - theta0) of each trained model (WiSE-FT, Wortsman et al., 2022,
+arXiv 2109.01903), lambda chosen on the dev halves.
+
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
 """
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.distill import CANDIDATES, mean_sd
+from udtc.training.lora import add_lora, merge_lora
 from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, evaluate, label_sets, load, reference_texts,
                                render)
 
@@ -103,7 +109,8 @@ def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int,
     model = backend.model
     model.train()
     backend.max_length, teacher.max_length = args.max_length, args.max_length
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    params = [p for p in model.parameters() if p.requires_grad]  # LoRA (--lora): the adapter only
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     warm = max(1, args.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / args.steps))
     t0, shown = time.process_time(), time.perf_counter()
@@ -141,7 +148,7 @@ def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int,
             parts["prior"] = penalty.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if (step + 1) % 50 == 0 or step == 0:
@@ -195,6 +202,33 @@ def merge(stem: str, files: list[str]) -> None:
            "seconds": [m["seconds"] for m in metas], "machine": metas[0].get("machine"), "merged_from": files})
 
 
+def evaluate_seed(backend, sets, tag: str, dev_only: bool, by_key: dict[tuple, list[dict]]) -> None:
+    """The protocol's rows of one trained model (bare labels and the template) appended to ``by_key``."""
+    protocol, vectors = protocol_for(backend, sets, dev_only)
+    for name, template in ((tag, "{}"), (f"{tag} + template", TEMPLATE)):
+        s = scorer(name, vectors, template)
+        if dev_only:
+            rows = [{"model": name, "encoder": "ft", "variant": "none", "dev": protocol.run(s, "none", "dev")}]
+            rows[0]["test"] = rows[0]["dev"]  # placeholder: dev-only runs never report test
+        else:
+            rows = evaluate(protocol, [s], log=lambda m: None)
+        for row in rows:
+            tuned = "tuned" if row.get("tuned_on_dev") else (row.get("ref_size"), row.get("alpha"))
+            by_key.setdefault((name, row["variant"], tuned), []).append(row)
+
+
+def save_candidate(clf, peft_model, folder: Path) -> None:
+    """The trained model as udtc saves it: a LoRA adapter on the base by reference (``--lora``), else a full folder."""
+    if peft_model is None:
+        clf.save_pretrained(str(folder))
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors, no base weights
+    config = clf.config
+    config.base_model = clf.base_model
+    config.save(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: few rows, steps, a tenth of each half")
@@ -212,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="ctr")
     parser.add_argument("--save", action="store_true", help="save seed 0's model under results/candidates/<tag>")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lora", type=int, default=0, metavar="R",
+                        help="train a LoRA adapter of rank R on every linear layer instead of every weight")
+    parser.add_argument("--wise", type=float, nargs="+", default=[1.0], metavar="LAMBDA",
+                        help="also score the weights theta0 + LAMBDA (theta - theta0) (WiSE-FT, arXiv 2109.01903)")
     parser.add_argument("--out", help="results file stem (default contrastive_<tag>); e.g. one seed per process")
     parser.add_argument("--merge", nargs="+", metavar="FILE",
                         help="combine single-seed result files (results/<FILE>) into results/contrastive_<tag>.json")
@@ -235,26 +273,26 @@ def main(argv: list[str] | None = None) -> int:
     times = []
     for seed in args.seeds:
         clf = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
+        peft_model = add_lora(clf.backend, r=args.lora, alpha=args.lora, dropout=0.0,
+                              target_modules=["query", "key", "value", "dense"]) if args.lora else None
         times.append(train(clf, teacher, data, args, seed, log=lambda m: print(m, flush=True)))
-        t_eval = time.perf_counter()
-        protocol, vectors = protocol_for(clf.backend, sets, args.dev_only)
-        for name, template in ((args.tag, "{}"), (f"{args.tag} + template", TEMPLATE)):
-            s = scorer(name, vectors, template)
-            if args.dev_only:
-                rows = [{"model": name, "encoder": "ft", "variant": "none", "dev": protocol.run(s, "none", "dev")}]
-                rows[0]["test"] = rows[0]["dev"]  # placeholder: dev-only runs never report test
-            else:
-                rows = evaluate(protocol, [s], log=lambda m: None)
-            for row in rows:
-                tuned = "tuned" if row.get("tuned_on_dev") else (row.get("ref_size"), row.get("alpha"))
-                by_key.setdefault((name, row["variant"], tuned), []).append(row)
-        r0 = by_key[(args.tag, "none", (None, None))][-1]
-        print(f"seed {seed}: train {times[-1]:.0f} s CPU, eval {time.perf_counter() - t_eval:.0f} s; dev unseen mean "
-              f"{r0['dev']['unseen mean']['macro_f1']:.1f} "
-              + " ".join(f"{n} {r0['dev'][n]['macro_f1']:.1f}" for n in SETS)
-              + ("" if args.dev_only else f"; test {r0['test']['unseen mean']['macro_f1']:.1f}"), flush=True)
         if args.save and seed == args.seeds[0] and not args.quick:
-            clf.save_pretrained(str(CANDIDATES / args.tag / "model"))
+            save_candidate(clf, peft_model, CANDIDATES / args.tag / "model")
+        if peft_model is not None:
+            merge_lora(peft_model, clf.backend)
+        start = {k: v.detach().clone() for k, v in teacher.model.state_dict().items()}
+        tuned = {k: v.detach().clone() for k, v in clf.backend.model.state_dict().items()}
+        for wise in args.wise:
+            clf.backend.model.load_state_dict({k: start[k] + wise * (tuned[k] - start[k]) for k in tuned})
+            clf.backend.clear_cache()
+            tag = args.tag if wise == 1.0 else f"{args.tag} wise {wise:g}"
+            t_eval = time.perf_counter()
+            evaluate_seed(clf.backend, sets, tag, args.dev_only, by_key)
+            r0 = by_key[(tag, "none", (None, None))][-1]
+            print(f"seed {seed} {tag}: train {times[-1]:.0f} s CPU, eval {time.perf_counter() - t_eval:.0f} s; dev "
+                  f"unseen mean {r0['dev']['unseen mean']['macro_f1']:.1f} "
+                  + " ".join(f"{n} {r0['dev'][n]['macro_f1']:.1f}" for n in SETS)
+                  + ("" if args.dev_only else f"; test {r0['test']['unseen mean']['macro_f1']:.1f}"), flush=True)
     suffix = ("_quick" if args.quick else "") + ("_dev" if args.dev_only else "")
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     write(args.out or f"contrastive_{args.tag}{suffix}", by_key, len(args.seeds), [s.name for s in sets], args.dev_only,
