@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "total_s": round(time.perf_counter() - started, 1)}, text)
         return 0
     rows, results = [], []
+    header = ["| data set | shots | approach | macro-F1 | accuracy | train wall s | train CPU s | adapter MB |",
+              "|---|---|---|---|---|---|---|---|"]
     for shots in args.shots:
         for name in args.datasets:
             for label, (model, method) in APPROACHES.items():
@@ -87,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 for run in result["runs"]:
                     rows.append(f"| {DATASETS[name]} | {shots} | {label} | {run['macro_f1']:.3f} | {run['accuracy']:.3f} | "
                                 f"{run['train_wall_s']:.0f} | {run['train_cpu_s']:.0f} | {run.get('saved_mb', float('nan')):.1f} |")
-    text = "\n".join(["| data set | shots | approach | macro-F1 | accuracy | train wall s | train CPU s | adapter MB |",
-                      "|---|---|---|---|---|---|---|---|", *rows])
+                # written after every cell: a run stopped part-way keeps the cells it finished
+                text = "\n".join([*header, *rows])
+                path = write_results("instruction", {"args": vars(args), "results": results,
+                                                     "total_s": round(time.perf_counter() - started, 1)}, text)
     print(text)
-    path = write_results("instruction", {"args": vars(args), "results": results,
-                                         "total_s": round(time.perf_counter() - started, 1)}, text)
     print(f"wrote {path}")
     return 0
 
