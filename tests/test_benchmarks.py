@@ -48,8 +48,8 @@ def test_the_benchmark_commands_are_discovered():
 def test_quick_mode_completes_and_writes_quick_results(name, monkeypatch):
     # the module's own real results (benchmarks/results/<name>*.json|md) must not change
     real_before = {p: t for p, t in _snapshot(f"{name}*").items() if not p.stem.endswith("_quick")}
-    quick_before = _snapshot("*_quick.*")
     module = importlib.import_module(f"benchmarks.{name}")
+    written = _record_writes(monkeypatch)  # what THIS run writes (other test processes may write quick files too)
 
     if inspect.signature(module.main).parameters:  # main(argv)
         module.main(["--quick"])
@@ -60,12 +60,29 @@ def test_quick_mode_completes_and_writes_quick_results(name, monkeypatch):
     real_after = {p: t for p, t in _snapshot(f"{name}*").items() if not p.stem.endswith("_quick")}
     assert real_after == real_before, f"--quick changed real results: {sorted(set(real_after.items()) ^ set(real_before.items()))}"
     if "write_results(" in Path(module.__file__).read_text(encoding="utf-8"):
-        written = [p for p, t in _snapshot("*_quick.json").items() if quick_before.get(p) != t]
-        assert written, f"benchmarks.{name} --quick wrote no *_quick.json under {RESULTS}"
+        assert written, f"benchmarks.{name} --quick wrote no results under {RESULTS}"
         for path in written:
+            assert path.stem.endswith("_quick"), f"benchmarks.{name} --quick wrote {path.name}, not a *_quick file"
             payload = json.loads(path.read_text(encoding="utf-8"))
             assert "machine" in payload
             assert path.with_suffix(".md").exists()
+
+
+def _record_writes(monkeypatch) -> list[Path]:
+    """Route every ``write_results`` the benchmark modules hold through a recorder; returns the list it fills."""
+    import benchmarks.common
+
+    original, written = benchmarks.common.write_results, []
+
+    def recording(name: str, payload: dict, table: str) -> Path:
+        path = original(name, payload, table)
+        written.append(path)
+        return path
+
+    for loaded in [m for key, m in sys.modules.items() if key == "benchmarks" or key.startswith("benchmarks.")]:
+        if getattr(loaded, "write_results", None) is original:
+            monkeypatch.setattr(loaded, "write_results", recording)
+    return written
 
 
 def test_accuracy_metrics_match_hand_counts():
