@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice on the root logger
+    logging.disable(logging.WARNING)  # onnxruntime.quantization logs every node it rewrites
     warnings.simplefilter("ignore")
     import torch
 
