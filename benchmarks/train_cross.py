@@ -143,7 +143,10 @@ def write_card(model: str, folder: Path, result: dict) -> None:
                          "rows drawn (seed 0)": recipe["steps"] * recipe["batch_size"],
                          "retrain command": f"`{result['command']}`",
                          "training time": f"{result['train_cpu_seconds'][0]:.0f} s CPU ({result['machine'].get('processor', '')}, 1 thread)"},
-        hyperparameters={**recipe, "epochs": 1, "texts cut to words": result["args"]["words"]},
+        hyperparameters={**recipe, "epochs": 1, "texts cut to words": result["args"]["words"],
+                         **({"lora_alpha": 2.0 * recipe["lora_r"], "lora_target_modules": NLI_LORA_TARGETS,
+                             "max_length": 128, "new head": "entailment / not_entailment (init_seed = seed)"}
+                            if model == "nli" else {"new GLiClass layers": "init_seed = seed; trained in full"})},
         metrics=metrics, citations=[get_backend(model).citation] if get_backend(model).citation else [],
         load_name=f"package:udtc/models/{model}-minilm")
     (folder / "README.md").write_text(card.render(), encoding="utf-8")
