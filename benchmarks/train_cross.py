@@ -144,7 +144,7 @@ def write_card(model: str, folder: Path, result: dict) -> None:
                          "retrain command": f"`{result['command']}`",
                          "training time": f"{result['train_cpu_seconds'][0]:.0f} s CPU ({result['machine'].get('processor', '')}, 1 thread)"},
         hyperparameters={**recipe, "epochs": 1, "texts cut to words": result["args"]["words"],
-                         **({"lora_alpha": 2.0 * recipe["lora_r"], "lora_target_modules": NLI_LORA_TARGETS,
+                         **({"lora_alpha": 2.0 * recipe["lora_r"], "lora_target_modules": "query, key, value and dense of every encoder layer (NLI_LORA_TARGETS)",
                              "max_length": 128, "new head": "entailment / not_entailment (init_seed = seed)"}
                             if model == "nli" else {"new GLiClass layers": "init_seed = seed; trained in full"})},
         metrics=metrics, citations=[get_backend(model).citation] if get_backend(model).citation else [],
