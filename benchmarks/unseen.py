@@ -418,8 +418,8 @@ def summary(results: Path | None = None) -> str:
     folder = results or RESULTS
     files = ["unseen.json", "debias.json", "enrich.json", *sorted(p.name for p in folder.glob("distill_*.json")),
              *sorted(p.name for p in folder.glob("head_*.json")), *sorted(p.name for p in folder.glob("sce_shrink_*.json")),
-             *sorted(p.name for p in folder.glob("contrastive_*.json")  # seed means only, not single seeds
-                     if not re.search(r"_(dev|s\d+)\.json$", p.name))]
+             *sorted(p.name for pattern in ("contrastive_*.json", "cross_*.json") for p in folder.glob(pattern)
+                     if not re.search(r"_(dev|s\d+)\.json$", p.name))]  # seed means only, not single seeds
     rows = []
     for name in files:
         path = folder / name

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from factories import ROWS, TRAIN, tiny_encoder, tiny_nli
+from factories import ROWS, TRAIN, bert_config, tiny_encoder, tiny_nli, write_tokenizer
 
 import udtc
 from udtc import Classifier
@@ -147,6 +147,39 @@ def test_a_new_head_is_seeded_and_two_way_labels_make_a_two_way_head(encoder, tm
     clf, _ = udtc.finetune(encoder, rows, epochs=1, batch_size=6, output_dir=tmp_path / "two", **PAIR_ARGS)
     assert clf.backend.classes == ["entailment", "not_entailment"]
     assert (clf.backend.entailment_id, clf.backend.contradiction_id) == (0, 1)
+
+
+def test_init_seed_builds_a_seeded_two_way_head_on_a_plain_encoder_and_a_lora_adapter_refers_to_it(tmp_path):
+    from transformers import AutoTokenizer, BertModel
+
+    encoder = tmp_path / "encoder"  # weights of tiny_nli's scale: tiny_encoder's pooled states barely see the text
+    write_tokenizer(encoder)
+    torch.manual_seed(0)
+    BertModel(bert_config(len(AutoTokenizer.from_pretrained(encoder)), initializer_range=0.2)).save_pretrained(encoder)
+    a, b = (Classifier.from_pretrained(encoder, backend="nli", init_seed=3, device="cpu") for _ in range(2))
+    assert a.backend.classes == ["entailment", "not_entailment"] and a.backend.options["init_seed"] == 3
+    torch.testing.assert_close(a.backend.model.classifier.weight, b.backend.model.classifier.weight, atol=0, rtol=0)
+    other = Classifier.from_pretrained(encoder, backend="nli", init_seed=4, device="cpu")
+    assert not torch.equal(a.backend.model.classifier.weight, other.backend.model.classifier.weight)
+    # label-set training with sampled negatives; saved as an adapter + head over the encoder by reference
+    out = tmp_path / "lora"
+    clf, metrics = udtc.finetune(encoder, ROWS, backend="nli", init_seed=3, method="lora", epochs=20, batch_size=6,
+                                 learning_rate=1e-2, negatives=1, warmup_ratio=0.0, output_dir=out, progress=False)
+    losses = [h["train_loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert (out / "adapter_model.safetensors").exists() and not (out / "model.safetensors").exists()
+    saved = json.loads((out / "udtc_config.json").read_text())
+    assert saved["backend"] == "nli" and saved["options"]["init_seed"] == 3
+    again = Classifier.from_pretrained(out, device="cpu")
+    torch.testing.assert_close(again.backend.score(PREMISES, LABELS, multi_label=False, batch_size=8).logits,
+                               clf.backend.score(PREMISES, LABELS, multi_label=False, batch_size=8).logits,
+                               atol=1e-5, rtol=0)
+    # an NLI model keeps its own head: init_seed describes how a head was first built, and is ignored
+    nli_folder = tiny_nli(tmp_path / "nli")
+    kept = Classifier.from_pretrained(nli_folder, backend="nli", init_seed=3, device="cpu")
+    assert kept.backend.classes == Classifier.from_pretrained(nli_folder, device="cpu").backend.classes
+    with pytest.raises(ValueError, match="init_seed"):
+        Classifier.from_pretrained(encoder, backend="nli", init_seed=-1, device="cpu")
 
 
 def test_pair_training_continues_an_nli_model_and_evaluates_pairs(tmp_path):

