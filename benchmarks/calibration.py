@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--no-finetune", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", default=None, help="results file stem for a partial run (e.g. one set's fit times); "
+                        "it does not redraw the docs' plot")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -238,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results, shots)
     text = table(summary, args.datasets) + goal(summary)
     print(text)
-    name = "calibration" + ("_quick" if args.quick else "")
+    name = (args.out or "calibration") + ("_quick" if args.quick else "")
     path = write_results(name, {"args": vars(args), "shots": list(shots), "summary": summary, "results": results,
                                 "total_s": round(time.perf_counter() - started, 1)}, text)
-    image = plot(results, (DOCS_IMG if not args.quick else path.parent / "raw" / "img_quick") / f"{name}.png")
+    image = None if args.out else plot(results, (DOCS_IMG if not args.quick else path.parent / "raw" / "img_quick") / f"{name}.png")
     print(f"wrote {path}" + (f" and {image}" if image else ""))
     return 0
 
