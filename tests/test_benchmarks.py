@@ -110,3 +110,29 @@ def test_accuracy_render_rewrites_tables_from_a_result_file():
     assert payload["results"] and all("held_out_mean_accuracy" in row for row in payload["results"])
     assert "all_on_f1" in next(iter(payload["datasets"].values()))
     assert "### Accuracy" in path.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_ppo_benchmark_metrics_and_task_match_hand_counts():
+    import numpy as np
+
+    from benchmarks.datasets import Dataset
+    from benchmarks.ppo import compose, dev_thresholds, f1s, lead
+
+    gold = np.array([[1, 0], [1, 1], [0, 1]], dtype=bool)
+    pred = np.array([[1, 1], [0, 1], [0, 0]], dtype=bool)
+    # label 0: tp 1 fn 1 -> 2/3; label 1: tp 1 fp 1 fn 1 -> 1/2; micro: tp 2 fp 1 fn 2 -> 4/7
+    micro, macro, per = f1s(gold, pred)
+    assert per == pytest.approx([2 / 3, 1 / 2]) and macro == pytest.approx(7 / 12) and micro == pytest.approx(4 / 7)
+    probs = np.array([[0.3, 0.2], [0.35, 0.9], [0.1, 0.6]])
+    # perfect from 0.15 to 0.30 (label 0) and from 0.25 to 0.60 (label 1): the lowest of the ties
+    assert dev_thresholds(gold, probs).tolist() == pytest.approx([0.15, 0.25])
+
+    assert lead("Title\n\nFirst one. Second one.\n\nMore.") == "First one."
+    assert lead("Title\n\n" + " ".join(["w"] * 20)) == " ".join(["w"] * 16) + "..."
+    texts = [f"T{i}\n\n{topic} article {i}." for topic in ("a", "b", "c") for i in range(4)]
+    pool = Dataset("toy", texts, [t.split()[1] for t in texts], ("a", "b", "c"), "", "")
+    rows = compose(pool, 30, seed=0)
+    assert rows == compose(pool, 30, seed=0) and {len(r["label"]) for r in rows} == {1, 2, 3}
+    for row in rows:  # each topic's snippet is in the text, and only the gold topics' snippets
+        assert len(set(row["label"])) == len(row["label"])
+        assert {w for w in row["text"].split() if w in {"a", "b", "c"}} == set(row["label"])
