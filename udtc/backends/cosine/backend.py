@@ -81,7 +81,7 @@ class CosineBackend(Trainable, Backend):
         modules = _read_modules(folder)
         transformer_dir = modules["transformer_dir"]
         st_config = read_json(transformer_dir / "sentence_bert_config.json", {})
-        kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
+        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
         model = AutoModel.from_pretrained(transformer_dir, dtype=dtype or torch.float32, **kwargs).to(device)
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         max_length = opts.max_length or st_config.get("max_seq_length") or min(
