@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-n", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--select-lr", type=float, nargs="+", default=None, metavar="LR")
+    parser.add_argument("--out", default="instruction", help="results file stem (e.g. a second run with other shots)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{run['train_wall_s']:.0f} | {run['train_cpu_s']:.0f} | {run.get('saved_mb', float('nan')):.1f} |")
                 # written after every cell: a run stopped part-way keeps the cells it finished
                 text = "\n".join([*header, *rows])
-                path = write_results("instruction", {"args": vars(args), "results": results,
+                path = write_results(args.out, {"args": vars(args), "results": results,
                                                      "total_s": round(time.perf_counter() - started, 1)}, text)
     print(text)
     print(f"wrote {path}")
