@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    logging.disable(logging.WARNING)  # onnxruntime.quantization logs every node it rewrites
+    quantizer_log = logging.getLogger("onnxruntime.quantization")
+    quantizer_log.setLevel(logging.WARNING)  # it logs every node it rewrites at INFO
     warnings.simplefilter("ignore")
     import torch
 

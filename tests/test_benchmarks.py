@@ -73,14 +73,23 @@ def _record_writes(monkeypatch) -> list[Path]:
     import benchmarks.common
 
     original, written = benchmarks.common.write_results, []
+    original = getattr(original, "original", original)
 
     def recording(name: str, payload: dict, table: str) -> Path:
         path = original(name, payload, table)
         written.append(path)
         return path
 
-    for loaded in [m for key, m in sys.modules.items() if key == "benchmarks" or key.startswith("benchmarks.")]:
-        if getattr(loaded, "write_results", None) is original:
+    recording.records_writes = True  # type: ignore[attr-defined]
+    recording.original = original  # type: ignore[attr-defined]
+
+    def is_write_results(obj) -> bool:
+        # the function itself, or an earlier test's recorder that a module imported during that test kept
+        return getattr(obj, "records_writes", False) or (
+            getattr(obj, "__module__", None) == "benchmarks.common" and getattr(obj, "__name__", None) == "write_results")
+
+    for loaded in [m for key, m in list(sys.modules.items()) if key == "benchmarks" or key.startswith("benchmarks.")]:
+        if is_write_results(getattr(loaded, "write_results", None)):
             monkeypatch.setattr(loaded, "write_results", recording)
     return written
 
