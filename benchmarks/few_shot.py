@@ -97,7 +97,8 @@ def lr_selection_split(name: str = "trec6", validation: int = 300):
 
 
 def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], test_n: int, epochs: int | None,
-                batch_size: int, model: str = "minilm") -> dict:
+                batch_size: int | None, model: str = "minilm") -> dict:
+    """``batch_size=None``: not passed to ``finetune``, so the backend's recipe for the method decides it."""
     import udtc
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM
@@ -124,14 +125,16 @@ def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], 
             with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 wall, cpu = time.perf_counter(), time.process_time()
-                tuned, metrics = udtc.finetune(clf, rows, shots=shots, seed=seed, batch_size=batch_size,
+                tuned, metrics = udtc.finetune(clf, rows, shots=shots, seed=seed,
+                                               **({} if batch_size is None else {"batch_size": batch_size}),
                                                **({} if method == NO_FLAGS else {"method": method}),
                                                output_dir=Path(tmp) / "model", progress=False, **recipe)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 if model != "minilm" and (Path(tmp) / "model" / "adapter_config.json").exists():
                     saved = reload_check(tuned, Path(tmp) / "model", test.texts[:8])
             scores = evaluate(tuned, test.texts, test.labels, None)
-            runs.append({"method": method, "seed": seed, **recipe, "train_examples": metrics["train_examples"],
+            runs.append({"method": method, "seed": seed, **recipe, "batch_size_passed": batch_size,
+                         "train_examples": metrics["train_examples"],
                          "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1), **saved, **scores})
             print(f"  {name} {method} seed {seed}: macro-F1 {scores['macro_f1']:.3f} (zero-shot {zero['macro_f1']:.3f}), "
                   f"{wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)

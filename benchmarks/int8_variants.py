@@ -13,7 +13,9 @@ tensor at run time). This command exports the cosine default (all-MiniLM-L6-v2) 
 * ``weight-only 8-bit, int8 compute`` — the same with activations quantized per block (``accuracy_level`` 4).
 
 Agreement: top-1 label equal to torch fp32 on the first ``--texts`` test texts of each unseen protocol
-set (every label offered, single-label). Speed: texts/s of torch, the float32 export and each variant on
+set (every label offered, single-label), also on the texts where torch's top probability leads the second
+by >= 0.1 / 0.2 (are the flips only near-ties?), and the median over texts of the largest change of any
+label's log-probability. Speed: texts/s of torch, the float32 export and each variant on
 the same synthetic texts (8-200 words) and 16 labels, batch 32, alternating rounds
 (``benchmarks.speed.time_cell``), median round; 1 thread. The weight-only variants need ``onnx_ir``
 (``pip install onnx_ir``; the command says so and skips them without it).
@@ -72,6 +74,32 @@ def variants(onnx_file: Path) -> dict[str, Any]:
     return out
 
 
+#: a text "has a clear lead" when torch's top probability beats its second by at least this much
+LEADS = (0.1, 0.2)
+
+
+def agreement(probs: list, ref: list) -> dict[str, float]:
+    """Top-1 agreement of ``probs`` with ``ref`` (lists of (n, L) probability tensors, one per label set),
+    overall and on the texts where ``ref`` has a clear lead, and the median over texts of the largest
+    change of any label's log-probability (how far the scores move, not only the argmax)."""
+    import torch
+
+    same, lead, change = [], [], []
+    for p, r in zip(probs, ref):
+        p, r = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(r, dtype=torch.float64)  # (n, L) each
+        same.append(p.argmax(1) == r.argmax(1))  # (n,)
+        top2 = r.topk(min(2, r.shape[1]), 1).values  # (n, 2)
+        lead.append(top2[:, 0] - top2[:, -1])
+        change.append((p.clamp_min(1e-30).log() - r.clamp_min(1e-30).log()).abs().amax(1))
+    agree, gap, moved = torch.cat(same).float(), torch.cat(lead), torch.cat(change)
+    out = {"agreement": float(agree.mean()), "median_max_log_change": float(moved.median())}
+    for m in LEADS:
+        clear = gap >= m
+        out[f"agreement_lead_{m}"] = float(agree[clear].mean()) if clear.any() else float("nan")
+        out[f"share_lead_{m}"] = float(clear.float().mean())
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny random model, few texts (results *_quick)")
@@ -109,28 +137,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             write(folder / onnx_file.name)
             sizes[name] = (folder / onnx_file.name).stat().st_size / 1e6
             systems[name] = Classifier.from_pretrained(folder)
-        top1: dict[str, list] = {name: [] for name in systems}
+        probs: dict[str, list] = {name: [] for name in systems}
         for s in sets:
             for name, clf in systems.items():
-                top1[name].append(clf.classify_proba(s.test.texts[:n_texts], s.test.labels, progress=False).argmax(1))
-        ref = [p for p in top1["torch"]]
-        agree = {name: sum(int((p == r).sum()) for p, r in zip(preds, ref)) / sum(len(r) for r in ref)
-                 for name, preds in top1.items()}
+                probs[name].append(clf.classify_proba(s.test.texts[:n_texts], s.test.labels, progress=False))
+        ref = probs["torch"]
+        agree = {name: agreement(p, ref) for name, p in probs.items()}
         texts, labels = synthetic_texts(8 if args.quick else 128, (8, 200), seed=16), speed.LABELS[:16]
         runs = {name: (lambda c: lambda t, lab: c.classify(t, lab, batch_size=32, progress=False))(clf)
                 for name, clf in systems.items()}
         times = speed.time_cell(runs, texts, labels, 1 if args.quick else args.repeats, 120.0)
     rate = {name: len(texts) / statistics.median(t) for name, t in times.items()}
-    rows = [{"system": name, "agreement": agree[name], "texts_per_s": rate[name], "vs_torch": rate[name] / rate["torch"],
+    rows = [{"system": name, **agree[name], "texts_per_s": rate[name], "vs_torch": rate[name] / rate["torch"],
              "onnx_mb": sizes.get(name)} for name in systems]
     meta = {"model": model, "threads": args.threads, "texts_per_set": n_texts, "agreement_texts": sum(len(r) for r in ref),
+            "clear_lead_share": {str(m): agree["torch"][f"share_lead_{m}"] for m in LEADS},
             "load_start": load_start, "load_end": [round(x, 2) for x in os.getloadavg()],
             "wall_minutes": round((time.perf_counter() - started) / 60, 1), "machine": machine()}
     lines = [f"Command: `{COMMAND}{' --quick' if args.quick else ''}`; {model}; {args.threads} thread(s); load average "
              f"{load_start} at the start, {meta['load_end']} at the end; one run, {meta['wall_minutes']} min.", "",
-             "| system | top-1 agreement with torch | texts/s | vs torch | .onnx MB |", "|---|---|---|---|---|"]
-    lines += [f"| {r['system']} | {r['agreement']:.1%} | {r['texts_per_s']:.1f} | {r['vs_torch']:.2f}x | "
+             "| system | top-1 agreement with torch | where torch leads by >= 0.1 / 0.2 | median max abs log-prob change "
+             "| texts/s | vs torch | .onnx MB |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['system']} | {r['agreement']:.1%} | {r['agreement_lead_0.1']:.1%} / {r['agreement_lead_0.2']:.1%} | "
+              f"{r['median_max_log_change']:.3f} | {r['texts_per_s']:.1f} | {r['vs_torch']:.2f}x | "
               + (f"{r['onnx_mb']:.1f} |" if r["onnx_mb"] else "- |") for r in rows]
+    lines += ["", "Texts where torch's top probability leads the second by >= 0.1 / 0.2: "
+              + " / ".join(f"{meta['clear_lead_share'][str(m)]:.1%}" for m in LEADS) + " of the texts."]
     table = "\n".join(lines)
     write_results("int8_variants_quick" if args.quick else "int8_variants", {"command": COMMAND, **meta, "rows": rows},
                   table)

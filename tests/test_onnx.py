@@ -179,3 +179,41 @@ def test_gliclass_prompt_runs_through_the_export(pair):
     for x, y in zip(a, b):
         for label in LABELS:
             assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4)
+
+
+def test_a_hub_export_downloads_its_own_graphs_and_no_other_onnx_file(pair, tmp_path, monkeypatch):
+    """The first pass skips every .onnx file (repos ship many); an udtc export's listed graphs come in a second."""
+    import fnmatch
+    import shutil
+
+    import huggingface_hub
+
+    torch_clf, _, folder = pair("cosine")
+    repo = shutil.copytree(folder, tmp_path / "repo")
+    (repo / "onnx").mkdir()
+    (repo / "onnx" / "model_O4.onnx").write_bytes(b"not ours")
+    (repo / "other.onnx").write_bytes(b"not ours")
+    calls = []
+
+    def fake_snapshot_download(repo_id, *, revision=None, token=None, ignore_patterns=None, allow_patterns=None):
+        """A local stand-in for the Hub with huggingface_hub's pattern rules (fnmatch on repo-relative paths)."""
+        calls.append((ignore_patterns, allow_patterns))
+        local = tmp_path / "snapshot"
+        for file in repo.rglob("*"):
+            name = file.relative_to(repo).as_posix()
+            if file.is_dir() or any(fnmatch.fnmatch(name, p) for p in ignore_patterns or []) or (
+                    allow_patterns is not None and not any(fnmatch.fnmatch(name, p) for p in allow_patterns)):
+                continue
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, local / name)
+        return str(local)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    clf = Classifier.from_pretrained("someone/tiny-onnx")
+    assert calls[1][1] == ["model.onnx"]
+    got = sorted(p.relative_to(tmp_path / "snapshot").as_posix() for p in (tmp_path / "snapshot").rglob("*.onnx"))
+    assert got == ["model.onnx"]
+    a = clf.classify_proba(TEXTS[:2], LABELS[:3])
+    b = torch_clf.classify_proba(TEXTS[:2], LABELS[:3])
+    assert abs(a - b).max() < 1e-4
+

@@ -52,6 +52,14 @@ def test_the_ratio_is_clipped():
     assert torch.equal(grads[1], torch.zeros_like(grads[1]))
 
 
+def test_a_policy_that_changes_between_two_passes_is_refused():
+    """Dropout or a shuffled label order would make the first ratio noise instead of 1."""
+    z = torch.zeros(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="must be deterministic"):
+        ppo.update(lambda: z + 0.1 * torch.randn(2, 3), torch.ones(2, 3), clip=0.2, iterations=1, step=lambda: None,
+                   key="d")
+
+
 def test_ppo_trains_saves_and_reloads(tiny_models, tmp_path):
     clf, metrics = udtc.finetune(tiny_models("gliclass"), MULTI, eval=MULTI, label_separator="|", objective="ppo",
                                  method="full", epochs=3, batch_size=6, learning_rate=1e-3, output_dir=tmp_path / "o",

@@ -16,7 +16,8 @@ from udtc.logs import get_logger
 
 logger = get_logger(__name__)
 
-# Weights in pickle formats, and exports udtc never reads, are not downloaded.
+# Weights in pickle formats, and exports udtc never reads, are not downloaded (an udtc export's own graphs,
+# which its udtc_config.json lists, are fetched in a second pass: :func:`_exported_graphs`).
 _IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack", "*.onnx", "*.ot", "onnx/*", "openvino/*", "*.tflite"]
 
 
@@ -125,7 +126,11 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None, trust_re
 
     ignore = _IGNORE_PATTERNS if trust_remote_code else _IGNORE_PATTERNS + safety.CODE_PATTERNS
     try:
-        return Path(snapshot_download(repo_id, revision=revision, token=token, ignore_patterns=ignore))
+        path = Path(snapshot_download(repo_id, revision=revision, token=token, ignore_patterns=ignore))
+        graphs = _exported_graphs(path)
+        if graphs:  # an ONNX export made by udtc: exactly the graphs it lists, never other .onnx files of the repo
+            path = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=graphs))
+        return path
     except HFValidationError as err:
         raise ValueError(f"{repo_id!r} is neither a local folder nor a valid Hub id 'owner/name' "
                          f"({str(err).splitlines()[0]})") from None
@@ -140,6 +145,19 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None, trust_re
         ) from None
     except HfHubHTTPError as err:
         raise OSError(f"could not download {repo_id!r} from the Hub: {err}") from None
+
+
+def _exported_graphs(folder: Path) -> list[str]:
+    """The ``.onnx`` files an udtc export's ``udtc_config.json`` lists under ``runtime.modules`` (plain file
+    names at the top of the folder only; anything else is left for :func:`udtc.onnx_runtime.attach` to refuse)."""
+    import json
+
+    try:
+        runtime = json.loads((folder / "udtc_config.json").read_text(encoding="utf-8")).get("runtime")
+        files = [m.get("file") for m in runtime["modules"]] if isinstance(runtime, dict) else []
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return []
+    return [f for f in files if isinstance(f, str) and f.endswith(".onnx") and Path(f).name == f and f not in ("..", ".")]
 
 
 def upload(folder: Path, repo_id: str, *, token: str, private: bool = True, files: list[str]) -> dict[str, Any]:

@@ -12,7 +12,10 @@ logits ``z`` the backend scores (the ones ``classify(multi_label=True)`` turns i
     L_PPO = -1/N sum_i sum_j min(r_ij A_i, clip(r_ij, 1 - eps, 1 + eps) A_i)  # Eq. (26), eps = 0.2
 
 and the policy takes ``ppo_iterations`` optimiser steps on the same sampled actions (3, "RL
-iterations"). The value ``V(s_i)`` is the batch's mean reward, which is what gliclass 0.1.21's
+iterations"). Every forward pass of a PPO update runs with the model in eval mode (no dropout; GLiClass
+writes the labels in its canonical order instead of shuffling them), so ``r_ij`` is exactly 1 before the
+first step and the clipping measures the updates alone, not dropout noise (TRL's PPO disables dropout for
+the same reason); ``update`` refuses a policy whose two passes differ. The value ``V(s_i)`` is the batch's mean reward, which is what gliclass 0.1.21's
 ``RLTrainer`` uses when it is given no value model (its default); the value loss (Eq. 27) is then
 zero. The KL penalty (Eq. 28) and the entropy bonus (Eq. 29) are disabled by default in the paper
 (coefficients -1) and are not implemented. Actions are drawn with a generator seeded by the run's
@@ -52,15 +55,21 @@ def update(forward: Callable[[], torch.Tensor], targets: torch.Tensor, *, clip: 
     """One PPO update on a batch: sample, then ``iterations`` clipped policy steps (each ends with ``step()``,
     the optimiser step). Returns (mean PPO loss over the iterations, mean reward of the sampled actions)."""
     with torch.no_grad():
-        old = forward().float()  # (B, L)
+        raw = forward()  # (B, L)
+        old = raw.float()
         targets = targets.to(old.device)
         actions = torch.bernoulli(torch.sigmoid(old).cpu(), generator=generator(key)).to(old.device)  # Eq. (32)
         old_log_prob = log_prob(old, actions)
         reward = f1_reward(actions, targets)  # (B, 1)
         advantage = reward - reward.mean()  # V(s) = the batch's mean reward
     losses = []
-    for _ in range(iterations):
-        ratio = torch.exp(log_prob(forward().float(), actions) - old_log_prob)  # (B, L)
+    for iteration in range(iterations):
+        log_ratio = log_prob(forward().float(), actions) - old_log_prob  # (B, L)
+        if iteration == 0 and raw.dtype == torch.float32 and float(log_ratio.abs().max()) > 1e-3:
+            raise RuntimeError("PPO: two forward passes of the same policy gave different logits (max log-ratio "
+                               f"{float(log_ratio.abs().max()):.2g}); the policy must be deterministic while it is "
+                               "updated (dropout off, a fixed label order)")
+        ratio = torch.exp(log_ratio)
         surrogate = torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
         loss = -surrogate.sum() / len(targets)  # Eq. (26)
         loss.backward()
