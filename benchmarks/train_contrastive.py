@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from benchmarks.distill import CANDIDATES, mean_sd
 from udtc.training.lora import add_lora, merge_lora
-from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, evaluate, label_sets, load, reference_texts,
+from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, cosine_baseline, evaluate, label_sets, load, reference_texts,
                                render)
 
 COMMAND = "python -m benchmarks.train_contrastive"
@@ -163,8 +163,7 @@ def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int,
 def write(stem: str, by_key: dict[tuple, list[dict]], n_seeds: int, set_names: list[str], dev_only: bool,
           meta: dict) -> None:
     """results/<stem>.json (seed means + every seed's rows) and .md (table vs cosine MiniLM)."""
-    base = json.loads((RESULTS / "unseen.json").read_text())["rows"]
-    baseline = [dict(r, encoder="ft") for r in base if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
+    baseline = cosine_baseline()
     summary = []
     for (name, variant, tuned), group in by_key.items():
         if len(group) == n_seeds and (variant != "ref" or tuned == "tuned"):

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS, machine
-from benchmarks.unseen import SETS, UNSEEN, label_sets, metrics, throughput
+from benchmarks.unseen import SETS, UNSEEN, cosine_baseline, label_sets, metrics, throughput
 
 COMMAND = "python -m benchmarks.train_cross"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "udtc" / "models"
@@ -126,7 +126,7 @@ def write_card(model: str, folder: Path, result: dict) -> None:
     from udtc.card import ModelCard
 
     recipe, run = result["args"]["recipe"], result["per_seed"][0]
-    cosine = _cosine()
+    cosine = cosine_baseline()[0]
     metrics = {f"{half} unseen mean (6 sets), macro-F1: this model vs cosine MiniLM":
                f"{run[half]['unseen mean']['macro_f1']:.1f} vs {cosine[half]['unseen mean']['macro_f1']:.1f}"
                for half in ("dev", "test")}
@@ -152,18 +152,12 @@ def write_card(model: str, folder: Path, result: dict) -> None:
     (folder / "README.md").write_text(card.render(), encoding="utf-8")
 
 
-def _cosine() -> dict:
-    rows = json.loads((RESULTS / "unseen.json").read_text())["rows"]
-    return next(r for r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none")
-
-
 def write(stem: str, model: str, by_seed: list[dict], meta: dict) -> Path:
     """results/<stem>.json (seed mean + per-seed rows) and .md (vs the cosine MiniLM rows of unseen.json)."""
     from benchmarks.distill import mean_sd
     from benchmarks.unseen import render
 
-    base = json.loads((RESULTS / "unseen.json").read_text())["rows"]
-    baseline = [dict(r, encoder="ft") for r in base if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
+    baseline = cosine_baseline()
     rows = [{"model": NAMES[model], "encoder": "ft", "variant": "none", "dev": r["dev"], "test": r["test"]}
             for r in by_seed]
     summary = mean_sd(rows)

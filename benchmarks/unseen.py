@@ -334,6 +334,15 @@ def evaluate(protocol: Protocol, scorers: list[Scorer], log=print) -> list[dict]
 
 
 # ---------------------------------------------------------------------------------------------- tables
+def cosine_baseline(encoder: str = "ft") -> list[dict]:
+    """The bare cosine MiniLM row of ``results/unseen.json`` (dev and test per set) with ``encoder`` set, so
+    :func:`render` reports another model's deltas against it (``cosine_of={encoder: "cosine MiniLM"}``)."""
+    from benchmarks.common import RESULTS
+
+    rows = json.loads((RESULTS / "unseen.json").read_text())["rows"]
+    return [dict(r, encoder=encoder) for r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
+
+
 def variant_name(row: dict) -> str:
     if row["variant"] != "ref":
         return {"none": "none", "batch": "batch mean (needs the batch)", "sinkhorn": "Sinkhorn (needs the batch)"}[row["variant"]]

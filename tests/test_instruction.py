@@ -38,6 +38,13 @@ def test_the_recipe_is_table_1_of_the_paper():
         B.supported_methods, B.lora_defaults, backend=B.name, device="cpu", has_eval=False, recipes=B.training_recipes,
         explicit=frozenset({"lr_scheduler"}))
     assert passed.lr_scheduler == "linear"  # finetune(lr_scheduler="linear"): the default value, passed on purpose
+    batch = TrainingArguments(method="instruction").resolved(
+        B.supported_methods, B.lora_defaults, backend=B.name, device="cpu", has_eval=False, recipes=B.training_recipes,
+        explicit=frozenset({"batch_size"}))
+    assert (batch.batch_size, batch.gradient_accumulation_steps) == (16, 1)  # not 16 x the recipe's 4
+    accum = TrainingArguments(method="instruction", gradient_accumulation_steps=2).resolved(
+        B.supported_methods, B.lora_defaults, backend=B.name, device="cpu", has_eval=False, recipes=B.training_recipes)
+    assert (accum.batch_size, accum.gradient_accumulation_steps) == (16, 2)
 
 
 def test_training_logits_are_what_the_trained_model_scores(tiny_llm):

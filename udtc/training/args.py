@@ -32,6 +32,8 @@ DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "qlora": 2e-4, "head": 1e-
 #: ``finetune`` nor set it to another value in the ``TrainingArguments`` given)
 RECIPE_SETTINGS = ("weight_decay", "max_grad_norm", "lr_scheduler", "warmup_ratio", "batch_size",
                    "gradient_accumulation_steps")
+#: a recipe's batch comes as a whole: the caller who sets either keeps the default of the other
+BATCH_SHAPE = ("batch_size", "gradient_accumulation_steps")
 #: fields that describe the run's output rather than its training (not part of the resume settings)
 _OUTPUT_FIELDS = ("output_dir", "overwrite", "merge", "push_to_hub", "hub_private", "hub_token", "shots", "progress")
 
@@ -219,8 +221,10 @@ class TrainingArguments:
         lora = {key: getattr(self, key) if getattr(self, key) is not None else type(LORA_DEFAULTS[key])(default)
                 for key, default in {**LORA_DEFAULTS, **lora_defaults}.items()}
         defaults = {f.name: f.default for f in fields(TrainingArguments)}
-        settings: dict[str, Any] = {k: recipe[k] for k in RECIPE_SETTINGS  # the caller's own choice wins
-                                    if k in recipe and k not in explicit and getattr(self, k) == defaults[k]}
+        chosen = {k for k in RECIPE_SETTINGS if k in explicit or getattr(self, k) != defaults[k]}  # the caller's own
+        if chosen & set(BATCH_SHAPE):  # a batch the caller chose is not multiplied by the recipe's accumulation
+            chosen |= set(BATCH_SHAPE)
+        settings: dict[str, Any] = {k: recipe[k] for k in RECIPE_SETTINGS if k in recipe and k not in chosen}
         return replace(
             self, **settings, method=method, epochs=int(recipe.get("epochs", DEFAULT_EPOCHS)) if self.epochs is None else self.epochs,
             learning_rate=float(recipe.get("learning_rate", DEFAULT_LEARNING_RATES[method]) if self.learning_rate is None
