@@ -108,6 +108,17 @@ def test_a_killed_classify_never_leaves_output_under_the_final_name(model, rows_
     assert len(out.read_text().strip().splitlines()) == 41 if suffix == ".csv" else 40
 
 
+def test_a_terminated_classify_removes_its_partial_output(model, rows_file, tmp_path):
+    """SIGTERM (kill, timeout, a scheduler) unwinds: no output, no hidden temporary file, exit 143."""
+    out = tmp_path / "out.csv"
+    before = set(tmp_path.iterdir())
+    term = _cli(["classify", "--input", str(rows_file), "--labels", "sports,weather", "--model", str(model),
+                 "--output", str(out)], fault="term:output:half-written")
+    assert term.returncode == 143, term.stderr
+    assert term.stderr.strip().splitlines()[-1] == "udtc: terminated"
+    assert set(tmp_path.iterdir()) == before  # nothing new, dot files included
+
+
 def test_a_killed_overwrite_keeps_the_earlier_output(model, rows_file, tmp_path):
     out = tmp_path / "out.csv"
     out.write_text("earlier,results\n1,2\n")

@@ -7,7 +7,8 @@
   :func:`recover` moves back). :func:`recover` also deletes ``.<name>.new.*`` leftovers.
 * :class:`AtomicFile` writes a file under a temporary name in the target's folder and renames it at
   the end; creating it first checks that the location is writable before any work is done.
-* :func:`fault` marks named points where tests kill the process (``UDTC_FAULT=kill:<point>``) or
+* :func:`fault` marks named points where tests kill the process (``UDTC_FAULT=kill:<point>``; ``term:<point>``
+  sends it SIGTERM) or
   simulate a full disk (``UDTC_FAULT=enospc:<point>``).
 """
 
@@ -35,6 +36,10 @@ def fault(point: str) -> None:
         return
     if action == "kill":
         os._exit(99)
+    if action == "term":  # as `kill <pid>` would: the handler `udtc.cli` installs decides what happens
+        import signal
+
+        os.kill(os.getpid(), signal.SIGTERM)
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +16,15 @@ from udtc._version import __version__
 from udtc.io import OUTPUT_SUFFIXES, RowWriter, Scan, iter_rows, result_columns, result_row, scan
 
 EXIT_ERROR = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) unwinds like Ctrl-C: half-written outputs are removed."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     level = get_logger("udtc").level
     if args.quiet or args.verbose:
         set_verbosity("error" if args.quiet else "debug" if args.verbose > 1 else "info")
+    previous = signal.signal(signal.SIGTERM, _terminate)  # (`udtc serve`: uvicorn installs its own when it starts)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("udtc: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print("udtc: terminated" if isinstance(err, Terminated) else "udtc: interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(err, Terminated) else 130
     except Exception as err:  # noqa: BLE001 - one line, never a traceback, for the errors udtc expects
         full = atomic.disk_error(err, getattr(args, "output", None) or "the output")
         if full is None and not isinstance(err, (ValueError, TypeError, OSError, KeyError, RuntimeError, ImportError)):
@@ -42,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"udtc: error: {cli_words(message)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        signal.signal(signal.SIGTERM, previous)
         set_verbosity(level)
 
 
