@@ -145,3 +145,17 @@ def test_ppo_benchmark_metrics_and_task_match_hand_counts():
     for row in rows:  # each topic's snippet is in the text, and only the gold topics' snippets
         assert len(set(row["label"])) == len(row["label"])
         assert {w for w in row["text"].split() if w in {"a", "b", "c"}} == set(row["label"])
+
+
+def test_ece_floor_is_the_ece_of_labels_drawn_from_the_scores():
+    import numpy as np
+
+    from benchmarks.calibration import ece, ece_floor
+
+    sure = np.eye(3)[np.arange(30) % 3]  # (30, 3) one-hot: every draw is the top label
+    assert ece_floor(sure) == 0.0
+    probs = np.tile([0.8, 0.2], (2000, 1))  # (2000, 2): about 80 % of the draws are label 0
+    assert ece_floor(probs) < 0.03
+    assert ece(probs, np.ones(2000, dtype=int)) == pytest.approx(0.8)  # always wrong: the floor is not the ECE
+    few = np.tile([0.8, 0.2], (20, 1))
+    assert ece_floor(few) > ece_floor(probs)  # fewer rows, more noise
