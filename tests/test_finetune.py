@@ -182,6 +182,16 @@ def test_every_trainable_backend_fine_tunes_saves_and_reloads(tiny_models, tmp_p
 
 
 # ---------------------------------------------------------------------------------------------- results
+def test_a_card_lists_the_first_labels_of_a_model_trained_on_thousands():
+    from udtc.card import CARD_LABELS, ModelCard
+
+    names = [f"label {i}" for i in range(CARD_LABELS + 10)]
+    card = ModelCard(backend="cosine", labels=names).render()
+    assert f"| label {CARD_LABELS - 1} |" in card and f"| label {CARD_LABELS} |" not in card
+    assert f"10 more labels are not listed here; all {CARD_LABELS + 10} are in `udtc_config.json`" in card
+    assert "more labels" not in ModelCard(backend="cosine", labels=names[:3]).render()
+
+
 def test_lora_saves_an_adapter_that_loads_with_its_labels(tiny, tmp_path):
     out = tmp_path / "lora"
     base = Classifier.from_pretrained(tiny, device="cpu")

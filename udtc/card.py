@@ -36,6 +36,10 @@ or on the command line: `udtc classify "Your text here" --model {load_name} --la
 {citation_section}"""
 
 
+#: labels listed in a card's table and example (a model trained on thousands of label names lists the first ones)
+CARD_LABELS = 50
+
+
 @dataclass
 class ModelCard:
     backend: str
@@ -55,8 +59,11 @@ class ModelCard:
         labels = self.labels or ["positive", "negative"]
         labels_section = ""
         if self.labels:
-            rows = "\n".join(f"| {name} | {self.label_examples.get(name, '')} |" for name in self.labels)
-            labels_section = f"\n## Labels\n\n| label | example |\n| --- | --- |\n{rows}\n"
+            rows = "\n".join(f"| {name} | {self.label_examples.get(name, '')} |" for name in self.labels[:CARD_LABELS])
+            more = len(self.labels) - CARD_LABELS
+            rest = (f"\n{more} more labels are not listed here; all {len(self.labels)} are in `udtc_config.json` "
+                    "(`Classifier.labels`).\n" if more > 0 else "")
+            labels_section = f"\n## Labels\n\n| label | example |\n| --- | --- |\n{rows}\n{rest}"
         return _TEMPLATE.format(
             base_line=f"base_model: {self.base_model}\n" if self.base_model and "/" in self.base_model and not self.base_model.startswith(("/", ".", "package:")) else "",
             title=self.title or f"udtc {self.backend} classifier",
@@ -71,7 +78,7 @@ class ModelCard:
             calibration_section=_table("Calibration", self.calibration),
             load_name=self.load_name,
             example_labels="" if self.labels else f", {labels!r}",
-            example_cli=",".join(labels),
+            example_cli=",".join(labels[:CARD_LABELS]),
             citation_section=("\n## Citations\n\n" + "\n\n".join(f"```bibtex\n{c.strip()}\n```" for c in self.citations) + "\n")
             if self.citations else "",
         )
