@@ -190,8 +190,7 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
 
                     key = f"{args.seed}:{epoch}:{dist.rank}:{i}"
                     names = _show_labels(data.labels, columns, args, key)
-                    module.eval()  # one deterministic policy for the sample and its updates (udtc/training/ppo.py)
-                    with autocast():
+                    with autocast(), ppo.deterministic(module):  # one policy for the sample and its updates
                         loss_value, reward = ppo.update(
                             lambda: model([data.texts[j] for j in batch], label_texts(backend, names, pairs=data.pairs),
                                           data.multi_label),  # (B, L')
@@ -199,7 +198,6 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
                             step=lambda: _step(optimizer, scheduler, scaler, params, args.max_grad_norm), key=key)
                     loss_sum += torch.tensor([loss_value * len(batch), len(batch)], dtype=torch.float64)
                     reward_sum += torch.tensor([reward * len(batch), len(batch)], dtype=torch.float64)
-                    module.train()
                     bar.update(1)
                     continue
                 with sync:

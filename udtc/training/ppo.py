@@ -25,7 +25,8 @@ seed, epoch, process and batch, so a resumed run draws the same ones.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,16 @@ def f1_reward(actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     chosen, gold = actions.sum(-1), targets.sum(-1)
     f1 = torch.where(chosen + gold > 0, 2 * tp / (chosen + gold).clamp(min=1e-9), torch.ones_like(tp))
     return f1.unsqueeze(-1)
+
+
+@contextmanager
+def deterministic(module: torch.nn.Module) -> Iterator[None]:
+    """The module in eval mode for one PPO update (no dropout; GLiClass's canonical label order), then train mode."""
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train()
 
 
 def generator(key: str) -> torch.Generator:
