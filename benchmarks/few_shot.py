@@ -97,8 +97,9 @@ def lr_selection_split(name: str = "trec6", validation: int = 300):
 
 
 def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], test_n: int, epochs: int | None,
-                batch_size: int | None, model: str = "minilm") -> dict:
-    """``batch_size=None``: not passed to ``finetune``, so the backend's recipe for the method decides it."""
+                batch_size: int | None, model: str = "minilm", train_options: dict | None = None) -> dict:
+    """``batch_size=None``: not passed to ``finetune``, so the backend's recipe for the method decides it;
+    ``train_options``: more ``finetune`` settings (e.g. ``gradient_checkpointing``)."""
     import udtc
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM
@@ -128,7 +129,8 @@ def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], 
                 tuned, metrics = udtc.finetune(clf, rows, shots=shots, seed=seed,
                                                **({} if batch_size is None else {"batch_size": batch_size}),
                                                **({} if method == NO_FLAGS else {"method": method}),
-                                               output_dir=Path(tmp) / "model", progress=False, **recipe)
+                                               output_dir=Path(tmp) / "model", progress=False, **recipe,
+                                               **(train_options or {}))
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 if model != "minilm" and (Path(tmp) / "model" / "adapter_config.json").exists():
                     saved = reload_check(tuned, Path(tmp) / "model", test.texts[:8])

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     level = get_logger("udtc").level
     if args.quiet or args.verbose:
         set_verbosity("error" if args.quiet else "debug" if args.verbose > 1 else "info")
-    previous = signal.signal(signal.SIGTERM, _terminate)  # (`udtc serve`: uvicorn installs its own when it starts)
+    # `udtc serve` keeps the default: uvicorn shuts down gracefully on SIGTERM, then re-raises it to its old handler
+    serving = getattr(args.func, "__name__", "") == "run_serve"
+    previous = signal.getsignal(signal.SIGTERM) if serving else signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except KeyboardInterrupt as err:
