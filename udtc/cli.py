@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     level = get_logger("udtc").level
     if args.quiet or args.verbose:
         set_verbosity("error" if args.quiet else "debug" if args.verbose > 1 else "info")
-    # `udtc serve` keeps the default: uvicorn shuts down gracefully on SIGTERM, then re-raises it to its old handler
-    serving = getattr(args.func, "__name__", "") == "run_serve"
-    previous = signal.getsignal(signal.SIGTERM) if serving else signal.signal(signal.SIGTERM, _terminate)
+    # a command that handles SIGTERM itself (`udtc serve`: uvicorn shuts down gracefully, then re-raises it to the
+    # handler it found) sets `own_sigterm`; the others unwind like Ctrl-C
+    own = getattr(args, "own_sigterm", False)
+    previous = signal.getsignal(signal.SIGTERM) if own else signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except KeyboardInterrupt as err:

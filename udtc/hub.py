@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from udtc import safety
+from udtc.config import CONFIG_NAME, read_json
 from udtc.defaults import DEFAULT_MODEL, PACKAGE_INSTALL_HINTS
 from udtc.logs import get_logger
 
@@ -150,14 +151,12 @@ def _from_hub(repo_id: str, *, revision: str | None, token: str | None, trust_re
 def _exported_graphs(folder: Path) -> list[str]:
     """The ``.onnx`` files an udtc export's ``udtc_config.json`` lists under ``runtime.modules`` (plain file
     names at the top of the folder only; anything else is left for :func:`udtc.onnx_runtime.attach` to refuse)."""
-    import json
-
     try:
-        runtime = json.loads((folder / "udtc_config.json").read_text(encoding="utf-8")).get("runtime")
+        runtime = read_json(folder / CONFIG_NAME, default={}).get("runtime")
         files = [m.get("file") for m in runtime["modules"]] if isinstance(runtime, dict) else []
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return []
-    return [f for f in files if isinstance(f, str) and f.endswith(".onnx") and Path(f).name == f and f not in ("..", ".")]
+    return [f for f in files if isinstance(f, str) and f.endswith(".onnx") and Path(f).name == f]
 
 
 def upload(folder: Path, repo_id: str, *, token: str, private: bool = True, files: list[str]) -> dict[str, Any]:

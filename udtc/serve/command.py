@@ -36,7 +36,7 @@ def add_serve_command(sub) -> None:
                    help="Python's GIL switch interval for this process (default: Python's, 5 ms); the model thread "
                         "and the HTTP thread share the GIL, so it can matter: measure with benchmarks.serve_load")
     s.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
-    s.set_defaults(func=run_serve)
+    s.set_defaults(func=run_serve, own_sigterm=True)  # uvicorn's graceful shutdown (udtc.cli.main)
 
 
 def run_serve(args: argparse.Namespace) -> int:

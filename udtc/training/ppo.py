@@ -76,8 +76,7 @@ def update(forward: Callable[[], torch.Tensor], targets: torch.Tensor, *, clip: 
     losses = []
     for iteration in range(iterations):
         log_ratio = log_prob(forward().float(), actions) - old_log_prob  # (B, L)
-        drift = float(log_ratio.detach().abs().max())
-        if iteration == 0 and raw.dtype == torch.float32 and drift > 1e-3:
+        if iteration == 0 and raw.dtype == torch.float32 and (drift := float(log_ratio.detach().abs().max())) > 1e-3:
             raise RuntimeError(f"PPO: two forward passes of the same policy gave different logits (max log-ratio "
                                f"{drift:.2g}); the policy must be deterministic while it is "
                                "updated (dropout off, a fixed label order)")
