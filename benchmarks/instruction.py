@@ -39,6 +39,7 @@ from benchmarks.few_shot import DATASETS, evaluate, lr_selection_split, run_data
 #: (instruction: 4 x 4 accumulation, Table 1's settings; a batch of 16 would also multiply the accumulation)
 APPROACHES = {"embedding head (llm-head, lora)": ("smollm2", "lora", 16),
               "instruction (llm-prompt, instruction)": ("smollm2-instruction", "instruction", None)}
+SHORT = {"head": "embedding head (llm-head, lora)", "instruction": "instruction (llm-prompt, instruction)"}
 
 
 def select_lr(rates: list[float], shots: int = 8, seed: int = 0, validation: int = 300) -> list[dict]:
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="both approaches: recompute activations in the backward pass (same result, less memory: "
                         "a batch of 16 padded to 1,024 tokens took SmolLM2-135M past 21 GB without it)")
+    parser.add_argument("--approaches", nargs="+", default=list(SHORT), choices=list(SHORT),
+                        help="run only these approaches (e.g. one per process, each with its own --out)")
     parser.add_argument("--out", default="instruction", help="results file stem (e.g. a second run with other shots)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
               "|---|---|---|---|---|---|---|---|"]
     for shots in args.shots:
         for name in args.datasets:
-            for label, (model, method, batch_size) in APPROACHES.items():
+            for label in (SHORT[a] for a in args.approaches):
+                model, method, batch_size = APPROACHES[label]
                 result = run_dataset(name, shots=shots, seeds=args.seeds, methods=[method], test_n=args.test_n,
                                      epochs=None, batch_size=batch_size, model=model,
                                      train_options={"gradient_checkpointing": True} if args.gradient_checkpointing else None)

@@ -8,7 +8,7 @@ a fine-tuned folder is a plain cosine model at exactly cosine MiniLM's speed. Ju
 Training rows: only ``benchmarks.datasets.training_sources()`` (``training_mixture()``: BBC topics,
 positive/negative of tweets, movie snippets) plus WordNet hypernym rows (``benchmarks.wordnet``: a
 definition or usage example, its hypernym, the hypernym's siblings as negatives; no label name of an
-evaluation set). Each step draws ``--batch`` rows; its label set is the UNION of the rows' golds and
+evaluation set); ``--topics N`` adds WordNet topic-domain rows (``benchmarks.wordnet.topic_rows``). Each step draws ``--batch`` rows; its label set is the UNION of the rows' golds and
 negatives (in-batch negatives: every step a new label set of ~100 names). Loss:
 
 * cross-entropy of each text over the batch's label set (scaled cosine, scale 20 as the backend);
@@ -39,21 +39,23 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.distill import CANDIDATES, mean_sd
-from udtc.training.lora import add_lora, merge_lora
-from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, cosine_baseline, evaluate, label_sets, load, reference_texts,
-                               render)
+from udtc.training.lora import LORA_CITATION, add_lora, merge_lora
+from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, card_metrics, cosine_baseline, evaluate, label_sets, load,
+                               reference_texts, render, throughput)
 
 COMMAND = "python -m benchmarks.train_contrastive"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def training_rows(n_wordnet: int, cap: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
-    """(text, gold, negatives): WordNet hypernym rows + ``training_mixture()`` rows (capped per source)."""
+def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0) -> list[tuple[str, str, list[str]]]:
+    """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows) + ``training_mixture()``
+    rows (capped per source)."""
     from benchmarks.train_sce import capped_mixture
-    from benchmarks.wordnet import hypernym_rows
+    from benchmarks.wordnet import hypernym_rows, topic_rows
 
     unseen = {x for name in SETS for x in load(name).label_names}
     out = hypernym_rows(n_wordnet, seed, exclude_labels=unseen)
+    out += topic_rows(n_topics, seed, exclude_labels=unseen) if n_topics else []
     mixture = capped_mixture(cap, seed)  # training_sources() only; texts found in held-out sets dropped
     by_source: dict[str, list[str]] = {}
     for _, label, source in mixture:
@@ -228,6 +230,52 @@ def save_candidate(clf, peft_model, folder: Path) -> None:
     config.save(folder)
 
 
+SHIPPED = Path(__file__).resolve().parent.parent / "udtc" / "models" / "cosine-minilm-tuned"
+WISE_CITATION = """@inproceedings{wortsman2022robust,
+  title = {Robust fine-tuning of zero-shot models},
+  author = {Wortsman, Mitchell and Ilharco, Gabriel and Kim, Jong Wook and Li, Mike and Kornblith, Simon and Roelofs, Rebecca and Lopes, Raphael Gontijo and Hajishirzi, Hannaneh and Farhadi, Ali and Namkoong, Hongseok and Schmidt, Ludwig},
+  booktitle = {CVPR},
+  note = {arXiv:2109.01903},
+  year = {2022},
+}"""
+PROBE = ["The striker scored twice in the final", "Do you like science fiction?", "How far is the moon?"]
+
+
+def save_scaled(clf, peft_model, folder: Path, wise: float) -> None:
+    """The adapter as a zero-shot udtc model at WiSE-FT lambda ``wise``: LoRA's scale alpha/r times lambda gives
+    theta0 + lambda (theta - theta0) exactly, the adapter being the whole of theta - theta0."""
+    save_candidate(clf, peft_model, folder)
+    path = folder / "adapter_config.json"
+    adapter = json.loads(path.read_text())
+    adapter["lora_alpha"] = adapter["lora_alpha"] * wise
+    adapter["base_model_name_or_path"] = None  # peft writes the local path of the base; udtc_config.json names it
+    path.write_text(json.dumps(adapter, indent=2) + "\n")
+
+
+def write_card(folder: Path, wise: float, args, seed: int, cpu_s: float, row: dict, command: str,
+               speed: dict[str, float]) -> None:
+    """README.md of the shipped folder: recipe, command and this seed's protocol rows."""
+    from udtc.backends import get_backend
+    from udtc.card import ModelCard
+    from udtc.defaults import COSINE_MINILM
+
+    metrics = card_metrics(row, f"{speed['this model']} vs cosine MiniLM {speed['cosine MiniLM']} (256 texts, 1 thread)")
+    card = ModelCard(
+        backend="cosine", base_model=COSINE_MINILM, title="all-MiniLM-L6-v2 tuned for label sets (udtc)",
+        data_statistics={"rows": "benchmarks.train_contrastive.training_rows: WordNet hypernym and topic-domain rows + "
+                                 "training_mixture() (BBC topics, tweet and movie polarity); no label name of an evaluation set",
+                         "rows drawn": args.steps * args.batch, "retrain command": f"`{command}`",
+                         "training time": f"{cpu_s:.0f} s CPU, 1 thread"},
+        hyperparameters={"objective": "cross-entropy over in-batch label sets + KL to frozen MiniLM + label-prior penalty",
+                         "steps": args.steps, "batch": args.batch, "learning_rate": args.lr, "kl": args.kl,
+                         "prior": args.prior, "lora_r": args.lora, "lora_alpha (x WiSE-FT lambda)": f"{args.lora} x {wise:g}",
+                         "lora_target_modules": "query, key, value and dense of every encoder layer",
+                         "max_length while training": args.max_length},
+        metrics=metrics, citations=[c for c in (get_backend("cosine").citation, LORA_CITATION, WISE_CITATION) if c],
+        load_name="package:udtc/models/cosine-minilm-tuned")
+    (folder / "README.md").write_text(card.render(), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: few rows, steps, a tenth of each half")
@@ -240,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kl", type=float, default=1.0)
     parser.add_argument("--prior", type=float, default=1.0)
     parser.add_argument("--wordnet", type=int, default=15000)
+    parser.add_argument("--topics", type=int, default=0,
+                        help="also this many WordNet topic-domain rows (what a text is about, not what it is)")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -249,10 +299,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="train a LoRA adapter of rank R on every linear layer instead of every weight")
     parser.add_argument("--wise", type=float, nargs="+", default=[1.0], metavar="LAMBDA",
                         help="also score the weights theta0 + LAMBDA (theta - theta0) (WiSE-FT, arXiv 2109.01903)")
+    parser.add_argument("--ship", type=float, metavar="LAMBDA",
+                        help="with --lora and one seed: write the adapter at WiSE-FT LAMBDA (one of --wise) and its card "
+                        "to udtc/models/cosine-minilm-tuned, checked to score as the evaluated model")
     parser.add_argument("--out", help="results file stem (default contrastive_<tag>); e.g. one seed per process")
     parser.add_argument("--merge", nargs="+", metavar="FILE",
                         help="combine single-seed result files (results/<FILE>) into results/contrastive_<tag>.json")
     args = parser.parse_args(argv)
+    if args.ship is not None and (not args.lora or len(args.seeds) != 1 or args.ship not in args.wise or args.dev_only):
+        parser.error("--ship LAMBDA needs --lora, one seed, LAMBDA among --wise and the test halves (no --dev-only)")
     if args.merge:
         merge(f"contrastive_{args.tag}", args.merge)
         return 0
@@ -263,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.quick:
         args.steps, args.wordnet, args.cap = 10, 500, 50
-    data = training_rows(args.wordnet, args.cap)
+    data = training_rows(args.wordnet, args.cap, n_topics=args.topics)
     sets = label_sets(quick=args.quick)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
@@ -272,11 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     times = []
     for seed in args.seeds:
         clf = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
+        torch.manual_seed(seed)  # LoRA's A matrices: without this they depended on what the process ran before
         peft_model = add_lora(clf.backend, r=args.lora, alpha=args.lora, dropout=0.0,
                               target_modules=["query", "key", "value", "dense"]) if args.lora else None
         times.append(train(clf, teacher, data, args, seed, log=lambda m: print(m, flush=True)))
         if args.save and seed == args.seeds[0] and not args.quick:
             save_candidate(clf, peft_model, CANDIDATES / args.tag / "model")
+        if args.ship is not None:
+            save_scaled(clf, peft_model, SHIPPED, args.ship)
         if peft_model is not None:
             merge_lora(peft_model, clf.backend)
         start = {k: v.detach().clone() for k, v in teacher.model.state_dict().items()}
@@ -292,6 +350,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"unseen mean {r0['dev']['unseen mean']['macro_f1']:.1f} "
                   + " ".join(f"{n} {r0['dev'][n]['macro_f1']:.1f}" for n in SETS)
                   + ("" if args.dev_only else f"; test {r0['test']['unseen mean']['macro_f1']:.1f}"), flush=True)
+            if wise == args.ship:
+                shipped = Classifier.from_pretrained(str(SHIPPED), device="cpu").backend
+                gap = (embed_all(shipped, PROBE) - embed_all(clf.backend, PROBE)).abs().max().item()
+                if gap > 1e-4:
+                    raise RuntimeError(f"{SHIPPED} does not embed as the evaluated lambda={wise:g} model (max gap {gap:.2e})")
+                speed_texts = [t for s in sets for t in s.test.texts[:40]][:256]
+                speed = throughput({"this model": Classifier.from_pretrained(str(SHIPPED), device="cpu"),
+                                    "cosine MiniLM": Classifier.from_pretrained(COSINE_MINILM, device="cpu")},
+                                   speed_texts, sets[3].test.labels)  # brown_genre's 15 labels, as train_cross
+                write_card(SHIPPED, wise, args, seed, times[-1], r0,
+                           " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), speed)
+                print(f"wrote {SHIPPED} (embeds as the evaluated model: max gap {gap:.1e})", flush=True)
     suffix = ("_quick" if args.quick else "") + ("_dev" if args.dev_only else "")
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     write(args.out or f"contrastive_{args.tag}{suffix}", by_key, len(args.seeds), [s.name for s in sets], args.dev_only,

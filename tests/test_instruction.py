@@ -12,6 +12,7 @@ import udtc
 from factories import ROWS
 from udtc import Classifier
 from udtc.training.args import TrainingArguments
+from udtc.training.lora import enable_gradient_checkpointing
 
 TEXTS = ["a goal for the team", "rain and wind in the city", "a recipe with food"]
 LABELS = ["sports", "weather", "food"]
@@ -86,3 +87,16 @@ def test_instruction_refuses_what_it_cannot_train(tiny_llm, tiny_models, tmp_pat
     with pytest.raises(ValueError, match="method='instruction' is not supported by the 'cosine' backend"):
         udtc.finetune(tiny_models("cosine"), ROWS, method="instruction", output_dir=tmp_path / "c", progress=False)
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_gradient_checkpointing_gives_the_same_training_logits_and_says_what_it_costs(tiny_llm):
+    backend = Classifier.from_pretrained(tiny_llm, device="cpu").backend
+    backend.use_instruction_prompt()
+    backend.model.train()
+    plain = backend.training_logits(TEXTS, LABELS, multi_label=False)  # (3, 3), the KV-cache path
+    enable_gradient_checkpointing(backend.model)
+    with pytest.warns(UserWarning, match="once per label"):
+        checkpointed = backend.training_logits(TEXTS, LABELS, multi_label=False)  # every prompt + answer encoded
+    torch.testing.assert_close(checkpointed, plain, atol=1e-4, rtol=0)
+    checkpointed.sum().backward()  # gradients flow through the re-encoded path
+    assert any(p.grad is not None for p in backend.model.parameters())

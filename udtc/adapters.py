@@ -47,8 +47,14 @@ def on_base(cls: type[Classifier], folder: Path, config: UdtcConfig | None, *, d
         apply_delta(backend.trainable_module(), folder)
         backend.clear_cache()
         return backend
-    from peft import PeftModel
-
+    if merge_plain_lora(backend.trainable_module(), folder):  # the common case, without peft
+        backend.clear_cache()
+        return backend
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ImportError(f"{folder} holds a LoRA adapter that needs peft to load (its config uses more than plain "
+                          "LoRA on linear layers); install it with: pip install 'udtc[train]'") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         peft_model = PeftModel.from_pretrained(backend.trainable_module(), folder)
@@ -79,3 +85,48 @@ def apply_delta(module: torch.nn.Module, folder: Path) -> int:
             flat[idx.to(p.device)] += values.to(p.device, p.dtype)
             changed += idx.numel()
     return changed
+
+
+#: adapter_config.json entries that plain LoRA leaves empty; any other value needs peft to load
+_NOT_PLAIN = ("modules_to_save", "rank_pattern", "alpha_pattern", "layer_replication", "use_dora", "use_rslora",
+              "fan_in_fan_out", "lora_bias", "trainable_token_indices", "target_parameters", "loftq_config", "use_qalora",
+              "alora_invocation_tokens")
+
+
+def merge_plain_lora(module: torch.nn.Module, folder: Path) -> bool:
+    """Fold a plain LoRA adapter into ``module``'s linear layers: W += (lora_alpha / r) B A (Hu et al., 2022,
+    arXiv:2106.09685, Eq. (3)), as peft's ``merge_and_unload`` does; no peft needed, so a shipped adapter loads
+    with the runtime dependencies only. Returns False (nothing changed) for an adapter that is not plain LoRA
+    (extra saved modules, DoRA, per-module ranks, ...), which peft then loads."""
+    from safetensors.torch import load_file
+
+    from udtc.config import read_json
+
+    config = read_json(folder / ADAPTER_CONFIG)
+    if config.get("peft_type") != "LORA" or config.get("bias", "none") != "none" or any(config.get(k) for k in _NOT_PLAIN):
+        return False
+    tensors = load_file(folder / ADAPTER_WEIGHTS)
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        name, dot, part = key.removeprefix("base_model.model.").rpartition(".lora_")
+        if not dot or part not in ("A.weight", "B.weight"):
+            return False
+        pairs.setdefault(name, {})[part[0]] = value
+    try:
+        found = {name: module.get_submodule(name) for name in pairs}
+    except AttributeError:
+        raise ValueError(f"{folder / ADAPTER_WEIGHTS} does not match the base model: it adapts modules it lacks") from None
+    layers = {name: m for name, m in found.items() if type(m) is torch.nn.Linear and len(pairs[name]) == 2}
+    if len(layers) != len(found):
+        return False
+    scaling = float(config["lora_alpha"]) / int(config["r"])
+    with torch.no_grad():
+        for name, layer in layers.items():
+            a, b = pairs[name]["A"], pairs[name]["B"]  # (r, in), (out, r)
+            if a.shape[1] != layer.in_features or b.shape[0] != layer.out_features or a.shape[0] != b.shape[1]:
+                raise ValueError(f"{folder / ADAPTER_WEIGHTS}: the adapter of {name} does not fit its layer "
+                                 f"({tuple(layer.weight.shape)})")
+            delta = scaling * (b.float() @ a.float())  # (out, in)
+            weight = layer.weight
+            weight += delta.to(weight.device, weight.dtype)
+    return True

@@ -105,13 +105,16 @@ class Classifier:
                  if config and config.backend == name else {})
         options = {**saved, **backend_options}
         device = resolve_device("cpu" if config and config.runtime else device)  # an ONNX export runs on the CPU
-        if (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists():  # finetune's change to a base
+        adapted = (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists()  # finetune's change to a base
+        if adapted:
             impl = on_base(cls, folder, config, device=device, dtype=resolve_dtype(dtype, device), options=options,
                            token=token)
         else:
             impl = _load_backend(backend_cls, folder, device=device, dtype=resolve_dtype(dtype, device), options=options)
         impl = attach(impl, folder, config.runtime) if config and config.runtime else impl  # udtc/onnx_export.py
-        base = config.base_model if config and config.base_model else os.fspath(name_or_path or DEFAULT_MODEL)
+        # an adapter's base lacks the adapter: what loads these weights (and what a further LoRA refers to) is the folder
+        base = (config.base_model if config and config.base_model and not adapted
+                else os.fspath(name_or_path or DEFAULT_MODEL))
         calibration = Calibration.load(folder) if folder.is_dir() else None
         return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration)
 

@@ -71,10 +71,12 @@ def named_model(folder: Path, name: Any, what: str, *, trust_remote_code: bool =
     if safety.HUB_ID.match(name):
         return safety.ModelRef(name, resolve(name, local=False, trust_remote_code=trust_remote_code, token=token),
                                local=False)
+    fix = ("copy that model into the folder (finetune saves a local base as base/) and name it by its path there"
+           if what == "base_model" else f"pass it yourself (e.g. {what}=...)")
     raise safety.UnsafeFolderError(
         f"{folder} names its {what} as {name!r}, a path outside the folder; a saved folder may name another "
-        "model only as 'package:<module>/<path>', a Hub id 'owner/name', or a path inside itself. If you trust "
-        f"that path, pass it yourself (e.g. {what}=...)")
+        f"model only as 'package:<module>/<path>', a Hub id 'owner/name', or a path inside itself. If you trust "
+        f"that path, {fix}")
 
 
 def saved_options(folder: Path, options: dict[str, Any], caller: dict[str, Any], *,

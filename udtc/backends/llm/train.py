@@ -25,12 +25,14 @@ list of gold labels as one answer) is refused, because ``llm-prompt`` scores lab
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from udtc.backends.base import Trainable
+from udtc.compat import is_checkpointing
 
 #: every linear layer of a Llama/Qwen/Gemma-style block, ``lm_head`` excluded (Table 1)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -88,6 +90,10 @@ class InstructionTraining(Trainable):
         """The logits ``score`` computes (B, L), with autograd: the prompt runs once per text and every
         answer continues from its cache. With the instruction prompt (sum, uncalibrated) they are the
         answers' log-probabilities, whose gold entry is Eq. (4)."""
+        if is_checkpointing(self.model) and self.model.training and len(labels) > 1:
+            warnings.warn(f"gradient_checkpointing makes transformers turn the KV cache off, so method='instruction' "
+                          f"encodes every prompt once per label ({len(labels)} times the compute of a step); "
+                          "leave it off unless memory needs it", UserWarning, stacklevel=2)
         builder, max_length = self.builder, self.max_length
         prompts = [builder.prompt_ids(t, labels, max_length)[0] for t in texts]
         answers = [builder.answer_ids(x) for x in labels]
