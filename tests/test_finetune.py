@@ -244,6 +244,11 @@ def test_a_loaded_classifier_is_trained_in_place_without_stale_label_cache(tiny,
                                atol=1e-5)
     with pytest.raises(ValueError, match="fine-tuned already"):  # an adapter over the wrong base weights
         udtc.finetune(trained, ROWS, method="lora", output_dir=tmp_path / "p", **FAST)
+    loaded = Classifier.from_pretrained(tmp_path / "o", device="cpu")  # the saved folder holds these weights
+    assert loaded.source == str(tmp_path / "o")
+    again, _ = udtc.finetune(loaded, ROWS, method="lora", output_dir=tmp_path / "p", **FAST)
+    np.testing.assert_allclose(_scores(again, labels=labels),
+                               _scores(Classifier.from_pretrained(tmp_path / "p", device="cpu"), labels=labels), atol=1e-5)
 
 
 def test_multi_label_training(tiny, tmp_path):

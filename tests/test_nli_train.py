@@ -135,6 +135,9 @@ def test_pair_training_from_a_plain_encoder_makes_a_pipeline_compatible_nli_mode
                                clf.backend.pair_logits(PREMISES, PREMISES), atol=1e-5, rtol=0)
     _assert_like_the_pipeline(again, out, texts=PREMISES, labels=["sports", "weather", "happy answer"])
     assert "premise/hypothesis pairs" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="fine-tuned already"):  # zero-shot (no labels) but not the encoder's weights
+        udtc.finetune(clf, ROWS, method="lora", output_dir=tmp_path / "lora", progress=False)
+    assert again.source == str(out)  # what a further adapter refers to
 
 
 def test_a_new_head_is_seeded_and_two_way_labels_make_a_two_way_head(encoder, tmp_path):

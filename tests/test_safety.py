@@ -331,3 +331,22 @@ def test_the_label_cache_is_bounded_in_bytes(cosine, monkeypatch):
 def test_the_label_cache_default_is_256_mib(cosine):
     assert Classifier.from_pretrained(cosine, device="cpu").backend._label_cache.max_bytes == 256 * 2**20
 
+
+
+def test_the_label_cache_keeps_any_key_computes_once_and_drops_the_least_recently_used():
+    from udtc.backends._cache import LabelCache
+
+    cache: LabelCache[int] = LabelCache(2)
+    calls: list[tuple] = []
+
+    def compute(key: tuple) -> int:
+        calls.append(key)
+        return len(key)
+
+    for key in [("a",), ("a",), ("a", "b"), ("a",), ("a", "b", "c")]:  # label sets as keys
+        assert cache.get(key, lambda: compute(key)) == len(key)
+    assert calls == [("a",), ("a", "b"), ("a", "b", "c")]  # ("a",) was used last, so ("a", "b") went
+    assert ("a",) in cache and ("a", "b") not in cache and len(cache) == 2
+    with pytest.raises(ValueError):
+        cache.get(("x",), lambda: int("not a number"))  # a failed computation caches nothing
+    assert ("x",) not in cache and len(cache) == 2

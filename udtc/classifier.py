@@ -50,17 +50,18 @@ class Classifier:
     """Scores texts against labels chosen at call time, with any registered backend."""
 
     def __init__(self, backend: Backend, *, labels: list[str] | None = None, base_model: str | None = None,
-                 calibration: Calibration | None = None):
+                 calibration: Calibration | None = None, source: str | None = None):
         self.backend = backend
         self.labels = labels
-        self.base_model = base_model
+        self.base_model = base_model  # lineage: the model these weights started from (cards, configs)
+        self.source = source  # what loads exactly these weights (a name or folder); None: only in memory
         self.calibration = calibration  # udtc/calibration.py: applied in the decide step, saved as calibration.json
 
     calibrate = calibrate  # Classifier.calibrate(dev, ...) -> a new calibrated Classifier (udtc/calibration.py)
 
     def uncalibrated(self) -> Classifier:
         """This classifier without its calibration (same weights)."""
-        return Classifier(self.backend, labels=self.labels, base_model=self.base_model)
+        return Classifier(self.backend, labels=self.labels, base_model=self.base_model, source=self.source)
 
     @property
     def backend_name(self) -> str:
@@ -112,11 +113,12 @@ class Classifier:
         else:
             impl = _load_backend(backend_cls, folder, device=device, dtype=resolve_dtype(dtype, device), options=options)
         impl = attach(impl, folder, config.runtime) if config and config.runtime else impl  # udtc/onnx_export.py
-        # an adapter's base lacks the adapter: what loads these weights (and what a further LoRA refers to) is the folder
-        base = (config.base_model if config and config.base_model and not adapted
-                else os.fspath(name_or_path or DEFAULT_MODEL))
+        source = os.fspath(name_or_path or DEFAULT_MODEL)  # what a further LoRA adapter refers to
+        # an adapter's base lacks the adapter: its lineage is the folder itself
+        base = config.base_model if config and config.base_model and not adapted else source
         calibration = Calibration.load(folder) if folder.is_dir() else None
-        return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration)
+        return cls(impl, labels=config.labels if config else None, base_model=base, calibration=calibration,
+                   source=source)
 
     # ------------------------------------------------------------------ inference
     @overload

@@ -53,8 +53,9 @@ def enable_checkpointing(model) -> None:
 
 def is_checkpointing(model) -> bool:
     """Whether activation checkpointing is on (transformers 5.x renamed ``is_gradient_checkpointing``)."""
-    return bool(getattr(model, "is_activation_checkpointing", None) if hasattr(model, "is_activation_checkpointing")
-                else getattr(model, "is_gradient_checkpointing", False))
+    if hasattr(model, "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(getattr(model, "is_gradient_checkpointing", False))
 
 
 #: modules that moved in udtc 0.2 (issue #16) -> where they are now; the old names still import, with a warning

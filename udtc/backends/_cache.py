@@ -1,10 +1,10 @@
-"""A bounded least-recently-used cache of per-label values (embeddings, token ids), shared by backends."""
+"""A bounded least-recently-used cache of per-label (or per-label-set) values, shared by backends."""
 
 from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -14,23 +14,28 @@ V = TypeVar("V")
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
-def _nbytes(key: str, value: object) -> int:
+def _nbytes(key: Hashable, value: object) -> int:
     numel, size = getattr(value, "numel", None), getattr(value, "element_size", None)
     held = numel() * size() if callable(numel) and callable(size) else sys.getsizeof(value)
     return sys.getsizeof(key) + held
 
 
 class LabelCache(Generic[V]):
-    """Values keyed by the exact label string the model reads; the least recently used are dropped
-    beyond ``size`` entries or ``max_bytes`` bytes (strings + tensors; default 256 MiB)."""
+    """Values keyed by the exact label string the model reads (or any hashable key, e.g. a label set); the
+    least recently used are dropped beyond ``size`` entries or ``max_bytes`` bytes (keys + tensors; default
+    256 MiB)."""
 
     def __init__(self, size: int, max_bytes: int = DEFAULT_MAX_BYTES):
         self.size, self.max_bytes = size, max_bytes
         self.nbytes = 0
-        self._data: OrderedDict[str, V] = OrderedDict()
-        self._sizes: dict[str, int] = {}
+        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        self._sizes: dict[Hashable, int] = {}
 
-    def lookup(self, labels: list[str], compute: Callable[[list[str]], Iterable[V]]) -> list[V]:
+    def get(self, key: Hashable, compute: Callable[[], V]) -> V:
+        """The value of one key; ``compute()`` runs if it is not cached."""
+        return self.lookup([key], lambda _: [compute()])[0]
+
+    def lookup(self, labels: Sequence[Hashable], compute: Callable[[list], Iterable[V]]) -> list[V]:
         """The value of every label, in order; ``compute`` runs once, on the labels not cached yet."""
         missing = list(dict.fromkeys(x for x in labels if x not in self._data))
         if missing:

@@ -185,6 +185,7 @@ def _train_and_save(model, out: Path, args: TrainingArguments, train_data, eval_
     metrics = _metrics(result, train_data, eval_data, time.perf_counter() - started)
     # a Classifier passed in is trained in place; a pair model keeps classifying zero-shot
     clf.labels, clf.base_model = None if train_data.pairs else list(train_data.labels), base_ref
+    clf.source = None  # trained in memory: a further adapter must refer to the saved folder, not to base_ref
     if dist.main:
         card = _card(clf, train_data, eval_data, args.shots, args, metrics, args.push_to_hub or out.name, merge)
         with quiet_third_party():  # no "Writing model shards" bar
@@ -206,11 +207,11 @@ def _base_reference(model, method: str, merge: bool) -> str:
     if model is None:
         return DEFAULT_MODEL
     if isinstance(model, Classifier):
-        if model.labels is not None and method in BY_REFERENCE and not merge:
-            raise ValueError(f"this Classifier was fine-tuned already, so its weights are not those of its base_model "
-                             f"{model.base_model!r} that a LoRA adapter (or sparse change) would refer to; pass the folder it was loaded "
-                             "from as model=..., or merge=True")
-        model = model.base_model or "unknown"
+        if model.source is None and method in BY_REFERENCE and not merge:
+            raise ValueError(f"this Classifier was fine-tuned already (or built in code), so no saved folder holds its weights "
+                             f"and its base_model {model.base_model!r} would be the wrong base for a LoRA adapter (or sparse "
+                             "change); pass the folder it was saved to as model=..., or merge=True")
+        model = model.source if method in BY_REFERENCE and not merge else model.base_model or model.source or "unknown"
     name = os.fspath(model)
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name  # a local folder by its absolute path

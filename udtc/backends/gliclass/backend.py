@@ -29,7 +29,6 @@ rather than learn their slots. ``load`` on a plain encoder folder builds a new m
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -103,7 +102,7 @@ class GLiClassBackend(Trainable, Backend):
         self.prefix, self.suffix = special_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._label_cache: LabelCache[list[int]] = LabelCache(_CACHE_SIZE)
-        self._plan_cache: OrderedDict[tuple, list[_Chunk]] = OrderedDict()
+        self._plan_cache: LabelCache[list[_Chunk]] = LabelCache(64)  # per (label set, tail, order)
         self._tail_memo: tuple[Any, Any] = (None, None)
         #: how a model built on a plain encoder was initialised, so that ``load`` rebuilds it (LoRA base)
         self.init_options: dict[str, Any] = {}
@@ -320,10 +319,9 @@ class GLiClassBackend(Trainable, Backend):
     def _plan(self, labels: tuple[str, ...], tail_length: int, order: tuple[int, ...] | None = None) -> list[_Chunk]:
         """Canonical order (sorted labels, unless ``order`` is given) and the chunks that keep each pass within
         max_length."""
-        key = (labels, tail_length, order)
-        if key in self._plan_cache:
-            self._plan_cache.move_to_end(key)
-            return self._plan_cache[key]
+        return self._plan_cache.get((labels, tail_length, order), lambda: self._new_plan(labels, tail_length, order))
+
+    def _new_plan(self, labels: tuple[str, ...], tail_length: int, order: tuple[int, ...] | None) -> list[_Chunk]:
         if order is None:
             order = tuple(sorted(range(len(labels)), key=labels.__getitem__))
         elif sorted(order) != list(range(len(labels))):
@@ -348,9 +346,6 @@ class GLiClassBackend(Trainable, Backend):
                 block += [self.label_id, *ids[j]]
             block.append(self.sep_id)
             chunks.append(_Chunk([order[j] for j in group], block, offsets, self.max_length - fixed + 1 - len(block)))
-        self._plan_cache[key] = chunks
-        while len(self._plan_cache) > 64:
-            self._plan_cache.popitem(last=False)
         return chunks
 
 

@@ -32,13 +32,12 @@ import json
 import math
 import re
 import string
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from udtc.backends._text import _CHARS_PER_TOKEN, special_ids
+from udtc.backends._text import _CHARS_PER_TOKEN, LabelCache, special_ids
 from udtc.backends.base import Backend, Scores
 from udtc.backends.llm.config import LlmPromptOptions
 from udtc.backends.llm.train import InstructionTraining
@@ -77,7 +76,7 @@ class LlmPromptBackend(InstructionTraining, Backend):
         self.prompt, self.chat_template, self.system_prompt = prompt, chat_template, system_prompt
         self.answer_prefix = answer_prefix
         self.end_of_answer, self.max_length, self.kv_cache = bool(end_of_answer), max_length, bool(kv_cache)
-        self._calibration: OrderedDict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._calibration: LabelCache[tuple[torch.Tensor, torch.Tensor]] = LabelCache(_CACHE_SIZE)  # per label set
         self.rebuild_prompt()
 
     def rebuild_prompt(self) -> None:
@@ -190,17 +189,16 @@ class LlmPromptBackend(InstructionTraining, Backend):
     def _content_free(self, labels: list[str], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """log p_cf per label in the caller's order: (normalised over the set, raw); cached per label set."""
         key = tuple(sorted(labels))
-        if key not in self._calibration:
+
+        def compute() -> tuple[torch.Tensor, torch.Tensor]:
             sums, lengths, _ = self.label_log_probs(list(CONTENT_FREE), list(key), batch_size)  # (C, L)
             s = sums / lengths if self.reduction == "mean" else sums
             n = math.log(len(CONTENT_FREE))
             norm = torch.logsumexp(torch.log_softmax(s, dim=-1), dim=0) - n  # log mean_c softmax_y s(y|c)
             raw = torch.logsumexp(s, dim=0) - n  # log mean_c p(y|c)
-            self._calibration[key] = (norm, raw)
-            while len(self._calibration) > _CACHE_SIZE:
-                self._calibration.popitem(last=False)
-        self._calibration.move_to_end(key)
-        norm, raw = self._calibration[key]
+            return norm, raw
+
+        norm, raw = self._calibration.get(key, compute)
         order = torch.tensor([key.index(x) for x in labels])
         return norm[order], raw[order]
 

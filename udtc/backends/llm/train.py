@@ -26,11 +26,11 @@ list of gold labels as one answer) is refused, because ``llm-prompt`` scores lab
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from udtc.backends._cache import LabelCache
 from udtc.backends.base import Trainable
 from udtc.compat import is_checkpointing
 
@@ -53,7 +53,7 @@ class InstructionTraining(Trainable):
     prompt_mode: str
     calibrate: bool
     reduction: str
-    _calibration: OrderedDict
+    _calibration: LabelCache  # per label set, cleared when the weights change
     if TYPE_CHECKING:
         def rebuild_prompt(self) -> None: ...
         def _score_cached(self, prompts: list[list[int]], answers: list[list[int]], batch_size: int) -> torch.Tensor: ...
