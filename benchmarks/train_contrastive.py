@@ -47,15 +47,16 @@ COMMAND = "python -m benchmarks.train_contrastive"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0) -> list[tuple[str, str, list[str]]]:
-    """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows) + ``training_mixture()``
-    rows (capped per source)."""
+def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
+                  all_pos: bool = False) -> list[tuple[str, str, list[str]]]:
+    """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows, of nouns or, with
+    ``all_pos``, of every part of speech) + ``training_mixture()`` rows (capped per source)."""
     from benchmarks.train_sce import capped_mixture
     from benchmarks.wordnet import hypernym_rows, topic_rows
 
     unseen = {x for name in SETS for x in load(name).label_names}
     out = hypernym_rows(n_wordnet, seed, exclude_labels=unseen)
-    out += topic_rows(n_topics, seed, exclude_labels=unseen) if n_topics else []
+    out += topic_rows(n_topics, seed, exclude_labels=unseen, extra=None if all_pos else ()) if n_topics else []
     mixture = capped_mixture(cap, seed)  # training_sources() only; texts found in held-out sets dropped
     by_source: dict[str, list[str]] = {}
     for _, label, source in mixture:
@@ -262,7 +263,8 @@ def write_card(folder: Path, wise: float, args, seed: int, cpu_s: float, row: di
     metrics = card_metrics(row, f"{speed['this model']} vs cosine MiniLM {speed['cosine MiniLM']} (256 texts, 1 thread)")
     card = ModelCard(
         backend="cosine", base_model=COSINE_MINILM, title="all-MiniLM-L6-v2 tuned for label sets (udtc)",
-        data_statistics={"rows": "benchmarks.train_contrastive.training_rows: WordNet hypernym and topic-domain rows + "
+        data_statistics={"rows": "benchmarks.train_contrastive.training_rows: WordNet hypernym and topic-domain rows "
+                                 f"({'of nouns, verbs, adjectives and adverbs' if args.all_pos else 'of nouns'}) + "
                                  "training_mixture() (BBC topics, tweet and movie polarity); no label name of an evaluation set",
                          "rows drawn": args.steps * args.batch, "retrain command": f"`{command}`",
                          "training time": f"{cpu_s:.0f} s CPU, 1 thread"},
@@ -290,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wordnet", type=int, default=15000)
     parser.add_argument("--topics", type=int, default=0,
                         help="also this many WordNet topic-domain rows (what a text is about, not what it is)")
+    parser.add_argument("--all-pos", action="store_true",
+                        help="topic-domain rows of verbs, adjectives and adverbs too (6,040 rows; default nouns, 3,903)")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.quick:
         args.steps, args.wordnet, args.cap = 10, 500, 50
-    data = training_rows(args.wordnet, args.cap, n_topics=args.topics)
+    data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos)
     sets = label_sets(quick=args.quick)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
           f"({time.perf_counter() - started:.0f} s)", flush=True)

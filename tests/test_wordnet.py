@@ -95,6 +95,7 @@ def _npm_tarball() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for member, data in {"package/dict/data.noun": b"00000001 03 n 01 entity 0 000 | that which exists\n",
+                             **{f"package/{name}": b"" for name in datasets.WORDNET_OTHER},
                              "package/LICENSE": b"WordNet Release 3.0\n", "package/index.js": b""}.items():
             info = tarfile.TarInfo(member)
             info.size = len(data)
@@ -175,3 +176,22 @@ def test_topic_rows_label_a_text_with_its_domain_and_never_show_excluded_names(t
     assert "touchdown" not in {t for t, *_ in rows} and len(rows) == 6  # touchdown's only domain is excluded
     assert rows == topic_rows(100, seed=0, synsets=synsets, exclude_labels=["Sports"])
     assert rows != topic_rows(100, seed=1, synsets=synsets, exclude_labels=["Sports"])
+
+
+def test_topic_rows_take_verbs_and_adjectives_whose_domains_are_nouns(tmp_path: Path) -> None:
+    offsets = {name: f"{i + 1:08d}" for i, name in enumerate(TOPICS)}
+    lines = [f"{offsets[name]} 05 n 01 {name} 0 {len(d):03d} " + " ".join(f";c {offsets[x]} n 0000" for x in d)
+             + f" | {gloss}  " for name, (d, gloss) in TOPICS.items()]
+    (tmp_path / "data.noun").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nouns = parse_data_file(tmp_path / "data.noun")
+    # a verb file: its offsets collide with the nouns' (each file counts its own bytes)
+    (tmp_path / "data.verb").write_text(
+        f"{offsets['gavel']} 41 v 01 legislate 0 001 ;c {offsets['law']} n 0000 01 + 08 00 | make laws  \n"
+        f"{offsets['law']} 41 v 01 strum 0 001 ;c {offsets['music']} n 0000 01 + 08 00 | sweep a guitar's strings  \n",
+        encoding="utf-8")
+    verbs = list(parse_data_file(tmp_path / "data.verb").values())
+    only_nouns = topic_rows(100, seed=0, synsets=nouns)
+    rows = topic_rows(100, seed=0, synsets=nouns, extra=verbs)
+    assert ("make laws", "law") in {(t, g) for t, g, _ in rows}
+    assert ("sweep a guitar's strings", "music") in {(t, g) for t, g, _ in rows}
+    assert len(rows) == len(only_nouns) + 2 and {(t, g) for t, g, _ in only_nouns} <= {(t, g) for t, g, _ in rows}
