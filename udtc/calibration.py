@@ -345,7 +345,7 @@ def calibrate(clf: Any, data: Any, *, labels: Sequence[str] | dict[str, str] | N
                          "add examples of them, or leave them out of labels=...")
     if not multi_label and len(names) < 2:
         raise ValueError(f"single-label calibration needs at least two labels, got {names}")
-    raw = type(clf)(clf.backend, labels=clf.labels, base_model=clf.base_model, source=clf.source)  # uncalibrated scores
+    raw = clf.uncalibrated()  # the same weights, uncalibrated scores
     preds = raw.classify(list(dev.texts), spec, multi_label=multi_label, template=template, batch_size=batch_size,
                          progress=False, **options)
     scores = torch.tensor([[p.scores[x] for x in names] for p in preds], dtype=torch.float64)  # (n, L)

@@ -61,7 +61,7 @@ class Classifier:
 
     def uncalibrated(self) -> Classifier:
         """This classifier without its calibration (same weights)."""
-        return Classifier(self.backend, labels=self.labels, base_model=self.base_model, source=self.source)
+        return type(self)(self.backend, labels=self.labels, base_model=self.base_model, source=self.source)
 
     @property
     def backend_name(self) -> str:
