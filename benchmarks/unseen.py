@@ -215,6 +215,7 @@ class Scorer:
     encoder: str  # which text embeddings it reads
     logits: Callable[[torch.Tensor, list[str]], torch.Tensor]
     trained: bool = False
+    label_emb: Callable[[list[str]], torch.Tensor] | None = None  # cosine scorers: the label side, (L, D)
     uid: int = field(default_factory=itertools.count().__next__)  # caches key on this, never on the name
 
 
@@ -245,7 +246,7 @@ def cosine_scorer(name: str, encoder: str, label_emb: Callable[[list[str]], torc
     def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
         return COSINE_SCALE * F.normalize(q, dim=-1) @ F.normalize(label_emb(labels), dim=-1).T  # (N, L)
 
-    return Scorer(name, encoder, logits)
+    return Scorer(name, encoder, logits, label_emb=label_emb)
 
 
 def sce_scorer(name: str, backend, label_emb: Callable[[list[str]], torch.Tensor], trained: bool = True) -> Scorer:

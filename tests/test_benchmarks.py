@@ -226,3 +226,26 @@ def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets
     assert {"cosine MiniLM", "default (TUNED_MINILM)", "SCE (shipped default)"} <= {r["model"] for r in payload["rows"]}
     assert {r["variant"] for r in payload["rows"]} == {"none", "batch", "ref"}
     assert all("unseen mean" not in r["test"] for r in payload["rows"])  # apart from the six-set mean
+
+
+def test_label_set_corrections_read_one_text_and_the_label_set_only():
+    from benchmarks.debias import LABEL_SET_KINDS, label_set_scorer
+    from benchmarks.unseen import cosine_scorer
+
+    g = torch.Generator().manual_seed(0)
+    table = {f"l{i}": torch.randn(8, generator=g) for i in range(5)}
+    base = cosine_scorer("cos", "enc", lambda labels: torch.stack([table[x] for x in labels]))
+    q, labels = torch.randn(6, 8, generator=g), list(table)
+    for kind in LABEL_SET_KINDS:
+        assert torch.allclose(label_set_scorer(base, kind, 0.0).logits(q, labels), base.logits(q, labels), atol=1e-5)
+        scorer = label_set_scorer(base, kind, 0.5)
+        out = scorer.logits(q, labels)  # (N, L)
+        assert not torch.allclose(out, base.logits(q, labels), atol=1e-3)
+        assert torch.allclose(scorer.logits(q[2:3], labels), out[2:3], atol=1e-5)  # one text at a time
+        perm = [3, 0, 4, 1, 2]
+        assert torch.allclose(scorer.logits(q, [labels[i] for i in perm]), out[:, perm], atol=1e-5)
+    # B: a label at the label set's centre loses exactly beta x its cosine to the centre (x scale)
+    b = label_set_scorer(base, "B", 0.5)
+    y = torch.nn.functional.normalize(torch.stack(list(table.values())), dim=-1)
+    m = torch.nn.functional.normalize(y.mean(0), dim=-1)
+    assert torch.allclose(base.logits(q, labels) - b.logits(q, labels), 20.0 * 0.5 * (y @ m)[None].expand(6, -1), atol=1e-4)
