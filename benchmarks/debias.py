@@ -110,7 +110,7 @@ def label_set(argv: list[str] | None) -> int:
     lines = ["| model | correction | beta (dev) | dev mean (6) | **test mean (6)** | "
              + " | ".join(f"{n} Δ" for n in sets) + " |", "|---|---|---|---|---|" + "---|" * len(sets)]
     rows = []
-    for base in (s for s in scorers if not s.name.startswith("SCE")):
+    for base in (s for s in scorers if s.label_emb is not None):  # the cosine ones
         bare = protocol.run(base, "none", "test")
         candidates = [("none", 0.0, base)] + [(k, b, label_set_scorer(base, k, b))
                                               for k in LABEL_SET_KINDS for b in BETAS]
