@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import warnings
 
 import pytest
 import torch
@@ -45,7 +46,9 @@ def head_backend(folder, **options) -> LlmHeadBackend:
 def test_kv_cache_reuse_matches_full_encoding(request, which, mode):
     backend = prompt_backend(request.getfixturevalue(which), prompt_mode=mode)
     for batch_size in (2, 32):
-        cached, lengths, _ = backend.label_log_probs(TEXTS, LABELS, batch_size, kv_cache=True)
+        with warnings.catch_warnings():  # the cache goes in under the keyword this transformers takes
+            warnings.simplefilter("error", FutureWarning)
+            cached, lengths, _ = backend.label_log_probs(TEXTS, LABELS, batch_size, kv_cache=True)
         full, _, _ = backend.label_log_probs(TEXTS, LABELS, batch_size, kv_cache=False)
         assert cached.shape == (len(TEXTS), len(LABELS))
         assert torch.allclose(cached, full, atol=1e-4), (cached - full).abs().max()

@@ -28,18 +28,23 @@ def quiet_loading() -> Iterator[None]:
 
 @contextmanager
 def quiet_third_party() -> Iterator[None]:
-    """Silence the noise udtc's own calls cause in transformers: the ``past_key_values`` deprecation
-    (llm-prompt's cached scoring) and the "Writing model shards" bar of ``save_pretrained``."""
-    from transformers.utils import logging
+    """Silence the noise udtc's own calls cause in transformers: the "Writing model shards" bar of
+    ``save_pretrained``."""
+    with quiet_loading():
+        yield
 
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # its one-time "past_key_values/cache_params are deprecated" line
-    try:
-        with warnings.catch_warnings(), quiet_loading():
-            warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
-            yield
-    finally:
-        logging.set_verbosity(verbosity)
+
+def with_cache(model, cache) -> dict:
+    """The keyword a transformers model's ``forward`` takes a KV cache under: ``cache`` in transformers 5.x,
+    ``past_key_values`` before (5.x still takes it with a FutureWarning, until 5.40)."""
+    import inspect
+
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def output_cache(out):
+    """The KV cache of a transformers model output (``cache`` in 5.x, ``past_key_values`` before)."""
+    return out.cache if "cache" in out else out.past_key_values
 
 
 def enable_checkpointing(model) -> None:

@@ -39,6 +39,7 @@ import torch
 
 from udtc.backends._text import _CHARS_PER_TOKEN, LabelCache, special_ids
 from udtc.backends.base import Backend, Scores
+from udtc.compat import output_cache, with_cache
 from udtc.backends.llm.config import LlmPromptOptions
 from udtc.backends.llm.train import InstructionTraining
 
@@ -147,7 +148,7 @@ class LlmPromptBackend(InstructionTraining, Backend):
                              use_cache=True)
         rows = torch.arange(len(prompts), device=dev)
         first = self._log_probs(out.last_hidden_state[rows, lengths - 1])  # (B, V): p(y_1 | prompt)
-        cache = out.past_key_values
+        cache = output_cache(out)
         if not hasattr(cache, "layers"):  # a cache kind without per-layer key/value tensors: re-encode instead
             return self._score_full(prompts, answers, batch_size)
         n_labels = len(answers)
@@ -163,7 +164,8 @@ class LlmPromptBackend(InstructionTraining, Backend):
                 positions = lengths[b, None] + torch.arange(cont.shape[1], device=dev)  # (P, C)
                 past = _select_cache(cache, b, self.model.config)
                 hidden = self._backbone(input_ids=cont, attention_mask=torch.cat([mask[b], cont_mask], 1),
-                                        position_ids=positions, past_key_values=past, use_cache=True).last_hidden_state
+                                        position_ids=positions, use_cache=True,
+                                        **with_cache(self.model.base_model, past)).last_hidden_state
                 targets, target_mask = _right_pad([a[1:] for a in chunk], 0)  # (P, C)
                 lp = self._log_probs(hidden).gather(-1, targets.to(dev)[..., None])[..., 0]  # (P, C)
                 total = total + (lp * target_mask.to(dev)).sum(1)
