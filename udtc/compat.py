@@ -34,12 +34,12 @@ def quiet_third_party() -> Iterator[None]:
         yield
 
 
-def with_cache(model, cache) -> dict:
+def cache_keyword(model) -> str:
     """The keyword a transformers model's ``forward`` takes a KV cache under: ``cache`` in transformers 5.x,
     ``past_key_values`` before (5.x still takes it with a FutureWarning, until 5.40)."""
     import inspect
 
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def output_cache(out):

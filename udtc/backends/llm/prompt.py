@@ -39,7 +39,7 @@ import torch
 
 from udtc.backends._text import _CHARS_PER_TOKEN, LabelCache, special_ids
 from udtc.backends.base import Backend, Scores
-from udtc.compat import output_cache, with_cache
+from udtc.compat import cache_keyword, output_cache
 from udtc.backends.llm.config import LlmPromptOptions
 from udtc.backends.llm.train import InstructionTraining
 
@@ -151,6 +151,7 @@ class LlmPromptBackend(InstructionTraining, Backend):
         cache = output_cache(out)
         if not hasattr(cache, "layers"):  # a cache kind without per-layer key/value tensors: re-encode instead
             return self._score_full(prompts, answers, batch_size)
+        keyword = cache_keyword(self.model.base_model)  # once per call, not per chunk
         n_labels = len(answers)
         sums = torch.zeros(len(prompts) * n_labels, dtype=torch.float32)
         for start in range(0, len(prompts) * n_labels, batch_size):
@@ -165,7 +166,7 @@ class LlmPromptBackend(InstructionTraining, Backend):
                 past = _select_cache(cache, b, self.model.config)
                 hidden = self._backbone(input_ids=cont, attention_mask=torch.cat([mask[b], cont_mask], 1),
                                         position_ids=positions, use_cache=True,
-                                        **with_cache(self.model.base_model, past)).last_hidden_state
+                                        **{keyword: past}).last_hidden_state
                 targets, target_mask = _right_pad([a[1:] for a in chunk], 0)  # (P, C)
                 lp = self._log_probs(hidden).gather(-1, targets.to(dev)[..., None])[..., 0]  # (P, C)
                 total = total + (lp * target_mask.to(dev)).sum(1)
@@ -175,6 +176,7 @@ class LlmPromptBackend(InstructionTraining, Backend):
     def _score_full(self, prompts: list[list[int]], answers: list[list[int]], batch_size: int) -> torch.Tensor:
         """Reference path: encode every (prompt + answer) sequence from scratch."""
         dev = self.device
+        keyword = cache_keyword(self.model.base_model)  # once per call, not per chunk
         n_labels = len(answers)
         sums = torch.zeros(len(prompts) * n_labels, dtype=torch.float32)
         for start in range(0, len(prompts) * n_labels, batch_size):
