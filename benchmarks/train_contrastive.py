@@ -65,6 +65,13 @@ def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
     return out + [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture]
 
 
+def group_rows(wanted: bool) -> list[dict[str, list[str]]]:
+    """``benchmarks.wordnet.label_set_groups`` without any evaluation label name ([] unless ``wanted``)."""
+    from benchmarks.wordnet import label_set_groups
+
+    return label_set_groups(exclude_labels={x for name in SETS for x in load(name).label_names}) if wanted else []
+
+
 def embed_all(backend, texts: list[str], batch_size: int = 64) -> torch.Tensor:
     """Embeddings (N, D) of ``texts`` by the (fine-tuned) backend, length-sorted batches, no disk cache."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -104,8 +111,10 @@ def embed_grad(backend, texts: list[str], chunk: int = 16) -> torch.Tensor:
     return torch.cat(parts)[inverse]
 
 
-def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int, log=print) -> float:
-    """Fine-tune ``clf.backend.model`` in place; returns CPU seconds."""
+def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int, log=print,
+          groups: list[dict[str, list[str]]] = ()) -> float:
+    """Fine-tune ``clf.backend.model`` in place; returns CPU seconds. ``groups`` (``--groups``): label sets
+    with texts of each label (``benchmarks.wordnet.label_set_groups``), one scored per step."""
     backend = clf.backend
     rng = random.Random(f"contrastive:{seed}")
     torch.manual_seed(seed)
@@ -149,6 +158,18 @@ def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int,
             penalty = penalty / len(rows)
             loss = loss + args.prior * penalty
             parts["prior"] = penalty.item()
+        if groups:
+            topics = len(groups) == 1 or rng.random() < args.group_topics
+            group = groups[0] if topics else rng.choice(groups[1:])  # the topic domains, or one hypernym's children
+            names = rng.sample(sorted(group), min(len(group), args.groups))
+            g_emb = embed_grad(backend, [rng.choice(group[x]) for x in names])  # (G, D): one text per label
+            g_lab, _ = backend._embed_batch(names)  # (G, D)
+            g_logits = 20.0 * F.normalize(g_emb.float(), dim=-1) @ F.normalize(g_lab.float(), dim=-1).T  # (G, G)
+            g_ce = F.cross_entropy(g_logits, torch.arange(len(names)))
+            pbar = g_logits.softmax(-1).mean(0)  # (G,): the set's predicted label marginal; its golds are uniform
+            g_prior = -pbar.clamp_min(1e-9).log().mean() - torch.log(torch.tensor(float(len(names))))
+            loss = loss + g_ce + args.group_prior * g_prior
+            parts["group ce"], parts["group prior"] = g_ce.item(), g_prior.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -294,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also this many WordNet topic-domain rows (what a text is about, not what it is)")
     parser.add_argument("--all-pos", action="store_true",
                         help="topic-domain rows of verbs, adjectives and adverbs too (6,040 rows; default nouns, 3,903)")
+    parser.add_argument("--groups", type=int, default=0, metavar="L",
+                        help="each step also scores one text per label of one coherent label set of up to L labels "
+                        "(benchmarks.wordnet.label_set_groups): cross-entropy + the set's own label-prior penalty")
+    parser.add_argument("--group-prior", type=float, default=1.0, help="weight of that set's label-prior penalty")
+    parser.add_argument("--group-topics", type=float, default=0.5,
+                        help="share of those steps whose label set is drawn from the topic domains (else one hypernym's children)")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -324,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.wordnet, args.cap = 10, 500, 50
     data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos)
     sets = label_sets(quick=args.quick)
+    groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
     teacher = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend
@@ -334,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(seed)  # LoRA's A matrices: without this they depended on what the process ran before
         peft_model = add_lora(clf.backend, r=args.lora, alpha=args.lora, dropout=0.0,
                               target_modules=["query", "key", "value", "dense"]) if args.lora else None
-        times.append(train(clf, teacher, data, args, seed, log=lambda m: print(m, flush=True)))
+        times.append(train(clf, teacher, data, args, seed, log=lambda m: print(m, flush=True), groups=groups))
         if args.save and seed == args.seeds[0] and not args.quick:
             save_candidate(clf, peft_model, CANDIDATES / args.tag / "model")
         if args.ship is not None:

@@ -145,6 +145,25 @@ def _variants(name: str) -> set[str]:
     return {name, name + "s", name.removesuffix("s")}
 
 
+def _parts_of_speech(synsets: dict[str, Synset] | None,
+                     extra: Iterable[Synset] | None) -> tuple[dict[str, Synset], Iterable[Synset]]:
+    """The nouns (WordNet 3.1's unless given) and the other parts of speech (``None``: the verb, adjective and
+    adverb files)."""
+    if synsets is None:
+        synsets = parse_data_file(fetch("wordnet") / WORDNET_NOUNS)
+    if extra is None:
+        folder = fetch("wordnet")
+        extra = [s for name in WORDNET_OTHER for s in parse_data_file(folder / name).values()]
+    return synsets, extra
+
+
+def _gloss_text(rng: random.Random, synset: Synset) -> str:
+    """A usage example (half of the time, when there is one) or the definition, without a "(law) " prefix:
+    the prefix names the topic domain."""
+    text = rng.choice(synset.examples) if synset.examples and rng.random() < 0.5 else synset.definition
+    return re.sub(r"^\([^)]*\)\s*", "", text)
+
+
 def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = None, max_negatives: int = 4,
                exclude_labels: Iterable[str] = (), extra: Iterable[Synset] | None = ()) -> list[tuple[str, str, list[str]]]:
     """``n`` seeded ``(text, topic domain name, [other domain names])`` rows from WordNet's topic domains.
@@ -159,11 +178,7 @@ def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = Non
     and adverb files. The default (nouns only) draws exactly the rows it drew before ``extra`` existed.
     """
     excluded = {v for x in exclude_labels for v in _variants(x)}
-    if synsets is None:
-        synsets = parse_data_file(fetch("wordnet") / WORDNET_NOUNS)
-    if extra is None:
-        folder = fetch("wordnet")
-        extra = [s for name in WORDNET_OTHER for s in parse_data_file(folder / name).values()]
+    synsets, extra = _parts_of_speech(synsets, extra)
     pool = {f"n{o}": s for o, s in synsets.items()} | {f"x{i:06d}": s for i, s in enumerate(extra)}
     domains = sorted({t for s in pool.values() for t in s.topics
                       if t in synsets and not _variants(synsets[t].name) & excluded})
@@ -177,9 +192,57 @@ def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = Non
         gold = synsets[rng.choice(sorted(set(synset.topics) & set(domains)))].name
         others = [x for x in names if x != gold and x not in {synsets[t].name for t in synset.topics}]
         negatives = rng.sample(others, min(len(others), rng.randint(1, max_negatives)))
-        text = rng.choice(synset.examples) if synset.examples and rng.random() < 0.5 else synset.definition
-        text = re.sub(r"^\([^)]*\)\s*", "", text)  # "(law) the first court ...": the gloss names the domain
+        text = _gloss_text(rng, synset)
         if text and text not in seen and negatives:
             seen.add(text)
             rows.append((text, gold, negatives))
     return rows
+
+
+def label_set_groups(seed: int = 0, *, synsets: dict[str, Synset] | None = None, extra: Iterable[Synset] | None = None,
+                     exclude_labels: Iterable[str] = (), min_labels: int = 4,
+                     max_texts: int = 8) -> list[dict[str, list[str]]]:
+    """Label sets whose labels share texts' contexts, for a label-set-level objective: ``[{label: [texts]}]``.
+
+    Rows of :func:`hypernym_rows` and :func:`topic_rows` each carry their own small candidate set, so no two
+    texts are ever scored against the same labels; a user's label set is one set for many texts. Each group
+    here is one coherent label set with texts of each label, so a loss can ask the texts of a set to spread
+    over it as their golds do (the label-prior bias of issue #13):
+
+    * one group of every topic domain (~350 names: "law", "chess", "baseball", ...), each with up to
+      ``max_texts`` definitions or usage examples of its synsets (every part of speech; ``extra=None`` reads
+      the verb, adjective and adverb files, as ``topic_rows(..., extra=None)``);
+    * one group per hypernym with at least ``min_labels`` usable children: the children's names as the labels,
+      each with up to ``max_texts`` glosses of its descendants one or two levels down ("poodle ..." under
+      "dog" of the group "canine": dog / wolf / fox / ...).
+
+    Names of ``exclude_labels`` (case-blind, singular or plural) are never labels; a hypernym group's texts
+    of a label are glosses of that label's descendants, never of the label's own synset.
+    """
+    excluded = {v for x in exclude_labels for v in _variants(x)}
+    synsets, extra = _parts_of_speech(synsets, extra)
+    rng = random.Random(f"wordnet-groups:{seed}")
+    def usable(name: str) -> bool:
+        return not _variants(name) & excluded
+
+    topics: dict[str, list[str]] = {}
+    for synset in [*synsets.values(), *extra]:
+        for t in synset.topics:
+            if t in synsets and usable(synsets[t].name):
+                topics.setdefault(synsets[t].name, []).append(_gloss_text(rng, synset))
+    groups = [{name: rng.sample(texts, min(len(texts), max_texts)) for name, texts in sorted(topics.items())}]
+    children: dict[str, list[str]] = {}
+    for offset, synset in synsets.items():
+        for parent in synset.hypernyms:
+            children.setdefault(parent, []).append(offset)
+    for parent in sorted(children):
+        group: dict[str, list[str]] = {}
+        for child in children[parent]:
+            name = synsets[child].name
+            below = [g for c in children.get(child, ()) for g in (c, *children.get(c, ()))]
+            texts = sorted({_gloss_text(rng, synsets[g]) for g in below} - {""})
+            if usable(name) and name not in group and texts:
+                group[name] = rng.sample(texts, min(len(texts), max_texts))
+        if len(group) >= min_labels:
+            groups.append(group)
+    return groups

@@ -249,3 +249,30 @@ def test_label_set_corrections_read_one_text_and_the_label_set_only():
     y = torch.nn.functional.normalize(torch.stack(list(table.values())), dim=-1)
     m = torch.nn.functional.normalize(y.mean(0), dim=-1)
     assert torch.allclose(base.logits(q, labels) - b.logits(q, labels), 20.0 * 0.5 * (y @ m)[None].expand(6, -1), atol=1e-4)
+
+
+def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(tiny_models):
+    from argparse import Namespace
+
+    from benchmarks.train_contrastive import train
+    from udtc import Classifier
+
+    clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+    teacher = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
+    data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"]),
+            ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
+    groups = [{"law": ["a jury verdict"], "music": ["a chord of three notes"], "chess": ["an opening gambit"]},
+              {"dog": ["a curly poodle", "a short-legged hound"], "cat": ["a striped tabby"]}]
+    label_calls: list[list[str]] = []
+    embed_batch = clf.backend._embed_batch
+    clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
+    args = Namespace(steps=4, batch=2, ref=2, lr=1e-3, kl=1.0, prior=1.0, max_length=16, groups=2, group_prior=1.0,
+                     group_topics=0.5)
+    logs: list[str] = []
+    train(clf, teacher, data, args, 0, log=logs.append, groups=groups)
+    assert "group ce" in logs[0] and "group prior" in logs[0]
+    group_labels = [c for c in label_calls if len(c) == 2 and any(set(c) <= set(g) for g in groups)]
+    assert len(group_labels) >= 4  # every step scored one label set drawn from one group, with one text per label
+    label_calls.clear()
+    train(clf, teacher, data, args, 0, log=logs.append)  # no groups: only the rows' own label strings
+    assert all(set(c) <= {x for _, g, n in data for x in (g, *n)} | {t for t, _, _ in data} for c in label_calls)

@@ -56,6 +56,49 @@ def test_bad_hierarchies_name_the_problem(loaded, tree, error, match):
         loaded("cosine").classify("a text", tree)
 
 
+# ---------------------------------------------------------------------- identifier labels
+def test_label_words_reads_underscores_as_spaces_and_nothing_else():
+    from udtc.inputs import label_words
+
+    assert label_words("play_music") == "play music"
+    assert label_words("  WEATHER__REPORT_ ") == "WEATHER REPORT"
+    assert label_words("___") == "___"  # nothing but underscores: read as given
+    for kept in ("PlayMusic", "YouTube", "sci-fi", "comp.sys.mac", "Sci/Tech", "good news"):
+        assert label_words(kept) == kept  # CamelCase is also how brands are written; hyphens are in words
+
+
+@pytest.mark.parametrize("name", available_backends())
+def test_identifier_labels_are_read_as_words_and_keep_their_names(loaded, name):
+    clf = loaded(name)
+    names = ["sports_news", "rain_report", "good_news__match"]
+    got = clf.classify("the team won the match", names)
+    want = clf.classify("the team won the match", {"sports_news": "sports news", "rain_report": "rain report",
+                                                    "good_news__match": "good news match"})
+    assert list(got.scores) == names  # the caller's names are the keys
+    assert got.scores == want.scores  # the model read the words
+    tree = clf.classify("the team won the match", {"news_type": ["sports_news", "rain_report"]})
+    flat = clf.classify("the team won the match", {"news_type.sports_news": "sports news (news type)",
+                                                    "news_type.rain_report": "rain report (news type)"})
+    assert tree.scores == flat.scores
+
+
+def test_a_description_is_read_as_given_underscores_included(loaded):
+    clf = loaded("cosine")
+    as_words = clf.classify("the team won the match", ["sports_news", "rain_report"])
+    as_given = clf.classify("the team won the match", {"sports_news": "sports_news", "rain_report": "rain_report"})
+    assert as_given.scores != as_words.scores
+
+
+def test_fine_tuning_reads_a_label_as_classify_does(loaded):
+    from udtc.training.loop import label_texts
+
+    backend = loaded("cosine").backend
+    template = backend.default_template
+    assert label_texts(backend, ["sports_news", "rain"], pairs=False) == [template.replace("{}", "sports news"),
+                                                                           template.replace("{}", "rain")]
+    assert label_texts(backend, ["sports_news"], pairs=True) == ["sports_news"]  # pair classes as named
+
+
 # ---------------------------------------------------------------------- long texts
 def test_halve_cuts_at_the_whitespace_nearest_the_middle():
     assert halve("aaa bbb ccc ddd") == ["aaa bbb", "ccc ddd"]

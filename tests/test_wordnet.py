@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import datasets
-from benchmarks.wordnet import hypernym_rows, parse_data_file, topic_rows
+from benchmarks.wordnet import hypernym_rows, label_set_groups, parse_data_file, topic_rows
 
 # name -> (parents, gloss); a small tree in WordNet's data.noun format (offsets are made up)
 TREE = {
@@ -200,3 +200,26 @@ def test_topic_rows_take_verbs_and_adjectives_whose_domains_are_nouns(tmp_path: 
     assert ("make laws", "law") in {(t, g) for t, g, _ in rows}
     assert ("sweep a guitar's strings", "music") in {(t, g) for t, g, _ in rows}
     assert len(rows) == len(only_nouns) + 2 and {(t, g) for t, g, _ in only_nouns} <= {(t, g) for t, g, _ in rows}
+
+
+def test_label_set_groups_are_coherent_label_sets_with_texts_of_each_label(tmp_path: Path) -> None:
+    nouns = parse_data_file(data_file(tmp_path / "data.noun"))
+    groups = label_set_groups(0, synsets=nouns, extra=(), min_labels=2)
+    assert groups[0] == {}  # no topic domain in this tree
+    animal = next(g for g in groups[1:] if set(g) == {"dog", "cat", "bird"})  # "animal"'s children
+    assert set(animal["dog"]) <= {"an intelligent dog with a curly coat", "her poodle won the show", "a small short-legged hound"}
+    assert animal["cat"] == ["a cat with a striped coat"] and animal["bird"] == ["a small thrush with a red breast"]
+    assert {"animal", "plant"} in [set(g) for g in groups]  # "organism"'s children; a label's texts lie below it
+    assert not any("car" in g or "bicycle" in g for g in groups)  # leaves have no texts of their own descendants
+    kept = label_set_groups(0, synsets=nouns, extra=(), min_labels=2, exclude_labels=["Dogs"])
+    assert {"cat", "bird"} in [set(g) for g in kept] and not any("dog" in g for g in kept)
+    assert label_set_groups(0, synsets=nouns, extra=(), min_labels=4)[1:] == []  # no hypernym has 4 usable children
+
+    (tmp_path / "topics").mkdir()
+    topics = parse_data_file(topic_file(tmp_path / "topics" / "data.noun"))
+    domains = label_set_groups(0, synsets=topics, extra=(), exclude_labels=["sports"], max_texts=1)[0]
+    assert set(domains) == {"law", "music", "chess"}  # "sport" excluded by its plural
+    assert all(len(texts) == 1 for texts in domains.values())
+    assert domains["chess"] == ["a position in which the king is attacked and cannot escape"]
+    assert not any(t.startswith("(") for texts in domains.values() for t in texts)  # "(law) ..." prefix removed
+    assert label_set_groups(0, synsets=topics, extra=()) == label_set_groups(0, synsets=topics, extra=())  # seeded

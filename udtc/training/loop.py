@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from udtc.backends.base import Trainable
+from udtc.inputs import label_words
 from udtc.training import checkpoint as ckpt
 from udtc.training.args import ADAPTER_METHODS, SCHEDULERS, TrainingArguments
 from udtc.training.data import Examples
@@ -239,9 +240,9 @@ def run(backend: Trainable, data: Examples, eval_data: Examples | None, args: Tr
 
 
 def label_texts(backend: Trainable, names: list[str], *, pairs: bool) -> list[str]:
-    """What the model reads for each training label: the backend's default template applied, as
-    ``classify`` applies it; pair classes are passed as named."""
-    return list(names) if pairs else [backend.default_template.replace("{}", x) for x in names]
+    """What the model reads for each training label: the name as ``classify`` reads it (``label_words``) in
+    the backend's default template; pair classes are passed as named."""
+    return list(names) if pairs else [backend.default_template.replace("{}", label_words(x)) for x in names]
 
 
 def evaluate(backend: Trainable, data: Examples, label_inputs: list[str], batch_size: int, dist: Dist | None = None,
