@@ -419,8 +419,10 @@ def throughput(models: dict[str, object], texts: list[str], labels: list[str], r
 
 
 # ---------------------------------------------------------------------------------------------- main
-def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS),
-              default: bool = False) -> tuple[Protocol, list[Scorer], dict]:
+def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), default: bool = False,
+              candidates: Sequence[str] = ()) -> tuple[Protocol, list[Scorer], dict]:
+    """The protocol's sets embedded by cosine MiniLM, SCE, MPNet (not ``quick``), the shipped default (``default``)
+    and cosine model folders (``candidates``, each titled by its folder, or the folder above a ``model`` folder)."""
     from benchmarks.models import fetch as fetch_model
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM, SCE_MINILM, TUNED_MINILM
@@ -436,6 +438,12 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS),
         weights = hashlib.sha256((resolve(TUNED_MINILM) / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
         encoders[f"tuned-minilm-{weights}"] = tuned.backend
         classifiers["default (TUNED_MINILM)"] = tuned
+    titles = {"minilm": "cosine MiniLM", "mpnet": "cosine MPNet"} | {e: "default (TUNED_MINILM)" for e in encoders if e.startswith("tuned-minilm")}
+    for folder in map(Path, candidates):
+        name = folder.parent.name if folder.name == "model" else folder.name
+        weights = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(folder.glob("*.safetensors")))).hexdigest()[:12]
+        encoders[f"candidate-{name}-{weights}"] = Classifier.from_pretrained(str(folder), device="cpu").backend
+        titles[f"candidate-{name}-{weights}"] = name
     if not quick:
         mpnet = Classifier.from_pretrained(str(fetch_model("all-mpnet-base-v2")), device="cpu")
         encoders["mpnet"] = mpnet.backend
@@ -443,7 +451,7 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS),
     protocol = build_protocol(encoders, quick, log, names)
     scorers = []
     for enc, backend in encoders.items():
-        title = "default (TUNED_MINILM)" if enc.startswith("tuned-minilm") else f"cosine {dict(minilm='MiniLM', mpnet='MPNet')[enc]}"
+        title = titles[enc]
         scorers.append(cosine_scorer(title, enc, label_embedder(backend, enc)))
         scorers.append(cosine_scorer(f"{title} + template", enc, label_embedder(backend, enc, TEMPLATE)))
     scorers.append(sce_scorer("SCE (shipped default)", sce.backend, label_embedder(minilm.backend, "minilm")))
@@ -486,13 +494,13 @@ def summary(results: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def extra(quick: bool, argv: list[str] | None) -> int:
-    """``--extra``: every baseline and the shipped default on the ``EXTRA`` sets: bare, batch-debiased, and
-    debiased one text at a time over the reference set (1,024 texts, alpha 1)."""
+def extra(quick: bool, argv: list[str] | None, candidates: Sequence[str] = ()) -> int:
+    """``--extra``: every baseline and the shipped default (and ``candidates``) on the ``EXTRA`` sets: bare,
+    batch-debiased, and debiased one text at a time over the reference set (1,024 texts, alpha 1)."""
     from benchmarks.common import write_results
 
     started = time.perf_counter()
-    protocol, scorers, _ = baselines(quick, names=tuple(EXTRA), default=True)
+    protocol, scorers, _ = baselines(quick, names=tuple(EXTRA), default=True, candidates=candidates)
     ref = {"ref_size": max(REFERENCE_SIZES), "alpha": 1.0}
     rows = [{"model": sc.name, "encoder": sc.encoder, "variant": variant, **kw,
              "dev": protocol.run(sc, variant, "dev", **kw), "test": protocol.run(sc, variant, "test", **kw)}
@@ -511,7 +519,7 @@ def extra(quick: bool, argv: list[str] | None) -> int:
     payload = {"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "quick": quick,
                "sets": {s.name: {"kind": s.kind, **s.sizes, "labels_names": s.dev.labels} for s in protocol.sets},
                "rows": rows, "seconds": round(time.perf_counter() - started, 1)}
-    write_results("unseen_extra" + ("_quick" if quick else ""), payload, "\n".join(lines))
+    write_results("unseen_extra" + ("_candidates" if candidates else "") + ("_quick" if quick else ""), payload, "\n".join(lines))
     print("\n".join(lines))
     return 0
 
@@ -525,13 +533,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-texts", type=int, default=256)
     parser.add_argument("--extra", action="store_true",
                         help="the shipped default and the baselines on the EXTRA sets (reported apart, not in the mean)")
+    parser.add_argument("--candidate", nargs="+", default=[], metavar="FOLDER",
+                        help="with --extra: also these cosine model folders (e.g. train_contrastive --save's); "
+                        "written to results/unseen_extra_candidates")
     args = parser.parse_args(argv)
+    if args.candidate and not args.extra:
+        parser.error("--candidate needs --extra")
     if args.summary:
         print(summary())
         return 0
     torch.set_num_threads(args.threads)
     if args.extra:
-        return extra(args.quick, argv)
+        return extra(args.quick, argv, args.candidate)
     started = time.perf_counter()
     protocol, scorers, classifiers = baselines(args.quick)
     rows = evaluate(protocol, scorers)

@@ -215,15 +215,19 @@ def test_a_shipped_adapter_at_wise_lambda_embeds_as_the_interpolated_weights(tin
 
 
 @pytest.mark.integration
-def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets_only(monkeypatch):
+def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets_only(monkeypatch, tiny_models, tmp_path):
     from benchmarks import unseen
 
     written = _record_writes(monkeypatch)
-    assert unseen.main(["--extra", "--quick"]) == 0
-    assert [p.stem for p in written] == ["unseen_extra_quick"]
+    shutil.copytree(tiny_models("cosine"), tmp_path / "my-recipe" / "model")  # as train_contrastive --save writes it
+    assert unseen.main(["--extra", "--quick", "--candidate", str(tmp_path / "my-recipe" / "model")]) == 0
+    assert [p.stem for p in written] == ["unseen_extra_candidates_quick"]
     payload = json.loads(written[0].read_text(encoding="utf-8"))
     assert set(payload["sets"]) == set(unseen.EXTRA) and not set(unseen.EXTRA) & set(unseen.SETS)
-    assert {"cosine MiniLM", "default (TUNED_MINILM)", "SCE (shipped default)"} <= {r["model"] for r in payload["rows"]}
+    assert {"cosine MiniLM", "default (TUNED_MINILM)", "SCE (shipped default)", "my-recipe",
+            "my-recipe + template"} <= {r["model"] for r in payload["rows"]}
+    with pytest.raises(SystemExit):
+        unseen.main(["--candidate", str(tmp_path)])  # only with --extra
     assert {r["variant"] for r in payload["rows"]} == {"none", "batch", "ref"}
     assert all("unseen mean" not in r["test"] for r in payload["rows"])  # apart from the six-set mean
 
