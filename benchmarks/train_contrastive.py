@@ -29,6 +29,7 @@ arXiv 2109.01903), lambda chosen on the dev halves.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import sys
@@ -54,7 +55,7 @@ def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
     from benchmarks.train_sce import capped_mixture
     from benchmarks.wordnet import hypernym_rows, topic_rows
 
-    unseen = {x for name in SETS for x in load(name).label_names}
+    unseen = evaluation_labels()
     out = hypernym_rows(n_wordnet, seed, exclude_labels=unseen)
     out += topic_rows(n_topics, seed, exclude_labels=unseen, extra=None if all_pos else ()) if n_topics else []
     mixture = capped_mixture(cap, seed)  # training_sources() only; texts found in held-out sets dropped
@@ -65,11 +66,17 @@ def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
     return out + [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture]
 
 
+@functools.cache
+def evaluation_labels() -> frozenset[str]:
+    """Every label name of the protocol's sets (read once): never shown in training."""
+    return frozenset(x for name in SETS for x in load(name).label_names)
+
+
 def group_rows(wanted: bool) -> list[dict[str, list[str]]]:
     """``benchmarks.wordnet.label_set_groups`` without any evaluation label name ([] unless ``wanted``)."""
     from benchmarks.wordnet import label_set_groups
 
-    return label_set_groups(exclude_labels={x for name in SETS for x in load(name).label_names}) if wanted else []
+    return label_set_groups(exclude_labels=evaluation_labels()) if wanted else []
 
 
 def embed_all(backend, texts: list[str], batch_size: int = 64) -> torch.Tensor:

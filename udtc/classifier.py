@@ -23,7 +23,7 @@ from udtc.calibration import Calibration, calibrate
 from udtc.chunking import check_mode
 from udtc.decide import decide, prediction as _prediction
 from udtc.card import ModelCard
-from udtc.compat import quiet_third_party
+from udtc.compat import quiet_loading
 from udtc.adapters import SPARSE_DELTA, on_base
 from udtc.config import ADAPTER_CONFIG, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
@@ -300,7 +300,7 @@ class Classifier:
         atomic.recover(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
-        with atomic.new_folder(target) as tmp, safety.self_contained(self_contained), quiet_third_party():
+        with atomic.new_folder(target) as tmp, safety.self_contained(self_contained), quiet_loading():
             self.backend.save(tmp)
             self.config.save(tmp)
             if self.calibration is not None:
@@ -337,8 +337,6 @@ class Classifier:
 # ---------------------------------------------------------------------- helpers
 def _load_backend(backend_cls: type[Backend], folder: Path, *, device, dtype, options: dict) -> Backend:
     from safetensors import SafetensorError
-
-    from udtc.compat import quiet_loading
 
     try:
         with quiet_loading():

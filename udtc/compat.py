@@ -14,7 +14,8 @@ from types import ModuleType
 
 @contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Hide transformers' per-load "Loading weights" progress bar, restoring the user's setting after."""
+    """Hide transformers' progress bars ("Loading weights", "Writing model shards"), restoring the user's
+    setting after."""
     from transformers.utils import logging
 
     was_enabled = logging.is_progress_bar_enabled()
@@ -24,14 +25,6 @@ def quiet_loading() -> Iterator[None]:
     finally:
         if was_enabled:
             logging.enable_progress_bar()
-
-
-@contextmanager
-def quiet_third_party() -> Iterator[None]:
-    """Silence the noise udtc's own calls cause in transformers: the "Writing model shards" bar of
-    ``save_pretrained``."""
-    with quiet_loading():
-        yield
 
 
 def cache_keyword(model) -> str:

@@ -17,7 +17,6 @@ import torch
 
 from udtc.backends.base import Backend, Scores
 from udtc.chunking import rescore
-from udtc.compat import quiet_third_party
 
 
 def score_texts(backend: Backend, texts: Sequence[str], inputs: Sequence[tuple[str, ...]], *, multi_label: bool,
@@ -56,7 +55,7 @@ def score_texts(backend: Backend, texts: Sequence[str], inputs: Sequence[tuple[s
             pad = width - out.logits.shape[1]  # pieces of a few rows may have narrower label sets than the chunk
             return Scores(torch.nn.functional.pad(out.logits, (0, pad), value=float("-inf")), out.truncated) if pad > 0 else out
 
-        with torch.inference_mode(), quiet_third_party():
+        with torch.inference_mode():
             out = rescore(score(chunk_texts, list(range(len(chunk)))), chunk_texts, score, long_texts)
         rows = out.logits.detach().float().cpu()  # (len(chunk), widest label set)
         if rows.shape != (len(chunk), width):

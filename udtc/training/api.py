@@ -17,7 +17,7 @@ from udtc.backends import available_backends, detect_backend, get_backend
 from udtc.backends.base import Backend, Trainable
 from udtc.card import ModelCard
 from udtc.classifier import Classifier
-from udtc.compat import quiet_third_party
+from udtc.compat import quiet_loading
 from udtc.hub import resolve
 from udtc.config import CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
@@ -188,7 +188,7 @@ def _train_and_save(model, out: Path, args: TrainingArguments, train_data, eval_
     clf.source = None  # trained in memory: a further adapter must refer to the saved folder, not to base_ref
     if dist.main:
         card = _card(clf, train_data, eval_data, args.shots, args, metrics, args.push_to_hub or out.name, merge)
-        with quiet_third_party():  # no "Writing model shards" bar
+        with quiet_loading():  # no "Writing model shards" bar
             written = _write_final(out, clf, result.peft_model, merge, card, metrics, result.sparse)
     elif result.peft_model is not None:
         merge_lora(result.peft_model, impl)
