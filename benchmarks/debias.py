@@ -19,6 +19,11 @@ chosen on the dev halves per model: (A) project the label set's mean direction m
 
     python -m benchmarks.debias
     python -m benchmarks.debias --label-set
+    python -m benchmarks.debias --hubness
+
+``--hubness`` subtracts beta x each label's mean cosine to its k nearest reference texts (CSLS, arXiv:1710.04087):
+a label close to many generic texts is a hub that attracts texts of every kind; k = all references is the
+reference-mean correction above. k and beta chosen on the dev halves.
 """
 
 from __future__ import annotations
@@ -99,36 +104,73 @@ def label_set_scorer(base: Scorer, kind: str, beta: float) -> Scorer:
     return Scorer(f"{base.name}: {kind}", base.encoder, logits)
 
 
-def label_set(argv: list[str] | None) -> int:
-    """``--label-set``: the three label-set-only corrections on every cosine model of ``benchmarks.unseen``."""
+def hubness_scorer(base: Scorer, ref: torch.Tensor, k: int, beta: float) -> Scorer:
+    """``base`` minus beta x each label's hubness: its mean cosine to its ``k`` nearest reference texts (CSLS,
+    "Word Translation Without Parallel Data", arXiv:1710.04087, eq. 6: the label-side term; the text-side term is
+    the same for every label of a text). ``k`` = all references is the reference-mean correction above."""
+    label_emb = base.label_emb
+    assert label_emb is not None, "a cosine scorer"
+    r = F.normalize(ref, dim=-1)  # (R, D)
+
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        x, y = F.normalize(q, dim=-1), F.normalize(label_emb(labels), dim=-1)  # (N, D), (L, D)
+        hub = (y @ r.T).topk(min(k, len(r)), dim=-1).values.mean(-1)  # (L,)
+        return COSINE_SCALE * (x @ y.T - beta * hub[None])  # (N, L)
+
+    return Scorer(f"{base.name}: hubness k={k}", base.encoder, logits)
+
+
+def dev_chosen(argv: list[str] | None, stem: str, kinds: dict[str, str], make) -> int:
+    """Each correction kind with its parameter chosen on the DEV unseen mean, per cosine model of
+    ``benchmarks.unseen``; TEST deltas per set (the six and the EXTRA software-domain set) against the bare model.
+    ``make(protocol, base, kind)`` -> [(parameter, scorer)], none when the kind does not apply to ``base``."""
     from benchmarks.common import write_results
     from benchmarks.unseen import EXTRA, SETS, UNSEEN, baselines
 
     started = time.perf_counter()
     protocol, scorers, _ = baselines(False, names=(*SETS, *EXTRA), default=True)
     sets = [*UNSEEN, *EXTRA]
-    lines = ["| model | correction | beta (dev) | dev mean (6) | **test mean (6)** | "
+    lines = ["| model | correction | parameter (dev) | dev mean (6) | **test mean (6)** | "
              + " | ".join(f"{n} Δ" for n in sets) + " |", "|---|---|---|---|---|" + "---|" * len(sets)]
     rows = []
     for base in (s for s in scorers if s.label_emb is not None):  # the cosine ones
-        candidates = [("none", 0.0, base)] + [(k, b, label_set_scorer(base, k, b))
-                                              for k in LABEL_SET_KINDS for b in BETAS]
-        dev = {(k, b): protocol.run(s, "none", "dev")["unseen mean"]["macro_f1"] for k, b, s in candidates}
-        for kind in ("none", *LABEL_SET_KINDS):  # "none" first: its test run is the bare one the deltas are against
-            beta, scorer = max(((b, s) for k, b, s in candidates if k == kind), key=lambda t: dev[(kind, t[0])])
+        for kind in ("none", *kinds):  # "none" first: its test run is the bare one the deltas are against
+            candidates = [("-", base)] if kind == "none" else make(protocol, base, kind)
+            if not candidates:
+                continue
+            dev = [protocol.run(s, "none", "dev")["unseen mean"]["macro_f1"] for _, s in candidates]
+            best = max(range(len(candidates)), key=dev.__getitem__)
+            param, scorer = candidates[best]
             test = protocol.run(scorer, "none", "test")
             bare = test if kind == "none" else bare
-            rows.append({"model": base.name, "correction": kind, "beta": beta, "dev_mean": dev[(kind, beta)],
+            rows.append({"model": base.name, "correction": kind, "parameter": param, "dev_mean": dev[best],
                          "test": test})
-            lines.append(f"| {base.name} | {LABEL_SET_KINDS.get(kind, 'none')} | {beta:g} | {dev[(kind, beta)]:.1f} | "
+            lines.append(f"| {base.name} | {kinds.get(kind, 'none')} | {param} | {dev[best]:.1f} | "
                          f"**{test['unseen mean']['macro_f1']:.1f}** | "
                          + " | ".join(f"{test[n]['macro_f1'] - bare[n]['macro_f1']:+.1f}" for n in sets) + " |")
     table = "\n".join(lines)
-    write_results("debias_label_set", {"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
-                                       "betas": BETAS, "rows": rows,
-                                       "seconds": round(time.perf_counter() - started, 1)}, table)
+    write_results(stem, {"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
+                         "rows": rows, "seconds": round(time.perf_counter() - started, 1)}, table)
     print(table)
     return 0
+
+
+def label_set(argv: list[str] | None) -> int:
+    """``--label-set``: the three label-set-only corrections on every cosine model of ``benchmarks.unseen``."""
+    return dev_chosen(argv, "debias_label_set", LABEL_SET_KINDS,
+                      lambda protocol, base, kind: [(f"beta {b:g}", label_set_scorer(base, kind, b)) for b in BETAS])
+
+
+HUB_KS = (1, 5, 20, 100, 1024)
+HUB_BETAS = (0.25, 0.5, 0.75, 1.0)
+
+
+def hubness(argv: list[str] | None) -> int:
+    """``--hubness``: CSLS-style label hubness over the 1,024 reference texts, k and beta chosen on dev."""
+    return dev_chosen(argv, "debias_hubness", {"hub": "label hubness over its k nearest reference texts (CSLS)"},
+                      lambda protocol, base, kind: [(f"k {k}, beta {b:g}",
+                                                     hubness_scorer(base, protocol.ref_emb[base.encoder], k, b))
+                                                    for k in HUB_KS for b in HUB_BETAS])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--label-set", action="store_true",
                         help="corrections that read only the label set (no reference texts), on every cosine model")
+    parser.add_argument("--hubness", action="store_true",
+                        help="each label's hubness over its k nearest reference texts (CSLS), on every cosine model")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.label_set:
         return label_set(argv)
+    if args.hubness:
+        return hubness(argv)
     from benchmarks.models import fetch as fetch_model
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM

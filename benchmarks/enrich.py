@@ -10,6 +10,10 @@ Both for cosine on MiniLM and on MPNet (the encoders' cached embeddings of ``ben
 each with the debiasing variants of the protocol.
 
     python -m benchmarks.enrich
+    python -m benchmarks.enrich --models     # the same two on every cosine model, the default among them
+
+``--models`` scores both on every cosine model of ``benchmarks.unseen`` (the shipped default, cosine MiniLM and
+MPNet) and on the software-domain set too, beta chosen on the dev halves (``benchmarks.debias.dev_chosen``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,25 +47,27 @@ def definitions() -> dict[str, str]:
     return out
 
 
-def ensemble_embedder(backend, encoder: str, templates=TEMPLATES):
+def ensemble_embedder(embed_texts: Callable[[list[str]], torch.Tensor], templates=TEMPLATES):
+    """Labels -> the normalised mean of their normalised embeddings in every template (``embed_texts``: texts -> (n, D))."""
     memo: dict[str, torch.Tensor] = {}
 
     def emb(labels: list[str]) -> torch.Tensor:
         missing = [x for x in labels if x not in memo]
         if missing:
-            parts = [F.normalize(embed(backend, encoder, [t.replace("{}", x) for x in missing]), dim=-1) for t in templates]
+            parts = [F.normalize(embed_texts([t.replace("{}", x) for x in missing]), dim=-1) for t in templates]
             memo.update(zip(missing, F.normalize(torch.stack(parts).mean(0), dim=-1)))
-        return torch.stack([memo[x] for x in labels])
+        return torch.stack([memo[x] for x in labels])  # (L, D)
 
     return emb
 
 
-def wordnet_embedder(backend, encoder: str, glosses: dict[str, str], beta: float):
+def wordnet_embedder(embed_texts: Callable[[list[str]], torch.Tensor], glosses: dict[str, str], beta: float):
+    """Labels -> their embedding plus ``beta`` x their WordNet definition's (labels WordNet lacks: bare)."""
     def emb(labels: list[str]) -> torch.Tensor:
-        bare = F.normalize(embed(backend, encoder, labels), dim=-1)  # (L, D)
+        bare = F.normalize(embed_texts(labels), dim=-1)  # (L, D)
         known = [i for i, x in enumerate(labels) if x.lower() in glosses]
         if known:
-            gloss = F.normalize(embed(backend, encoder, [glosses[labels[i].lower()] for i in known]), dim=-1)
+            gloss = F.normalize(embed_texts([glosses[labels[i].lower()] for i in known]), dim=-1)
             bare = bare.clone()
             bare[known] = F.normalize(bare[known] + beta * gloss, dim=-1)
         return bare
@@ -68,12 +75,35 @@ def wordnet_embedder(backend, encoder: str, glosses: dict[str, str], beta: float
     return emb
 
 
+def on_models(argv: list[str] | None) -> int:
+    """``--models``: template ensemble and WordNet definitions on every bare cosine model, the default among them."""
+    from benchmarks.debias import dev_chosen
+
+    glosses = definitions()
+
+    def make(protocol, base, kind):
+        if base.name.endswith("+ template"):
+            return []  # the label side is already a template
+        if kind == "ensemble":
+            return [(f"{len(TEMPLATES)} templates",
+                     cosine_scorer(f"{base.name}: ensemble", base.encoder, ensemble_embedder(base.label_emb)))]
+        return [(f"beta {b:g}", cosine_scorer(f"{base.name}: WordNet beta {b:g}", base.encoder,
+                                              wordnet_embedder(base.label_emb, glosses, b))) for b in BETAS]
+
+    return dev_chosen(argv, "enrich_models", {"ensemble": f"template ensemble ({len(TEMPLATES)})",
+                                              "wordnet": "label + beta x its WordNet definition"}, make)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", action="store_true",
+                        help="both enrichments on every cosine model of benchmarks.unseen (the default among them)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.models:
+        return on_models(argv)
     from benchmarks.models import fetch as fetch_model
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM
@@ -88,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     for enc, backend in encoders.items():
         title = {"minilm": "MiniLM", "mpnet": "MPNet"}[enc]
         scorers = [cosine_scorer(f"cosine {title}, template ensemble ({len(TEMPLATES)})", enc,
-                                 ensemble_embedder(backend, enc))]
+                                 ensemble_embedder(lambda texts: embed(backend, enc, texts)))]
         best = None
         for beta in BETAS:  # beta chosen on the dev halves (no debiasing)
             s = cosine_scorer(f"cosine {title} + WordNet definition (beta {beta:g}, dev-chosen)", enc,
-                              wordnet_embedder(backend, enc, glosses, beta))
+                              wordnet_embedder(lambda texts: embed(backend, enc, texts), glosses, beta))
             f1 = protocol.run(s, "none", "dev")["unseen mean"]["macro_f1"]
             best = max(best or (f1, beta, s), (f1, beta, s), key=lambda x: x[0])
         scorers.append(best[2])

@@ -420,9 +420,10 @@ def throughput(models: dict[str, object], texts: list[str], labels: list[str], r
 
 # ---------------------------------------------------------------------------------------------- main
 def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), default: bool = False,
-              candidates: Sequence[str] = ()) -> tuple[Protocol, list[Scorer], dict]:
-    """The protocol's sets embedded by cosine MiniLM, SCE, MPNet (not ``quick``), the shipped default (``default``)
-    and cosine model folders (``candidates``, each titled by its folder, or the folder above a ``model`` folder)."""
+              candidates: Sequence[str] = (), mpnet: bool = True) -> tuple[Protocol, list[Scorer], dict]:
+    """The protocol's sets embedded by cosine MiniLM, SCE, MPNet (``mpnet`` and not ``quick``), the shipped default
+    (``default``) and cosine model folders (``candidates``, each titled by its folder, or the folder above a
+    ``model`` folder)."""
     from benchmarks.models import fetch as fetch_model
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM, SCE_MINILM, TUNED_MINILM
@@ -444,10 +445,9 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), defaul
         weights = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(folder.glob("*.safetensors")))).hexdigest()[:12]
         encoders[f"candidate-{name}-{weights}"] = Classifier.from_pretrained(str(folder), device="cpu").backend
         titles[f"candidate-{name}-{weights}"] = name
-    if not quick:
-        mpnet = Classifier.from_pretrained(str(fetch_model("all-mpnet-base-v2")), device="cpu")
-        encoders["mpnet"] = mpnet.backend
-        classifiers["cosine MPNet"] = mpnet
+    if mpnet and not quick:
+        classifiers["cosine MPNet"] = Classifier.from_pretrained(str(fetch_model("all-mpnet-base-v2")), device="cpu")
+        encoders["mpnet"] = classifiers["cosine MPNet"].backend
     protocol = build_protocol(encoders, quick, log, names)
     scorers = []
     for enc, backend in encoders.items():

@@ -255,6 +255,47 @@ def test_label_set_corrections_read_one_text_and_the_label_set_only():
     assert torch.allclose(base.logits(q, labels) - b.logits(q, labels), 20.0 * 0.5 * (y @ m)[None].expand(6, -1), atol=1e-4)
 
 
+def test_hubness_discounts_labels_near_many_reference_texts_one_text_at_a_time():
+    from benchmarks.debias import centred_scorer, hubness_scorer
+    from benchmarks.unseen import cosine_scorer
+
+    g = torch.Generator().manual_seed(0)
+    table = {f"l{i}": torch.randn(8, generator=g) for i in range(5)}
+    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
+    base = cosine_scorer("cos", "enc", emb)
+    q, labels, ref = torch.randn(6, 8, generator=g), list(table), torch.randn(30, 8, generator=g)
+    ref[:10] = table["l3"] + 0.1 * torch.randn(10, 8, generator=g)  # l3 sits among ten references: a hub
+    hub = hubness_scorer(base, ref, 5, 0.5)
+    out = hub.logits(q, labels)  # (N, L)
+    drop = (base.logits(q, labels) - out)[0]  # the same for every text
+    assert torch.allclose(base.logits(q, labels) - out, drop.expand(6, -1), atol=1e-4)
+    assert drop.argmax() == 3 and drop[3] > 20.0 * 0.5 * 0.9  # its 5 nearest references are all near it
+    assert torch.allclose(hub.logits(q[2:3], labels), out[2:3], atol=1e-5)  # one text at a time
+    perm = [3, 0, 4, 1, 2]
+    assert torch.allclose(hub.logits(q, [labels[i] for i in perm]), out[:, perm], atol=1e-5)
+    # k = every reference: the reference-mean correction (text centred by the mean reference), same ranking
+    m = torch.nn.functional.normalize(ref, dim=-1).mean(0)
+    every = hubness_scorer(base, ref, len(ref), 0.5).logits(q, labels)
+    centred = centred_scorer("c", "enc", emb, m, torch.zeros(8, 0), 0.5).logits(q, labels)
+    assert torch.allclose(every / every.norm(dim=-1, keepdim=True), centred / centred.norm(dim=-1, keepdim=True),
+                          atol=1e-5)
+
+
+def test_label_enrichment_mixes_templates_and_definitions_into_the_label_side():
+    from benchmarks.enrich import ensemble_embedder, wordnet_embedder
+
+    g = torch.Generator().manual_seed(0)
+    vectors: dict[str, torch.Tensor] = {}
+    embed = lambda texts: torch.stack([vectors.setdefault(t, torch.randn(8, generator=g)) for t in texts])  # noqa: E731
+    norm = torch.nn.functional.normalize
+    both = ensemble_embedder(embed, ("{}", "About {}."))(["law", "chess"])  # (2, 8)
+    assert torch.allclose(both[1], norm(norm(vectors["chess"], dim=0) + norm(vectors["About chess."], dim=0), dim=0))
+    enriched = wordnet_embedder(embed, {"law": "the collection of rules"}, 0.5)(["Law", "zorb"])
+    assert torch.allclose(enriched[0], norm(norm(vectors["Law"], dim=0)
+                                             + 0.5 * norm(vectors["the collection of rules"], dim=0), dim=0))
+    assert torch.allclose(enriched[1], norm(vectors["zorb"], dim=0))  # no definition: the bare label
+
+
 def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(tiny_models):
     from argparse import Namespace
 

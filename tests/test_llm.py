@@ -289,6 +289,21 @@ def test_lora_wraps_the_papers_projections_and_training_lowers_the_loss(llm_fold
     assert losses[-1] < losses[0] * 0.5, losses
 
 
+def test_lora_with_gradient_checkpointing_still_trains_the_adapter(llm_folder):
+    from udtc.compat import is_checkpointing
+
+    backend = head_backend(llm_folder)
+    backend.add_head(["sports", "weather"])
+    peft_model = with_lora(backend, gradient_checkpointing=True)
+    assert is_checkpointing(backend.module.backbone)
+    backend.module.train()
+    loss = backend.training_logits(["the team won", "rain all day"], ["sports", "weather"], multi_label=False).sum()
+    loss.backward()
+    grads = [p.grad for name, p in peft_model.named_parameters() if "lora_B" in name]  # lora_A's are 0 while B = 0
+    assert len(grads) == 7 * backend.module.backbone.config.num_hidden_layers
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_qlora_fails_at_once_without_cuda(llm_folder):
     if torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes"):
         pytest.skip("this machine can run QLoRA")

@@ -305,21 +305,17 @@ class LlmHeadBackend(Trainable, Backend):
 # ---------------------------------------------------------------------- LoRA / QLoRA (Table 1)
 def with_lora(backend: LlmHeadBackend, *, r: int = 16, alpha: float = 16, dropout: float = 0.05,
               target_modules: list[str] | tuple[str, ...] | str = LORA_TARGETS, gradient_checkpointing: bool = False):
-    """Wrap ``backend.trainable_module()`` in a fresh peft LoRA adapter, in place; returns the ``PeftModel``.
+    """Wrap ``backend.trainable_module()`` in a fresh peft LoRA adapter, in place; returns the ``PeftModel``
+    (what ``finetune(method="lora")`` does, through the same :func:`udtc.training.lora.add_lora`).
 
     The head (if any) trains in full next to the adapter. ``merge_and_unload()`` on the result folds the
     adapter back so the backend scores (and saves) with the merged weights.
     """
-    from peft import LoraConfig, get_peft_model
+    from udtc.training.lora import add_lora, enable_gradient_checkpointing
 
-    module = backend.trainable_module()
     if gradient_checkpointing:
-        module.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        module.backbone.enable_input_require_grads()
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
-                        target_modules=list(target_modules) if not isinstance(target_modules, str) else target_modules,
-                        modules_to_save=list(backend.head_modules) or None)
-    return get_peft_model(module, config)
+        enable_gradient_checkpointing(backend.trainable_module())
+    return add_lora(backend, r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)
 
 
 def with_qlora(folder: Path, *, r: int = 16, alpha: float = 16, dropout: float = 0.05,
