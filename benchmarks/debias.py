@@ -20,10 +20,15 @@ chosen on the dev halves per model: (A) project the label set's mean direction m
     python -m benchmarks.debias
     python -m benchmarks.debias --label-set
     python -m benchmarks.debias --hubness
+    python -m benchmarks.debias --retrieved
 
 ``--hubness`` subtracts beta x each label's mean cosine to its k nearest reference texts (CSLS, arXiv:1710.04087):
 a label close to many generic texts is a hub that attracts texts of every kind; k = all references is the
 reference-mean correction above. k and beta chosen on the dev halves.
+
+``--retrieved`` subtracts alpha x each label's mean log-probability over the k texts of a 20,000-text generic pool
+nearest the label set (a pseudo-batch from the label set's own domain, as the batch-mean correction has), on the MiniLM
+models; k, alpha and the retrieval (nearest the label mean / nearest any label) chosen on the dev halves.
 """
 
 from __future__ import annotations
@@ -120,22 +125,40 @@ def hubness_scorer(base: Scorer, ref: torch.Tensor, k: int, beta: float) -> Scor
     return Scorer(f"{base.name}: hubness k={k}", base.encoder, logits)
 
 
-def dev_chosen(argv: list[str] | None, stem: str, kinds: dict[str, str], make) -> int:
+def retrieved_scorer(base: Scorer, pool: torch.Tensor, k: int, alpha: float, by: str) -> Scorer:
+    """``base`` minus alpha x each label's mean log-probability over the ``k`` pool texts nearest the label set: a
+    pseudo-batch of texts from the label set's own domain, retrieved once per label set (one text at a time after
+    that). ``by="centroid"``: nearest the mean of the label vectors; ``by="any"``: nearest any one label."""
+    label_emb = base.label_emb
+    assert label_emb is not None, "a cosine scorer"
+    r = F.normalize(pool, dim=-1)  # (P, D)
+
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        y = F.normalize(label_emb(labels), dim=-1)  # (L, D)
+        near = (r @ y.mean(0) if by == "centroid" else (r @ y.T).amax(-1)).topk(min(k, len(r))).indices  # (k,)
+        bias = base.logits(r[near], labels).log_softmax(-1).mean(0)  # (L,)
+        return base.logits(q, labels) - alpha * bias[None]  # (N, L)
+
+    return Scorer(f"{base.name}: retrieved k={k} by {by}", base.encoder, logits)
+
+
+def dev_chosen(argv: list[str] | None, stem: str, kinds: dict[str, str], make, mpnet: bool = True) -> int:
     """Each correction kind with its parameter chosen on the DEV unseen mean, per cosine model of
     ``benchmarks.unseen``; TEST deltas per set (the six and the EXTRA software-domain set) against the bare model.
-    ``make(protocol, base, kind)`` -> [(parameter, scorer)], none when the kind does not apply to ``base``."""
+    ``make(protocol, base, kind, classifiers)`` -> [(parameter, scorer)], none when the kind does not apply to
+    ``base`` (``classifiers``: ``benchmarks.unseen.baselines``' models by title, to embed more texts)."""
     from benchmarks.common import write_results
     from benchmarks.unseen import EXTRA, SETS, UNSEEN, baselines
 
     started = time.perf_counter()
-    protocol, scorers, _ = baselines(False, names=(*SETS, *EXTRA), default=True)
+    protocol, scorers, classifiers = baselines(False, names=(*SETS, *EXTRA), default=True, mpnet=mpnet)
     sets = [*UNSEEN, *EXTRA]
     lines = ["| model | correction | parameter (dev) | dev mean (6) | **test mean (6)** | "
              + " | ".join(f"{n} Δ" for n in sets) + " |", "|---|---|---|---|---|" + "---|" * len(sets)]
     rows = []
     for base in (s for s in scorers if s.label_emb is not None):  # the cosine ones
         for kind in ("none", *kinds):  # "none" first: its test run is the bare one the deltas are against
-            candidates = [("-", base)] if kind == "none" else make(protocol, base, kind)
+            candidates = [("-", base)] if kind == "none" else make(protocol, base, kind, classifiers)
             if not candidates:
                 continue
             dev = [protocol.run(s, "none", "dev")["unseen mean"]["macro_f1"] for _, s in candidates]
@@ -158,7 +181,7 @@ def dev_chosen(argv: list[str] | None, stem: str, kinds: dict[str, str], make) -
 def label_set(argv: list[str] | None) -> int:
     """``--label-set``: the three label-set-only corrections on every cosine model of ``benchmarks.unseen``."""
     return dev_chosen(argv, "debias_label_set", LABEL_SET_KINDS,
-                      lambda protocol, base, kind: [(f"beta {b:g}", label_set_scorer(base, kind, b)) for b in BETAS])
+                      lambda protocol, base, kind, _: [(f"beta {b:g}", label_set_scorer(base, kind, b)) for b in BETAS])
 
 
 HUB_KS = (1, 5, 20, 100, 1024)
@@ -168,9 +191,32 @@ HUB_BETAS = (0.25, 0.5, 0.75, 1.0)
 def hubness(argv: list[str] | None) -> int:
     """``--hubness``: CSLS-style label hubness over the 1,024 reference texts, k and beta chosen on dev."""
     return dev_chosen(argv, "debias_hubness", {"hub": "label hubness over its k nearest reference texts (CSLS)"},
-                      lambda protocol, base, kind: [(f"k {k}, beta {b:g}",
+                      lambda protocol, base, kind, _: [(f"k {k}, beta {b:g}",
                                                      hubness_scorer(base, protocol.ref_emb[base.encoder], k, b))
                                                     for k in HUB_KS for b in HUB_BETAS])
+
+
+POOL_SIZE = 20000
+RETRIEVED_KS = (16, 64, 256, 1024)
+RETRIEVED_ALPHAS = (0.25, 0.5, 0.75, 1.0)
+
+
+def retrieved(argv: list[str] | None) -> int:
+    """``--retrieved``: each label set's prior over the pool texts nearest it, k, alpha and the retrieval chosen on dev."""
+    from benchmarks.unseen import embed, reference_texts
+
+    pool = reference_texts(POOL_SIZE)
+    pools: dict[str, torch.Tensor] = {}
+
+    def make(protocol: Protocol, base: Scorer, kind: str, classifiers: dict) -> list[tuple[str, Scorer]]:
+        if base.encoder not in pools:
+            pools[base.encoder] = embed(classifiers[base.name.removesuffix(" + template")].backend, base.encoder, pool)
+        return [(f"k {k}, alpha {a:g}", retrieved_scorer(base, pools[base.encoder], k, a, kind))
+                for k in RETRIEVED_KS for a in RETRIEVED_ALPHAS]
+
+    return dev_chosen(argv, "debias_retrieved", {"centroid": f"prior over the k of {POOL_SIZE:,} pool texts nearest the label mean",
+                                                 "any": f"prior over the k of {POOL_SIZE:,} pool texts nearest any label"},
+                      make, mpnet=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,8 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="corrections that read only the label set (no reference texts), on every cosine model")
     parser.add_argument("--hubness", action="store_true",
                         help="each label's hubness over its k nearest reference texts (CSLS), on every cosine model")
+    parser.add_argument("--retrieved", action="store_true",
+                        help="each label set's prior over the pool texts nearest it (a pseudo-batch), on MiniLM models")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.retrieved:
+        return retrieved(argv)
     if args.label_set:
         return label_set(argv)
     if args.hubness:

@@ -81,7 +81,7 @@ def on_models(argv: list[str] | None) -> int:
 
     glosses = definitions()
 
-    def make(protocol, base, kind):
+    def make(protocol, base, kind, _):
         if base.name.endswith("+ template"):
             return []  # the label side is already a template
         if kind == "ensemble":

@@ -34,6 +34,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -118,16 +119,56 @@ def embed_grad(backend, texts: list[str], chunk: int = 16) -> torch.Tensor:
     return torch.cat(parts)[inverse]
 
 
-def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int, log=print,
-          groups: list[dict[str, list[str]]] = ()) -> float:
-    """Fine-tune ``clf.backend.model`` in place; returns CPU seconds. ``groups`` (``--groups``): label sets
-    with texts of each label (``benchmarks.wordnet.label_set_groups``), one scored per step."""
+def frozen_teacher(backend, max_length: int) -> Callable[[list[str], list[str]], torch.Tensor]:
+    """The KL target's scores, 20 cos, of a frozen cosine backend (cosine MiniLM: the student before training)."""
+    backend.max_length = max_length
+
+    def scores(texts: list[str], labels: list[str]) -> torch.Tensor:
+        tx, ty = embed_grad(backend, texts), backend._embed_batch(labels)[0]  # (B, D), (U, D)
+        return 20.0 * F.normalize(tx, dim=-1) @ F.normalize(ty, dim=-1).T  # (B, U)
+
+    return scores
+
+
+def cached_teacher(backend, encoder: str, data: list[tuple[str, str, list[str]]], template: str,
+                   max_length: int) -> Callable[[list[str], list[str]], torch.Tensor]:
+    """``--teacher mpnet``: the KL target's scores, 20 cos, by another frozen cosine backend (all-mpnet-base-v2; issue
+    #13, item 3: distil the better teacher), labels in ``template``. Every row text and label string is embedded once
+    at the student's training token limit (cached by ``benchmarks.unseen.embed`` under ``<encoder>-<max_length>``)."""
+    from benchmarks.unseen import embed
+
+    backend.max_length = max_length
+    texts = sorted({t for t, _, _ in data})
+    labels = sorted({x for _, g, neg in data for x in (g, *neg)})
+    cache = f"{encoder}-{max_length}"
+    text_vec = dict(zip(texts, F.normalize(embed(backend, cache, texts), dim=-1)))
+    label_vec = dict(zip(labels, F.normalize(embed(backend, cache, [template.replace("{}", x) for x in labels]), dim=-1)))
+
+    def scores(batch_texts: list[str], batch_labels: list[str]) -> torch.Tensor:
+        tx = torch.stack([text_vec[t] for t in batch_texts])  # (B, D_teacher)
+        ty = torch.stack([label_vec[x] for x in batch_labels])  # (U, D_teacher)
+        return 20.0 * tx @ ty.T  # (B, U)
+
+    return scores
+
+
+def mean_scores(teachers: tuple[Callable[[list[str], list[str]], torch.Tensor], ...], texts: list[str],
+                labels: list[str]) -> torch.Tensor:
+    """``--teacher both``: the mean of the teachers' scores (B, U)."""
+    return torch.stack([t(texts, labels) for t in teachers]).mean(0)
+
+
+def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: list[tuple[str, str, list[str]]], args,
+          seed: int, log=print, groups: list[dict[str, list[str]]] = ()) -> float:
+    """Fine-tune ``clf.backend.model`` in place; returns CPU seconds. ``teacher(texts, labels)``: the KL target's
+    scores (B, U). ``groups`` (``--groups``): label sets with texts of each label
+    (``benchmarks.wordnet.label_set_groups``), one scored per step."""
     backend = clf.backend
     rng = random.Random(f"contrastive:{seed}")
     torch.manual_seed(seed)
     model = backend.model
     model.train()
-    backend.max_length, teacher.max_length = args.max_length, args.max_length
+    backend.max_length = args.max_length
     params = [p for p in model.parameters() if p.requires_grad]  # LoRA (--lora): the adapter only
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     warm = max(1, args.steps // 10)
@@ -149,9 +190,7 @@ def train(clf, teacher, data: list[tuple[str, str, list[str]]], args, seed: int,
         parts = {"ce": loss.item()}
         if args.kl:
             with torch.no_grad():
-                tx = embed_grad(teacher, texts)
-                ty, _ = teacher._embed_batch(union)
-                target = (20.0 * F.normalize(tx, dim=-1) @ F.normalize(ty, dim=-1).T).log_softmax(-1)  # (B, U)
+                target = teacher(texts, union).log_softmax(-1)  # (B, U)
             kl = F.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
             loss = loss + args.kl * kl
             parts["kl"] = kl.item()
@@ -317,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--kl", type=float, default=1.0)
     parser.add_argument("--prior", type=float, default=1.0)
+    parser.add_argument("--teacher", choices=["minilm", "mpnet", "both"], default="minilm",
+                        help="the KL target: frozen cosine MiniLM (the student before training), all-mpnet-base-v2 "
+                        "with its labels in \"This text is about {}.\" (distillation), or both (the mean of their scores)")
     parser.add_argument("--wordnet", type=int, default=15000)
     parser.add_argument("--topics", type=int, default=0,
                         help="also this many WordNet topic-domain rows (what a text is about, not what it is)")
@@ -331,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
-    parser.add_argument("--save", action="store_true", help="save seed 0's model under results/candidates/<tag>")
+    parser.add_argument("--save", action="store_true", help="save the first seed's model under results/candidates/<tag>_seed<S>/model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lora", type=int, default=0, metavar="R",
                         help="train a LoRA adapter of rank R on every linear layer instead of every weight")
@@ -361,7 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
-    teacher = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend
+    teacher = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend  # also theta0 of WiSE-FT
+    target = frozen_teacher(teacher, args.max_length)
+    if args.teacher != "minilm":  # --quick: MiniLM stands in for MPNet (same code path, no 400 MB download)
+        from benchmarks.models import fetch as fetch_model
+
+        big = teacher if args.quick else Classifier.from_pretrained(str(fetch_model("all-mpnet-base-v2")), device="cpu").backend
+        distil = cached_teacher(big, "minilm" if args.quick else "mpnet", data, TEMPLATE, args.max_length)
+        # both: KL to the normalised geometric mean of the two teachers' distributions
+        target = distil if args.teacher == "mpnet" else functools.partial(mean_scores, (target, distil))
     by_key: dict[tuple, list[dict]] = {}
     times = []
     for seed in args.seeds:
@@ -369,9 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(seed)  # LoRA's A matrices: without this they depended on what the process ran before
         peft_model = add_lora(clf.backend, r=args.lora, alpha=args.lora, dropout=0.0,
                               target_modules=["query", "key", "value", "dense"]) if args.lora else None
-        times.append(train(clf, teacher, data, args, seed, log=lambda m: print(m, flush=True), groups=groups))
+        times.append(train(clf, target, data, args, seed, log=lambda m: print(m, flush=True), groups=groups))
         if args.save and seed == args.seeds[0] and not args.quick:
-            save_candidate(clf, peft_model, CANDIDATES / args.tag / "model")
+            save_candidate(clf, peft_model, CANDIDATES / f"{args.tag}_seed{seed}" / "model")
         if args.ship is not None:
             save_scaled(clf, peft_model, SHIPPED, args.ship)
         if peft_model is not None:

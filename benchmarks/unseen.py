@@ -431,6 +431,7 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), defaul
     minilm = Classifier.from_pretrained(COSINE_MINILM, device="cpu")
     sce = Classifier.from_pretrained(SCE_MINILM, device="cpu")
     encoders = {"minilm": minilm.backend}
+    titles = {"minilm": "cosine MiniLM", "mpnet": "cosine MPNet"}
     classifiers = {"cosine MiniLM": minilm, "SCE (shipped default)": sce}
     if default:  # the shipped default (a cosine model): its own text embeddings, cached under its weights' hash
         from udtc.hub import resolve
@@ -438,8 +439,8 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), defaul
         tuned = Classifier.from_pretrained(TUNED_MINILM, device="cpu")
         weights = hashlib.sha256((resolve(TUNED_MINILM) / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
         encoders[f"tuned-minilm-{weights}"] = tuned.backend
+        titles[f"tuned-minilm-{weights}"] = "default (TUNED_MINILM)"
         classifiers["default (TUNED_MINILM)"] = tuned
-    titles = {"minilm": "cosine MiniLM", "mpnet": "cosine MPNet"} | {e: "default (TUNED_MINILM)" for e in encoders if e.startswith("tuned-minilm")}
     for folder in map(Path, candidates):
         name = folder.parent.name if folder.name == "model" else folder.name
         weights = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(folder.glob("*.safetensors")))).hexdigest()[:12]

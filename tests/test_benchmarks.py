@@ -281,6 +281,30 @@ def test_hubness_discounts_labels_near_many_reference_texts_one_text_at_a_time()
                           atol=1e-5)
 
 
+def test_a_retrieved_pseudo_batch_removes_the_prior_of_the_label_sets_own_domain_one_text_at_a_time():
+    from benchmarks.debias import retrieved_scorer
+    from benchmarks.unseen import cosine_scorer, reference_bias
+
+    g = torch.Generator().manual_seed(0)
+    table = {f"l{i}": torch.randn(8, generator=g) for i in range(4)}
+    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
+    base = cosine_scorer("cos", "enc", emb)
+    labels, q = list(table), torch.randn(5, 8, generator=g)
+    far = -sum(table.values()) + 0.1 * torch.randn(40, 8, generator=g)  # away from the label set
+    near = sum(table.values()) + table["l2"] + 0.1 * torch.randn(6, 8, generator=g)  # its domain, leaning to l2
+    pool = torch.cat([far, near])
+    for by in ("centroid", "any"):
+        out = retrieved_scorer(base, pool, 6, 1.0, by).logits(q, labels)  # (N, L)
+        drop = base.logits(q, labels) - out
+        assert torch.allclose(drop, drop[0].expand(5, -1), atol=1e-4)  # one correction per label set
+        assert torch.allclose(drop[0], reference_bias(base, labels, near)[0], atol=1e-4)  # over the 6 near texts
+        assert drop[0].argmax() == 2
+        assert torch.allclose(retrieved_scorer(base, pool, 6, 1.0, by).logits(q[1:2], labels), out[1:2], atol=1e-5)
+        perm = [2, 0, 3, 1]
+        assert torch.allclose(retrieved_scorer(base, pool, 6, 1.0, by).logits(q, [labels[i] for i in perm]),
+                              out[:, perm], atol=1e-4)
+
+
 def test_label_enrichment_mixes_templates_and_definitions_into_the_label_side():
     from benchmarks.enrich import ensemble_embedder, wordnet_embedder
 
@@ -299,11 +323,11 @@ def test_label_enrichment_mixes_templates_and_definitions_into_the_label_side():
 def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(tiny_models):
     from argparse import Namespace
 
-    from benchmarks.train_contrastive import train
+    from benchmarks.train_contrastive import frozen_teacher, train
     from udtc import Classifier
 
     clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
-    teacher = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
+    teacher = frozen_teacher(Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend, 16)
     data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"]),
             ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
     groups = [{"law": ["a jury verdict"], "music": ["a chord of three notes"], "chess": ["an opening gambit"]},
@@ -321,3 +345,28 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     label_calls.clear()
     train(clf, teacher, data, args, 0, log=logs.append)  # no groups: only the rows' own label strings
     assert all(set(c) <= {x for _, g, n in data for x in (g, *n)} | {t for t, _, _ in data} for c in label_calls)
+
+
+def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_string_once(tiny_models, tmp_path,
+                                                                                          monkeypatch):
+    import torch.nn.functional as F
+
+    from benchmarks.train_contrastive import cached_teacher
+    from udtc import Classifier
+
+    monkeypatch.setenv("UDTC_CACHE", str(tmp_path))
+    backend = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
+    data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"])]
+    calls: list[list[str]] = []
+    embed = backend.embed
+    backend.embed = lambda texts, batch_size=32: calls.append(list(texts)) or embed(texts, batch_size)
+    scores = cached_teacher(backend, "big", data, "About {}.", 16)
+    assert sorted(len(c) for c in calls) == [2, 3]  # two texts, three label strings: each embedded once
+    got = scores(["a slow tempo"], ["chess", "law"])  # (1, 2)
+    x = F.normalize(embed(["a slow tempo"])[0], dim=-1)
+    y = F.normalize(embed(["About chess.", "About law."])[0], dim=-1)
+    assert got.shape == (1, 2) and torch.allclose(got, 20.0 * x @ y.T, atol=1e-5)
+    assert torch.allclose(scores(["a slow tempo"], ["law", "chess"]), got.flip(-1))  # permuting labels permutes scores
+    calls.clear()
+    cached_teacher(backend, "big", data, "About {}.", 16)
+    assert calls == []  # the second run reads the cache
