@@ -299,6 +299,8 @@ def save_candidate(clf, peft_model, folder: Path) -> None:
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "udtc" / "models" / "cosine-minilm-tuned"
+TEACHERS = {"minilm": "frozen MiniLM", "mpnet": 'all-mpnet-base-v2 with labels in "This text is about {}."',
+            "both": 'the mean of frozen MiniLM and all-mpnet-base-v2 (labels in "This text is about {}.")'}
 WISE_CITATION = """@inproceedings{wortsman2022robust,
   title = {Robust fine-tuning of zero-shot models},
   author = {Wortsman, Mitchell and Ilharco, Gabriel and Kim, Jong Wook and Li, Mike and Kornblith, Simon and Roelofs, Rebecca and Lopes, Raphael Gontijo and Hajishirzi, Hannaneh and Farhadi, Ali and Namkoong, Hongseok and Schmidt, Ludwig},
@@ -335,7 +337,7 @@ def write_card(folder: Path, wise: float, args, seed: int, cpu_s: float, row: di
                                  "training_mixture() (BBC topics, tweet and movie polarity); no label name of an evaluation set",
                          "rows drawn": args.steps * args.batch, "retrain command": f"`{command}`",
                          "training time": f"{cpu_s:.0f} s CPU, 1 thread"},
-        hyperparameters={"objective": "cross-entropy over in-batch label sets + KL to frozen MiniLM + label-prior penalty",
+        hyperparameters={"objective": "cross-entropy over in-batch label sets + KL to " + TEACHERS[args.teacher] + " + label-prior penalty",
                          "steps": args.steps, "batch": args.batch, "learning_rate": args.lr, "kl": args.kl,
                          "prior": args.prior, "lora_r": args.lora, "lora_alpha (x WiSE-FT lambda)": f"{args.lora} x {wise:g}",
                          "lora_target_modules": "query, key, value and dense of every encoder layer",
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--kl", type=float, default=1.0)
     parser.add_argument("--prior", type=float, default=1.0)
-    parser.add_argument("--teacher", choices=["minilm", "mpnet", "both"], default="minilm",
+    parser.add_argument("--teacher", choices=sorted(TEACHERS), default="minilm",
                         help="the KL target: frozen cosine MiniLM (the student before training), all-mpnet-base-v2 "
                         "with its labels in \"This text is about {}.\" (distillation), or both (the mean of their scores)")
     parser.add_argument("--wordnet", type=int, default=15000)
