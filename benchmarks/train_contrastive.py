@@ -130,11 +130,13 @@ def frozen_teacher(backend, max_length: int) -> Callable[[list[str], list[str]],
     return scores
 
 
-def cached_teacher(backend, encoder: str, data: list[tuple[str, str, list[str]]], template: str,
+def cached_teacher(backend, encoder: str, data: list[tuple[str, str, list[str]]], templates: tuple[str, ...],
                    max_length: int) -> Callable[[list[str], list[str]], torch.Tensor]:
     """``--teacher mpnet``: the KL target's scores, 20 cos, by another frozen cosine backend (all-mpnet-base-v2; issue
-    #13, item 3: distil the better teacher), labels in ``template``. Every row text and label string is embedded once
-    at the student's training token limit (cached by ``benchmarks.unseen.embed`` under ``<encoder>-<max_length>``)."""
+    #13, item 3: distil the better teacher). A label is the normalised mean of its normalised embeddings in every
+    template (one template: that embedding; ``--teacher mpnet-ens``: ``benchmarks.enrich.TEMPLATES``). Every row text
+    and label string is embedded once at the student's training token limit (cached by ``benchmarks.unseen.embed``
+    under ``<encoder>-<max_length>``)."""
     from benchmarks.unseen import embed
 
     backend.max_length = max_length
@@ -142,7 +144,8 @@ def cached_teacher(backend, encoder: str, data: list[tuple[str, str, list[str]]]
     labels = sorted({x for _, g, neg in data for x in (g, *neg)})
     cache = f"{encoder}-{max_length}"
     text_vec = dict(zip(texts, F.normalize(embed(backend, cache, texts), dim=-1)))
-    label_vec = dict(zip(labels, F.normalize(embed(backend, cache, [template.replace("{}", x) for x in labels]), dim=-1)))
+    parts = [F.normalize(embed(backend, cache, [t.replace("{}", x) for x in labels]), dim=-1) for t in templates]
+    label_vec = dict(zip(labels, F.normalize(torch.stack(parts).mean(0), dim=-1)))  # (D_teacher,) each
 
     def scores(batch_texts: list[str], batch_labels: list[str]) -> torch.Tensor:
         tx = torch.stack([text_vec[t] for t in batch_texts])  # (B, D_teacher)
@@ -300,7 +303,8 @@ def save_candidate(clf, peft_model, folder: Path) -> None:
 
 SHIPPED = Path(__file__).resolve().parent.parent / "udtc" / "models" / "cosine-minilm-tuned"
 TEACHERS = {"minilm": "frozen MiniLM", "mpnet": 'all-mpnet-base-v2 with labels in "This text is about {}."',
-            "both": 'the mean of frozen MiniLM and all-mpnet-base-v2 (labels in "This text is about {}.")'}
+            "both": 'the mean of frozen MiniLM and all-mpnet-base-v2 (labels in "This text is about {}.")',
+            "mpnet-ens": "all-mpnet-base-v2 with each label the mean of its 6 templates (benchmarks.enrich.TEMPLATES)"}
 WISE_CITATION = """@inproceedings{wortsman2022robust,
   title = {Robust fine-tuning of zero-shot models},
   author = {Wortsman, Mitchell and Ilharco, Gabriel and Kim, Jong Wook and Li, Mike and Kornblith, Simon and Roelofs, Rebecca and Lopes, Raphael Gontijo and Hajishirzi, Hannaneh and Farhadi, Ali and Namkoong, Hongseok and Schmidt, Ludwig},
@@ -360,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior", type=float, default=1.0)
     parser.add_argument("--teacher", choices=sorted(TEACHERS), default="minilm",
                         help="the KL target: frozen cosine MiniLM (the student before training), all-mpnet-base-v2 "
-                        "with its labels in \"This text is about {}.\" (distillation), or both (the mean of their scores)")
+                        "with its labels in \"This text is about {}.\" (distillation), or both (the mean of their scores); "
+                        "mpnet-ens: all-mpnet-base-v2 with each label the mean of 6 templates (benchmarks.enrich.TEMPLATES)")
     parser.add_argument("--wordnet", type=int, default=15000)
     parser.add_argument("--topics", type=int, default=0,
                         help="also this many WordNet topic-domain rows (what a text is about, not what it is)")
@@ -408,12 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     teacher = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend  # also theta0 of WiSE-FT
     target = frozen_teacher(teacher, args.max_length)
     if args.teacher != "minilm":  # --quick: MiniLM stands in for MPNet (same code path, no 400 MB download)
+        from benchmarks.enrich import TEMPLATES
         from benchmarks.models import fetch as fetch_model
 
         big = teacher if args.quick else Classifier.from_pretrained(str(fetch_model("all-mpnet-base-v2")), device="cpu").backend
-        distil = cached_teacher(big, "minilm" if args.quick else "mpnet", data, TEMPLATE, args.max_length)
+        templates = TEMPLATES if args.teacher == "mpnet-ens" else (TEMPLATE,)
+        distil = cached_teacher(big, "minilm" if args.quick else "mpnet", data, templates, args.max_length)
         # both: KL to the normalised geometric mean of the two teachers' distributions
-        target = distil if args.teacher == "mpnet" else functools.partial(mean_scores, (target, distil))
+        target = functools.partial(mean_scores, (target, distil)) if args.teacher == "both" else distil
     by_key: dict[tuple, list[dict]] = {}
     times = []
     for seed in args.seeds:

@@ -495,7 +495,53 @@ def summary(results: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def extra(quick: bool, argv: list[str] | None, candidates: Sequence[str] = ()) -> int:
+# the shipped default is this recipe's seed (``--extra`` titles it "default (TUNED_MINILM)", not by its folder)
+DEFAULT_RECIPE = ("lora16tp300", 0)
+
+
+def kinds(tags: Sequence[str], results: Path | None = None) -> str:
+    """One line per trained recipe with every kind counted once: TREC-6 and TREC-50 are the same questions under two
+    label sets (their mean counts as one set), and the software-domain set (``EXTRA``) is a sixth kind. Per seed S,
+    ``contrastive_<tag>_s<S>.json`` and the row ``<tag>_seed<S>`` of any ``unseen_extra_candidates*.json``; the
+    seeds that have both are averaged. Bare labels, macro-F1, dev and test."""
+    from benchmarks.common import RESULTS
+
+    folder = results or RESULTS
+    extra_rows: dict[str, dict] = {}
+    for path in sorted(folder.glob("unseen_extra_candidates*.json")):
+        if not path.name.endswith("_quick.json"):
+            extra_rows.update((r["model"], r) for r in json.loads(path.read_text())["rows"] if r["variant"] == "none")
+    if "default (TUNED_MINILM)" in extra_rows:
+        extra_rows.setdefault("{}_seed{}".format(*DEFAULT_RECIPE), extra_rows["default (TUNED_MINILM)"])
+    sets = ("question type (trec6, trec50)", "sms_spam", "brown_genre", "chatterbot_topics", "ovos_commands",
+            *EXTRA)
+    lines = ["| recipe | seeds | half | " + " | ".join(sets) + " | **mean (one per kind)** | mean (6) |",
+             "|---|---|---|" + "---|" * (len(sets) + 2)]
+    for tag in tags:
+        seeds = []
+        for path in sorted(folder.glob(f"contrastive_{tag}_s*.json")):
+            match = re.fullmatch(rf"contrastive_{re.escape(tag)}_s(\d+)", path.stem)
+            seed = int(match.group(1)) if match else -1
+            if f"{tag}_seed{seed}" in extra_rows:
+                row = next(r for r in json.loads(path.read_text())["rows"] if r["model"] == tag and r["variant"] == "none")
+                seeds.append((seed, row, extra_rows[f"{tag}_seed{seed}"]))
+        if not seeds:
+            raise FileNotFoundError(f"no seed of {tag!r} has both results/contrastive_{tag}_s<S>.json and a row "
+                                    f"'{tag}_seed<S>' in results/unseen_extra_candidates*.json: run the recipe with "
+                                    "--save, then python -m benchmarks.unseen --extra --candidate <its folders>")
+        for half in ("dev", "test"):
+            cells = [[(r[half]["trec6"]["macro_f1"] + r[half]["trec50"]["macro_f1"]) / 2,
+                      *(r[half][n]["macro_f1"] for n in sets[1:5]), *(e[half][n]["macro_f1"] for n in EXTRA)]
+                     for _, r, e in seeds]  # (seeds, kinds)
+            per_kind = [statistics.mean(c[k] for c in cells) for k in range(len(sets))]
+            six = statistics.mean(r[half]["unseen mean"]["macro_f1"] for _, r, _ in seeds)
+            lines.append(f"| {tag} | {','.join(str(s) for s, _, _ in seeds)} | {half} | "
+                         + " | ".join(f"{v:.1f}" for v in per_kind)
+                         + f" | **{statistics.mean(per_kind):.1f}** | {six:.1f} |")
+    return "\n".join(lines)
+
+
+def extra(quick: bool, argv: list[str] | None, candidates: Sequence[str] = (), out: str | None = None) -> int:
     """``--extra``: every baseline and the shipped default (and ``candidates``) on the ``EXTRA`` sets: bare,
     batch-debiased, and debiased one text at a time over the reference set (1,024 texts, alpha 1)."""
     from benchmarks.common import write_results
@@ -520,7 +566,8 @@ def extra(quick: bool, argv: list[str] | None, candidates: Sequence[str] = ()) -
     payload = {"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "quick": quick,
                "sets": {s.name: {"kind": s.kind, **s.sizes, "labels_names": s.dev.labels} for s in protocol.sets},
                "rows": rows, "seconds": round(time.perf_counter() - started, 1)}
-    write_results("unseen_extra" + ("_candidates" if candidates else "") + ("_quick" if quick else ""), payload, "\n".join(lines))
+    stem = out or "unseen_extra" + ("_candidates" if candidates else "")
+    write_results(stem + ("_quick" if quick else ""), payload, "\n".join(lines))
     print("\n".join(lines))
     return 0
 
@@ -532,20 +579,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="print one line per recipe of every result file of this protocol and exit")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed-texts", type=int, default=256)
+    parser.add_argument("--kinds", nargs="+", metavar="TAG",
+                        help="print each trained recipe's means with every kind counted once (TREC once, software "
+                        "domains added) from its per-seed result files and --extra --candidate rows, and exit")
     parser.add_argument("--extra", action="store_true",
                         help="the shipped default and the baselines on the EXTRA sets (reported apart, not in the mean)")
     parser.add_argument("--candidate", nargs="+", default=[], metavar="FOLDER",
                         help="with --extra: also these cosine model folders (e.g. train_contrastive --save's); "
                         "written to results/unseen_extra_candidates")
+    parser.add_argument("--out", metavar="STEM", help="with --extra: the results file stem (default unseen_extra, "
+                        "with --candidate unseen_extra_candidates)")
     args = parser.parse_args(argv)
-    if args.candidate and not args.extra:
-        parser.error("--candidate needs --extra")
+    if (args.candidate or args.out) and not args.extra:
+        parser.error("--candidate and --out need --extra")
     if args.summary:
         print(summary())
         return 0
+    if args.kinds:
+        print(kinds(args.kinds))
+        return 0
     torch.set_num_threads(args.threads)
     if args.extra:
-        return extra(args.quick, argv, args.candidate)
+        return extra(args.quick, argv, args.candidate, args.out)
     started = time.perf_counter()
     protocol, scorers, classifiers = baselines(args.quick)
     rows = evaluate(protocol, scorers)

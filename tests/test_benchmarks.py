@@ -228,8 +228,12 @@ def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets
             "my-recipe + template"} <= {r["model"] for r in payload["rows"]}
     with pytest.raises(SystemExit):
         unseen.main(["--candidate", str(tmp_path)])  # only with --extra
+    with pytest.raises(SystemExit):
+        unseen.main(["--out", "my_check"])
     assert {r["variant"] for r in payload["rows"]} == {"none", "batch", "ref"}
     assert all("unseen mean" not in r["test"] for r in payload["rows"])  # apart from the six-set mean
+    assert unseen.main(["--extra", "--quick", "--out", "my_check"]) == 0  # a results file of its own
+    assert [p.stem for p in written[1:]] == ["my_check_quick"]
 
 
 def test_label_set_corrections_read_one_text_and_the_label_set_only():
@@ -360,7 +364,7 @@ def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_s
     calls: list[list[str]] = []
     embed = backend.embed
     backend.embed = lambda texts, batch_size=32: calls.append(list(texts)) or embed(texts, batch_size)
-    scores = cached_teacher(backend, "big", data, "About {}.", 16)
+    scores = cached_teacher(backend, "big", data, ("About {}.",), 16)
     assert sorted(len(c) for c in calls) == [2, 3]  # two texts, three label strings: each embedded once
     got = scores(["a slow tempo"], ["chess", "law"])  # (1, 2)
     x = F.normalize(embed(["a slow tempo"])[0], dim=-1)
@@ -368,5 +372,34 @@ def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_s
     assert got.shape == (1, 2) and torch.allclose(got, 20.0 * x @ y.T, atol=1e-5)
     assert torch.allclose(scores(["a slow tempo"], ["law", "chess"]), got.flip(-1))  # permuting labels permutes scores
     calls.clear()
-    cached_teacher(backend, "big", data, "About {}.", 16)
+    cached_teacher(backend, "big", data, ("About {}.",), 16)
     assert calls == []  # the second run reads the cache
+    ens = cached_teacher(backend, "big", data, ("About {}.", "{}"), 16)  # --teacher mpnet-ens: a template ensemble
+    assert sorted(len(c) for c in calls) == [3]  # only the new template's label strings are embedded
+    y2 = F.normalize(embed(["chess", "law"])[0], dim=-1)
+    mean = F.normalize(y + y2, dim=-1)  # (2, D): the normalised mean of each label's normalised template embeddings
+    assert torch.allclose(ens(["a slow tempo"], ["chess", "law"]), 20.0 * x @ mean.T, atol=1e-5)
+
+
+def test_kinds_counts_trec_once_adds_software_domains_and_averages_the_seeds_that_have_both(tmp_path):
+    from benchmarks.unseen import EXTRA, UNSEEN, kinds
+
+    def half(v: float) -> dict:
+        cells = {n: {"macro_f1": v + i} for i, n in enumerate(UNSEEN)}  # trec6 v, trec50 v+1, ..., ovos v+5
+        return {**cells, "unseen mean": {"macro_f1": v + 2.5}}
+
+    for seed, v in ((0, 10.0), (1, 20.0), (2, 30.0)):  # seed 2 has no software-domain row: left out
+        rows = [{"model": "r", "variant": "none", "dev": half(v), "test": half(v + 1)},
+                {"model": "r", "variant": "batch", "dev": half(99.0), "test": half(99.0)}]
+        (tmp_path / f"contrastive_r_s{seed}.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "contrastive_r_ship.json").write_text("{}")  # not a seed file
+    extra = [{"model": f"r_seed{s}", "variant": "none", "dev": {n: {"macro_f1": d} for n in EXTRA},
+              "test": {n: {"macro_f1": d + 1} for n in EXTRA}} for s, d in ((0, 40.0), (1, 60.0))]
+    (tmp_path / "unseen_extra_candidates_x.json").write_text(json.dumps({"rows": extra}))
+    dev = next(line for line in kinds(["r"], tmp_path).splitlines() if "| dev |" in line)
+    cells = [c.strip(" *") for c in dev.split("|")[1:-1]]
+    # seeds 0 and 1: TREC (v + v+1)/2 = 15.5; sms 17; brown 18; chit-chat 19; ovos 20; software domains 50
+    assert cells[:3] == ["r", "0,1", "dev"] and cells[3:9] == ["15.5", "17.0", "18.0", "19.0", "20.0", "50.0"]
+    assert cells[9:] == [f"{(15.5 + 17 + 18 + 19 + 20 + 50) / 6:.1f}", "17.5"]
+    with pytest.raises(FileNotFoundError, match="--candidate"):
+        kinds(["other"], tmp_path)

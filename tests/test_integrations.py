@@ -77,6 +77,27 @@ def test_ray_callable_class_on_a_pandas_batch(model):
         RayClassifier(LABELS, model)(batch)
 
 
+def test_ray_actor_pool_uses_the_argument_the_installed_ray_takes(model, monkeypatch):
+    ray = pytest.importorskip("ray", reason="the Ray integration needs the 'ray' extra: pip install 'udtc[ray]'")
+    from udtc.integrations.ray import RayClassifier, classify_dataset
+
+    class Dataset:  # what classify_dataset calls on a ray.data.Dataset
+        def columns(self):
+            return ["text"]
+
+        def map_batches(self, fn, **kwargs):
+            self.fn, self.kwargs = fn, kwargs
+            return self
+
+    monkeypatch.setattr(ray, "__version__", "2.60.0")  # concurrency= is deprecated from 2.51
+    ds = classify_dataset(Dataset(), LABELS, model, concurrency=3)
+    assert ds.fn is RayClassifier and "concurrency" not in ds.kwargs
+    assert isinstance(ds.kwargs["compute"], ray.data.ActorPoolStrategy) and ds.kwargs["compute"].max_size == 3
+    monkeypatch.setattr(ray, "__version__", "2.9.3")  # before 2.51 (udtc[ray] allows >= 2.9)
+    ds = classify_dataset(Dataset(), LABELS, model, concurrency=3)
+    assert ds.kwargs["concurrency"] == 3 and "compute" not in ds.kwargs
+
+
 def _env_with_repo() -> None:
     """Workers are new processes: make them import this checkout's udtc."""
     paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]

@@ -63,6 +63,18 @@ def classify_dataset(dataset, labels: Any, model: str | None = None, *, text_col
         raise ValueError(f"the dataset already has column(s) {overlap} that the predictions would overwrite; "
                          "rename or drop them first")
     return dataset.map_batches(
-        RayClassifier, batch_format="pandas", batch_size=batch_size, concurrency=concurrency, num_cpus=num_cpus,
+        RayClassifier, batch_format="pandas", batch_size=batch_size, num_cpus=num_cpus, **actor_pool(concurrency),
         fn_constructor_kwargs={"labels": labels, "model": model, "text_column": text_column,
                                "threads": max(1, int(num_cpus)), **options})
+
+
+def actor_pool(size: int) -> dict[str, Any]:
+    """``map_batches``' argument for ``size`` actors: ``compute=ActorPoolStrategy(size=...)`` from Ray 2.51, which
+    deprecates ``concurrency=`` for it (a warning per call), ``concurrency=`` before."""
+    import ray
+    import ray.data
+
+    major, minor = (int(x) for x in ray.__version__.split(".")[:2])
+    if (major, minor) >= (2, 51):
+        return {"compute": ray.data.ActorPoolStrategy(size=size)}
+    return {"concurrency": size}
