@@ -139,6 +139,8 @@ def cached_teacher(backend, encoder: str, data: list[tuple[str, str, list[str]]]
     under ``<encoder>-<max_length>``)."""
     from benchmarks.unseen import embed
 
+    if isinstance(templates, str):
+        raise TypeError(f"templates must be a tuple of templates, e.g. ({templates!r},), not one string")
     backend.max_length = max_length
     texts = sorted({t for t, _, _ in data})
     labels = sorted({x for _, g, neg in data for x in (g, *neg)})

@@ -379,6 +379,8 @@ def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_s
     y2 = F.normalize(embed(["chess", "law"])[0], dim=-1)
     mean = F.normalize(y + y2, dim=-1)  # (2, D): the normalised mean of each label's normalised template embeddings
     assert torch.allclose(ens(["a slow tempo"], ["chess", "law"]), 20.0 * x @ mean.T, atol=1e-5)
+    with pytest.raises(TypeError, match=r"\('About \{\}\.',\)"):
+        cached_teacher(backend, "big", data, "About {}.", 16)  # one string would be read as one template per character
 
 
 def test_kinds_counts_trec_once_adds_software_domains_and_averages_the_seeds_that_have_both(tmp_path):
