@@ -495,10 +495,6 @@ def summary(results: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-# the shipped default is this recipe's seed (``--extra`` titles it "default (TUNED_MINILM)", not by its folder)
-DEFAULT_RECIPE = ("lora16tp300", 0)
-
-
 def kinds(tags: Sequence[str], results: Path | None = None) -> str:
     """One line per trained recipe with every kind counted once: TREC-6 and TREC-50 are the same questions under two
     label sets (their mean counts as one set), and the software-domain set (``EXTRA``) is a sixth kind. Per seed S,
@@ -511,8 +507,6 @@ def kinds(tags: Sequence[str], results: Path | None = None) -> str:
     for path in sorted(folder.glob("unseen_extra_candidates*.json")):
         if not path.name.endswith("_quick.json"):
             extra_rows.update((r["model"], r) for r in json.loads(path.read_text())["rows"] if r["variant"] == "none")
-    if "default (TUNED_MINILM)" in extra_rows:
-        extra_rows.setdefault("{}_seed{}".format(*DEFAULT_RECIPE), extra_rows["default (TUNED_MINILM)"])
     sets = ("question type (trec6, trec50)", "sms_spam", "brown_genre", "chatterbot_topics", "ovos_commands",
             *EXTRA)
     lines = ["| recipe | seeds | half | " + " | ".join(sets) + " | **mean (one per kind)** | mean (6) |",

@@ -405,3 +405,35 @@ def test_kinds_counts_trec_once_adds_software_domains_and_averages_the_seeds_tha
     assert cells[9:] == [f"{(15.5 + 17 + 18 + 19 + 20 + 50) / 6:.1f}", "17.5"]
     with pytest.raises(FileNotFoundError, match="--candidate"):
         kinds(["other"], tmp_path)
+
+
+def test_a_soup_of_lora_adapters_loads_as_the_weighted_mean_of_their_changes(tiny_models, tmp_path):
+    import udtc
+    from benchmarks.soup import soup_adapter
+    from factories import ROWS
+    from udtc import Classifier
+
+    adapters = []
+    for seed, lr in ((0, 5e-2), (1, 2e-2)):
+        out = tmp_path / f"lora{seed}"
+        udtc.finetune(tiny_models("cosine"), ROWS, output_dir=out, method="lora", epochs=1, lora_dropout=0.0,
+                      learning_rate=lr, seed=seed, progress=False)
+        adapters.append(out)
+    state = [Classifier.from_pretrained(f, device="cpu").backend.model.state_dict() for f in adapters]
+    base = Classifier.from_pretrained(adapters[0] / "base", device="cpu").backend.model.state_dict()
+    soup_adapter(adapters, [0.25, 0.75], tmp_path / "soup")
+    got = Classifier.from_pretrained(tmp_path / "soup", device="cpu").backend.model.state_dict()
+    changed = [k for k in base if not torch.equal(state[0][k], base[k])]
+    assert changed  # the adapters change the weights
+    for k in base:  # exactly theta0 + 0.25 (theta1 - theta0) + 0.75 (theta2 - theta0)
+        torch.testing.assert_close(got[k], base[k] + 0.25 * (state[0][k] - base[k]) + 0.75 * (state[1][k] - base[k]),
+                                   atol=1e-6, rtol=0)
+    soup_adapter(adapters, [0.25, 0.75], tmp_path / "half", torch.float16)  # half the file, the same model
+    half = Classifier.from_pretrained(tmp_path / "half", device="cpu").backend.model.state_dict()
+    assert all(torch.allclose(half[k], got[k], atol=1e-4) for k in base)
+    size = [(tmp_path / f / "adapter_model.safetensors").stat().st_size for f in ("half", "soup")]
+    assert size[0] < 0.6 * size[1], size
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        soup_adapter(adapters, [0.5, 0.5], tmp_path / "soup")
+    with pytest.raises(ValueError, match="one weight per candidate"):
+        soup_adapter(adapters, [1.0], tmp_path / "other")

