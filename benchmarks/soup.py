@@ -33,6 +33,8 @@ from benchmarks.distill import CANDIDATES
 from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, read_json
 
 COMMAND = "python -m benchmarks.soup"
+#: adapter_config.json entries a soup cannot average by stacking factors (saved heads, DoRA, per-module ranks)
+PLAIN_ONLY = ("modules_to_save", "use_dora", "rank_pattern", "alpha_pattern", "trainable_token_indices")
 
 
 def soup_adapter(folders: list[Path], weights: list[float], out: Path, dtype: torch.dtype = torch.float32) -> None:
@@ -51,8 +53,9 @@ def soup_adapter(folders: list[Path], weights: list[float], out: Path, dtype: to
         raise ValueError(f"the candidates have different base models {sorted(bases)}; a soup needs one base")
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for folder, config, weight in zip(folders, configs, weights):
-        if config.get("peft_type") != "LORA" or config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):
-            raise ValueError(f"{folder} is not a plain LoRA adapter (one rank and alpha for every module)")
+        if config.get("peft_type") != "LORA" or any(config.get(k) for k in PLAIN_ONLY):
+            raise ValueError(f"{folder} is not a plain LoRA adapter (one rank and alpha for every module, no saved "
+                             f"modules: none of {PLAIN_ONLY} set)")
         scale = weight * float(config["lora_alpha"]) / int(config["r"])
         tensors = load_file(folder / ADAPTER_WEIGHTS)
         modules = sorted({k.rsplit(".lora_", 1)[0] for k in tensors})

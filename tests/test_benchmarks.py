@@ -437,3 +437,7 @@ def test_a_soup_of_lora_adapters_loads_as_the_weighted_mean_of_their_changes(tin
         soup_adapter(adapters, [0.5, 0.5], tmp_path / "soup")
     with pytest.raises(ValueError, match="one weight per candidate"):
         soup_adapter(adapters, [1.0], tmp_path / "other")
+    config = json.loads((adapters[1] / "adapter_config.json").read_text())
+    (adapters[1] / "adapter_config.json").write_text(json.dumps(dict(config, modules_to_save=["head"])))
+    with pytest.raises(ValueError, match="not a plain LoRA adapter"):  # a saved head cannot be stacked
+        soup_adapter(adapters, [0.5, 0.5], tmp_path / "other")
