@@ -21,6 +21,7 @@ chosen on the dev halves per model: (A) project the label set's mean direction m
     python -m benchmarks.debias --label-set
     python -m benchmarks.debias --hubness
     python -m benchmarks.debias --retrieved
+    python -m benchmarks.debias --neighbours
 
 ``--hubness`` subtracts beta x each label's mean cosine to its k nearest reference texts (CSLS, arXiv:1710.04087):
 a label close to many generic texts is a hub that attracts texts of every kind; k = all references is the
@@ -29,6 +30,9 @@ reference-mean correction above. k and beta chosen on the dev halves.
 ``--retrieved`` subtracts alpha x each label's mean log-probability over the k texts of a 20,000-text generic pool
 nearest the label set (a pseudo-batch from the label set's own domain, as the batch-mean correction has), on the MiniLM
 models; k, alpha and the retrieval (nearest the label mean / nearest any label) chosen on the dev halves.
+
+``--neighbours`` subtracts alpha x each label's mean log-probability over the k pool texts nearest THE TEXT (texts
+like it: a pseudo-batch per text, so it needs nothing but the text and the pool), k and alpha chosen on the dev halves.
 """
 
 from __future__ import annotations
@@ -142,6 +146,23 @@ def retrieved_scorer(base: Scorer, pool: torch.Tensor, k: int, alpha: float, by:
     return Scorer(f"{base.name}: retrieved k={k} by {by}", base.encoder, logits)
 
 
+def neighbour_scorer(base: Scorer, pool: torch.Tensor, k: int, alpha: float) -> Scorer:
+    """``base`` minus alpha x each label's mean log-probability over the ``k`` pool texts nearest THE TEXT: a
+    pseudo-batch of texts like this one (its neighbourhood in a generic pool), per text, so one text at a time."""
+    r = F.normalize(pool, dim=-1)  # (P, D)
+    memo: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        key = tuple(labels)
+        if key not in memo:  # every pool text's log-probabilities, once per label set
+            memo.clear()
+            memo[key] = base.logits(r, labels).log_softmax(-1)  # (P, L)
+        near = (F.normalize(q, dim=-1) @ r.T).topk(min(k, len(r)), dim=-1).indices  # (N, k)
+        return base.logits(q, labels) - alpha * memo[key][near].mean(1)  # (N, L)
+
+    return Scorer(f"{base.name}: neighbours k={k}", base.encoder, logits)
+
+
 def dev_chosen(argv: list[str] | None, stem: str, kinds: dict[str, str], make, mpnet: bool = True) -> int:
     """Each correction kind with its parameter chosen on the DEV unseen mean, per cosine model of
     ``benchmarks.unseen``; TEST deltas per set (the six and the EXTRA software-domain set) against the bare model.
@@ -219,6 +240,26 @@ def retrieved(argv: list[str] | None) -> int:
                       make, mpnet=False)
 
 
+NEIGHBOUR_KS = (16, 64, 256)
+
+
+def neighbours(argv: list[str] | None) -> int:
+    """``--neighbours``: each text's prior over its k nearest pool texts, k and alpha chosen on dev."""
+    from benchmarks.unseen import embed, reference_texts
+
+    pool = reference_texts(POOL_SIZE)
+    pools: dict[str, torch.Tensor] = {}
+
+    def make(protocol: Protocol, base: Scorer, kind: str, classifiers: dict) -> list[tuple[str, Scorer]]:
+        if base.encoder not in pools:
+            pools[base.encoder] = embed(classifiers[base.name.removesuffix(" + template")].backend, base.encoder, pool)
+        return [(f"k {k}, alpha {a:g}", neighbour_scorer(base, pools[base.encoder], k, a))
+                for k in NEIGHBOUR_KS for a in RETRIEVED_ALPHAS]
+
+    return dev_chosen(argv, "debias_neighbours", {"text": f"prior over the k of {POOL_SIZE:,} pool texts nearest the text"},
+                      make, mpnet=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -229,8 +270,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="each label's hubness over its k nearest reference texts (CSLS), on every cosine model")
     parser.add_argument("--retrieved", action="store_true",
                         help="each label set's prior over the pool texts nearest it (a pseudo-batch), on MiniLM models")
+    parser.add_argument("--neighbours", action="store_true",
+                        help="each text's label prior over its nearest pool texts (a pseudo-batch per text), on MiniLM models")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.neighbours:
+        return neighbours(argv)
     if args.retrieved:
         return retrieved(argv)
     if args.label_set:

@@ -4,15 +4,18 @@
   (``TEMPLATES``, the bare label among them);
 * ``wordnet``: the label's embedding plus ``beta`` x the embedding of the WordNet definition of its
   first noun sense (labels WordNet does not know keep their bare embedding); ``beta`` is chosen on
-  the dev halves.
+  the dev halves;
+* ``mix`` (``--models`` only): the bare label's embedding plus ``gamma`` x its embedding in ``MIX_TEMPLATE``
+  (the template helps software domains and spam and hurts question types; a mix may keep the first),
+  ``gamma`` chosen on the dev halves.
 
 Both for cosine on MiniLM and on MPNet (the encoders' cached embeddings of ``benchmarks.unseen``),
 each with the debiasing variants of the protocol.
 
     python -m benchmarks.enrich
-    python -m benchmarks.enrich --models     # the same two on every cosine model, the default among them
+    python -m benchmarks.enrich --models     # the same two and the mix on every cosine model, the default among them
 
-``--models`` scores both on every cosine model of ``benchmarks.unseen`` (the shipped default, cosine MiniLM and
+``--models`` scores the three on every cosine model of ``benchmarks.unseen`` (the shipped default, cosine MiniLM and
 MPNet) and on the software-domain set too, beta chosen on the dev halves (``benchmarks.debias.dev_chosen``).
 """
 
@@ -33,6 +36,8 @@ from benchmarks.unseen import Protocol, build_protocol, cosine_scorer, embed, ev
 COMMAND = "python -m benchmarks.enrich"
 TEMPLATES = ("{}", "This text is about {}.", "A text about {}.", "The topic is {}.", "This is {}.", "{}, in short.")
 BETAS = (0.25, 0.5, 1.0)
+#: ``--models``' third kind: the bare label plus gamma x the label in this template (gamma in BETAS, dev-chosen)
+MIX_TEMPLATE = "This text is about {}."
 
 
 def definitions() -> dict[str, str]:
@@ -75,6 +80,16 @@ def wordnet_embedder(embed_texts: Callable[[list[str]], torch.Tensor], glosses: 
     return emb
 
 
+def mix_embedder(embed_texts: Callable[[list[str]], torch.Tensor], template: str, gamma: float):
+    """Labels -> their bare embedding plus ``gamma`` x their embedding in ``template`` (both normalised first)."""
+    def emb(labels: list[str]) -> torch.Tensor:
+        bare = F.normalize(embed_texts(labels), dim=-1)  # (L, D)
+        framed = F.normalize(embed_texts([template.replace("{}", x) for x in labels]), dim=-1)  # (L, D)
+        return F.normalize(bare + gamma * framed, dim=-1)
+
+    return emb
+
+
 def on_models(argv: list[str] | None) -> int:
     """``--models``: template ensemble and WordNet definitions on every bare cosine model, the default among them."""
     from benchmarks.debias import dev_chosen
@@ -84,6 +99,9 @@ def on_models(argv: list[str] | None) -> int:
     def make(protocol, base, kind, _):
         if base.name.endswith("+ template"):
             return []  # the label side is already a template
+        if kind == "mix":
+            return [(f"gamma {g:g}", cosine_scorer(f"{base.name}: + gamma {g:g} x template", base.encoder,
+                                                   mix_embedder(base.label_emb, MIX_TEMPLATE, g))) for g in BETAS]
         if kind == "ensemble":
             return [(f"{len(TEMPLATES)} templates",
                      cosine_scorer(f"{base.name}: ensemble", base.encoder, ensemble_embedder(base.label_emb)))]
@@ -91,7 +109,8 @@ def on_models(argv: list[str] | None) -> int:
                                               wordnet_embedder(base.label_emb, glosses, b))) for b in BETAS]
 
     return dev_chosen(argv, "enrich_models", {"ensemble": f"template ensemble ({len(TEMPLATES)})",
-                                              "wordnet": "label + beta x its WordNet definition"}, make)
+                                              "wordnet": "label + beta x its WordNet definition",
+                                              "mix": f"label + gamma x the label in {MIX_TEMPLATE!r}"}, make)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,12 +98,13 @@ TASK_ARITHMETIC_CITATION = """@inproceedings{ilharco2023editing,
 }"""
 
 
-def ship(soup: Path, row: dict, weights: list[float], folders: list[Path], recipe: str, command: str, sets) -> None:
-    """The evaluated soup as the default model's folder (``train_contrastive.SHIPPED``), checked to embed as the
-    evaluated model, with its card (recipe, commands, this soup's protocol rows, throughput vs cosine MiniLM)."""
-    from benchmarks.train_contrastive import PROBE, SHIPPED, embed_all
-    from benchmarks.unseen import card_metrics, throughput
-    from udtc import Classifier
+def ship(soup: Path, evaluated, row: dict, weights: list[float], folders: list[Path], recipe: str, command: str,
+         sets) -> None:
+    """The evaluated soup (folder ``soup``, loaded as the ``evaluated`` backend) as the default model's folder
+    (``train_contrastive.SHIPPED``), checked to embed as the evaluated model, with its card (recipe, commands, this
+    soup's protocol rows, throughput vs cosine MiniLM)."""
+    from benchmarks.train_contrastive import SHIPPED, check_shipped
+    from benchmarks.unseen import card_metrics
     from udtc.backends import get_backend
     from udtc.card import ModelCard
     from udtc.defaults import COSINE_MINILM
@@ -111,14 +112,7 @@ def ship(soup: Path, row: dict, weights: list[float], folders: list[Path], recip
 
     for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME):
         shutil.copyfile(soup / name, SHIPPED / name)
-    shipped = Classifier.from_pretrained(str(SHIPPED), device="cpu")
-    evaluated = Classifier.from_pretrained(str(soup), device="cpu")
-    gap = (embed_all(shipped.backend, PROBE) - embed_all(evaluated.backend, PROBE)).abs().max().item()
-    if gap > 1e-5:
-        raise RuntimeError(f"{SHIPPED} does not embed as the evaluated soup (max gap {gap:.2e})")
-    speed_texts = [t for s in sets for t in s.test.texts[:40]][:256]
-    speed = throughput({"this model": shipped, "cosine MiniLM": Classifier.from_pretrained(COSINE_MINILM, device="cpu")},
-                       speed_texts, sets[3].test.labels)  # brown_genre's 15 labels, as train_contrastive
+    gap, speed = check_shipped(evaluated, sets, 1e-5)
     metrics = card_metrics(row, f"{speed['this model']} vs cosine MiniLM {speed['cosine MiniLM']} (256 texts, 1 thread)")
     scale, rank = sum(weights), read_json(soup / ADAPTER_CONFIG)["r"]
     dtype = json.loads((soup / "soup.json").read_text())["dtype"]
@@ -172,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
            "seconds": round(time.perf_counter() - started, 1)})
     if args.ship:
         row = by_key[(args.tag, "none", (None, None))][0]
-        ship(out, row, weights, folders, args.ship, command, sets)
+        ship(out, backend, row, weights, folders, args.ship, command, sets)
     return 0
 
 

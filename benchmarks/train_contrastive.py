@@ -20,7 +20,9 @@ negatives (in-batch negatives: every step a new label set of ~100 names). Loss:
 ``--lora R`` trains a LoRA adapter of rank R (alpha R) on every linear layer instead of every weight (the
 adapter, a few MB, is what ``--save`` writes: it loads on the base by reference); ``--wise`` also scores
 the interpolations theta0 + lambda (theta - theta0) of each trained model (WiSE-FT, Wortsman et al., 2022,
-arXiv 2109.01903), lambda chosen on the dev halves.
+arXiv 2109.01903), lambda chosen on the dev halves. ``--label-templates P`` frames all labels of a share P of the
+steps in one template (``LABEL_TEMPLATES``; the KL teacher sees the same strings), so the model learns labels as
+users also write them (``classify(..., template=...)``).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
@@ -46,6 +48,8 @@ from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, card_metrics, c
                                reference_texts, render, throughput)
 
 COMMAND = "python -m benchmarks.train_contrastive"
+#: ``--label-templates P``: the share P of steps whose labels are all framed in one of these (a user's ``template=``)
+LABEL_TEMPLATES = ("This text is about {}.", "A text about {}.", "The topic is {}.", "This is {}.", "{}, in short.")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -187,15 +191,19 @@ def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: li
         index = {x: i for i, x in enumerate(union)}
         gold = torch.tensor([index[g] for _, g, _ in rows])
         texts = [t for t, _, _ in rows]
+        framed = union  # the label side as the encoder sees it: --label-templates frames a share of the steps
+        if args.label_templates and rng.random() < args.label_templates:
+            frame = rng.choice(LABEL_TEMPLATES)
+            framed = [frame.replace("{}", x) for x in union]
         emb = embed_grad(backend, texts + ref)  # (B + R, D), differentiable
-        lab, _ = backend._embed_batch(union)  # (U, D)
+        lab, _ = backend._embed_batch(framed)  # (U, D)
         x, y = F.normalize(emb.float(), dim=-1), F.normalize(lab.float(), dim=-1)
         logits = 20.0 * x[: args.batch] @ y.T  # (B, U)
         loss = F.cross_entropy(logits, gold)
         parts = {"ce": loss.item()}
         if args.kl:
             with torch.no_grad():
-                target = teacher(texts, union).log_softmax(-1)  # (B, U)
+                target = teacher(texts, framed).log_softmax(-1)  # (B, U)
             kl = F.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
             loss = loss + args.kl * kl
             parts["kl"] = kl.item()
@@ -317,6 +325,22 @@ WISE_CITATION = """@inproceedings{wortsman2022robust,
 PROBE = ["The striker scored twice in the final", "Do you like science fiction?", "How far is the moon?"]
 
 
+def check_shipped(evaluated, sets, tolerance: float) -> tuple[float, dict[str, float]]:
+    """Load ``SHIPPED``, check that it embeds as the ``evaluated`` backend (max gap <= ``tolerance`` on ``PROBE``) and
+    measure its throughput against cosine MiniLM (256 test texts, brown_genre's 15 labels): (gap, texts/s by model)."""
+    from udtc import Classifier
+    from udtc.defaults import COSINE_MINILM
+
+    shipped = Classifier.from_pretrained(str(SHIPPED), device="cpu")
+    gap = (embed_all(shipped.backend, PROBE) - embed_all(evaluated, PROBE)).abs().max().item()
+    if gap > tolerance:
+        raise RuntimeError(f"{SHIPPED} does not embed as the evaluated model (max gap {gap:.2e})")
+    speed_texts = [t for s in sets for t in s.test.texts[:40]][:256]
+    speed = throughput({"this model": shipped, "cosine MiniLM": Classifier.from_pretrained(COSINE_MINILM, device="cpu")},
+                       speed_texts, sets[3].test.labels)
+    return gap, speed
+
+
 def save_scaled(clf, peft_model, folder: Path, wise: float) -> None:
     """The adapter as a zero-shot udtc model at WiSE-FT lambda ``wise``: LoRA's scale alpha/r times lambda gives
     theta0 + lambda (theta - theta0) exactly, the adapter being the whole of theta - theta0."""
@@ -379,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-prior", type=float, default=1.0, help="weight of that set's label-prior penalty")
     parser.add_argument("--group-topics", type=float, default=0.5,
                         help="share of those steps whose label set is drawn from the topic domains (else one hypernym's children)")
+    parser.add_argument("--label-templates", type=float, default=0.0, metavar="P",
+                        help="frame every label of a share P of the steps in one of LABEL_TEMPLATES (teacher too)")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -397,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ship is not None and (not args.lora or len(args.seeds) != 1 or args.ship not in args.wise or args.dev_only):
         parser.error("--ship LAMBDA needs --lora, one seed, LAMBDA among --wise and the test halves (no --dev-only)")
+    if args.label_templates and args.teacher != "minilm":
+        parser.error("--label-templates works with --teacher minilm only (the cached teachers embed bare label names)")
     if args.merge:
         merge(f"contrastive_{args.tag}", args.merge)
         return 0
@@ -451,14 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                   + " ".join(f"{n} {r0['dev'][n]['macro_f1']:.1f}" for n in SETS)
                   + ("" if args.dev_only else f"; test {r0['test']['unseen mean']['macro_f1']:.1f}"), flush=True)
             if wise == args.ship:
-                shipped = Classifier.from_pretrained(str(SHIPPED), device="cpu").backend
-                gap = (embed_all(shipped, PROBE) - embed_all(clf.backend, PROBE)).abs().max().item()
-                if gap > 1e-4:
-                    raise RuntimeError(f"{SHIPPED} does not embed as the evaluated lambda={wise:g} model (max gap {gap:.2e})")
-                speed_texts = [t for s in sets for t in s.test.texts[:40]][:256]
-                speed = throughput({"this model": Classifier.from_pretrained(str(SHIPPED), device="cpu"),
-                                    "cosine MiniLM": Classifier.from_pretrained(COSINE_MINILM, device="cpu")},
-                                   speed_texts, sets[3].test.labels)  # brown_genre's 15 labels, as train_cross
+                gap, speed = check_shipped(clf.backend, sets, 1e-4)
                 write_card(SHIPPED, wise, args, seed, times[-1], r0,
                            " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), speed)
                 print(f"wrote {SHIPPED} (embeds as the evaluated model: max gap {gap:.1e})", flush=True)

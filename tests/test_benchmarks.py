@@ -309,8 +309,30 @@ def test_a_retrieved_pseudo_batch_removes_the_prior_of_the_label_sets_own_domain
                               out[:, perm], atol=1e-4)
 
 
+def test_a_pseudo_batch_of_the_texts_own_neighbours_removes_their_prior_one_text_at_a_time():
+    from benchmarks.debias import neighbour_scorer
+    from benchmarks.unseen import cosine_scorer, reference_bias
+
+    g = torch.Generator().manual_seed(0)
+    table = {f"l{i}": torch.randn(8, generator=g) for i in range(4)}
+    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
+    base = cosine_scorer("cos", "enc", emb)
+    labels = list(table)
+    a, b = torch.randn(8, generator=g), torch.randn(8, generator=g)  # two domains, far apart
+    pool = torch.cat([3 * a + 0.1 * torch.randn(5, 8, generator=g), 3 * b + 0.1 * torch.randn(5, 8, generator=g)])
+    q = torch.stack([3 * a + 0.2 * torch.randn(8, generator=g), 3 * b + 0.2 * torch.randn(8, generator=g)])  # (2, 8)
+    out = neighbour_scorer(base, pool, 5, 1.0).logits(q, labels)  # (N, L)
+    drop = base.logits(q, labels) - out
+    assert torch.allclose(drop[0], reference_bias(base, labels, pool[:5])[0], atol=1e-4)  # each text: its own domain
+    assert torch.allclose(drop[1], reference_bias(base, labels, pool[5:])[0], atol=1e-4)
+    assert torch.allclose(neighbour_scorer(base, pool, 5, 1.0).logits(q[1:2], labels), out[1:2], atol=1e-5)
+    perm = [2, 0, 3, 1]
+    assert torch.allclose(neighbour_scorer(base, pool, 5, 1.0).logits(q, [labels[i] for i in perm]), out[:, perm],
+                          atol=1e-4)
+
+
 def test_label_enrichment_mixes_templates_and_definitions_into_the_label_side():
-    from benchmarks.enrich import ensemble_embedder, wordnet_embedder
+    from benchmarks.enrich import ensemble_embedder, mix_embedder, wordnet_embedder
 
     g = torch.Generator().manual_seed(0)
     vectors: dict[str, torch.Tensor] = {}
@@ -322,6 +344,8 @@ def test_label_enrichment_mixes_templates_and_definitions_into_the_label_side():
     assert torch.allclose(enriched[0], norm(norm(vectors["Law"], dim=0)
                                              + 0.5 * norm(vectors["the collection of rules"], dim=0), dim=0))
     assert torch.allclose(enriched[1], norm(vectors["zorb"], dim=0))  # no definition: the bare label
+    mixed = mix_embedder(embed, "About {}.", 0.5)(["law"])  # (1, 8)
+    assert torch.allclose(mixed[0], norm(norm(vectors["law"], dim=0) + 0.5 * norm(vectors["About law."], dim=0), dim=0))
 
 
 def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(tiny_models):
@@ -340,7 +364,7 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
     args = Namespace(steps=4, batch=2, ref=2, lr=1e-3, kl=1.0, prior=1.0, max_length=16, groups=2, group_prior=1.0,
-                     group_topics=0.5)
+                     group_topics=0.5, label_templates=0.0)
     logs: list[str] = []
     train(clf, teacher, data, args, 0, log=logs.append, groups=groups)
     assert "group ce" in logs[0] and "group prior" in logs[0]
@@ -349,6 +373,38 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     label_calls.clear()
     train(clf, teacher, data, args, 0, log=logs.append)  # no groups: only the rows' own label strings
     assert all(set(c) <= {x for _, g, n in data for x in (g, *n)} | {t for t, _, _ in data} for c in label_calls)
+
+
+def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_alike(tiny_models):
+    from argparse import Namespace
+
+    from benchmarks.train_contrastive import LABEL_TEMPLATES, train
+    from udtc import Classifier
+
+    clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+    data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"]),
+            ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
+    names = {x for _, g, n in data for x in (g, *n)}
+    framings = {t.replace("{}", x) for t in LABEL_TEMPLATES for x in names}
+    seen: list[list[str]] = []
+
+    def teacher(texts, labels):
+        seen.append(list(labels))
+        return torch.zeros(len(texts), len(labels))
+
+    label_calls: list[list[str]] = []
+    embed_batch = clf.backend._embed_batch
+    clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
+    args = Namespace(steps=3, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=1.0)
+    train(clf, teacher, data, args, 0, log=lambda m: None)
+    labels = [c for c in label_calls if not set(c) & {t for t, _, _ in data}]  # the label side of each step
+    assert len(seen) == 3 and all(set(c) <= framings for c in seen)  # every step framed, the teacher sees the same
+    assert all(c in labels for c in seen)  # the student embeds the same framed strings
+    frames = [{t for t in LABEL_TEMPLATES if all(any(t.replace("{}", x) == s for x in names) for s in c)} for c in seen]
+    assert all(len(f) == 1 for f in frames)  # one template for all the labels of a step
+    seen.clear()
+    train(clf, teacher, data, Namespace(**{**vars(args), "label_templates": 0.0}), 0, log=lambda m: None)
+    assert all(set(c) <= names for c in seen)  # P = 0: the bare names, as before
 
 
 def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_string_once(tiny_models, tmp_path,
