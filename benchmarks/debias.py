@@ -222,8 +222,9 @@ RETRIEVED_KS = (16, 64, 256, 1024)
 RETRIEVED_ALPHAS = (0.25, 0.5, 0.75, 1.0)
 
 
-def retrieved(argv: list[str] | None) -> int:
-    """``--retrieved``: each label set's prior over the pool texts nearest it, k, alpha and the retrieval chosen on dev."""
+def on_pool(argv: list[str] | None, stem: str, kinds: dict[str, str], scorers) -> int:
+    """``dev_chosen`` over the MiniLM models with a ``POOL_SIZE``-text generic pool embedded once per encoder;
+    ``scorers(base, pool embeddings, kind)`` -> [(parameter, scorer)]."""
     from benchmarks.unseen import embed, reference_texts
 
     pool = reference_texts(POOL_SIZE)
@@ -232,12 +233,18 @@ def retrieved(argv: list[str] | None) -> int:
     def make(protocol: Protocol, base: Scorer, kind: str, classifiers: dict) -> list[tuple[str, Scorer]]:
         if base.encoder not in pools:
             pools[base.encoder] = embed(classifiers[base.name.removesuffix(" + template")].backend, base.encoder, pool)
-        return [(f"k {k}, alpha {a:g}", retrieved_scorer(base, pools[base.encoder], k, a, kind))
-                for k in RETRIEVED_KS for a in RETRIEVED_ALPHAS]
+        return scorers(base, pools[base.encoder], kind)
 
-    return dev_chosen(argv, "debias_retrieved", {"centroid": f"prior over the k of {POOL_SIZE:,} pool texts nearest the label mean",
-                                                 "any": f"prior over the k of {POOL_SIZE:,} pool texts nearest any label"},
-                      make, mpnet=False)
+    return dev_chosen(argv, stem, kinds, make, mpnet=False)
+
+
+def retrieved(argv: list[str] | None) -> int:
+    """``--retrieved``: each label set's prior over the pool texts nearest it, k, alpha and the retrieval chosen on dev."""
+    return on_pool(argv, "debias_retrieved",
+                   {"centroid": f"prior over the k of {POOL_SIZE:,} pool texts nearest the label mean",
+                    "any": f"prior over the k of {POOL_SIZE:,} pool texts nearest any label"},
+                   lambda base, pool, kind: [(f"k {k}, alpha {a:g}", retrieved_scorer(base, pool, k, a, kind))
+                                             for k in RETRIEVED_KS for a in RETRIEVED_ALPHAS])
 
 
 NEIGHBOUR_KS = (16, 64, 256)
@@ -245,19 +252,9 @@ NEIGHBOUR_KS = (16, 64, 256)
 
 def neighbours(argv: list[str] | None) -> int:
     """``--neighbours``: each text's prior over its k nearest pool texts, k and alpha chosen on dev."""
-    from benchmarks.unseen import embed, reference_texts
-
-    pool = reference_texts(POOL_SIZE)
-    pools: dict[str, torch.Tensor] = {}
-
-    def make(protocol: Protocol, base: Scorer, kind: str, classifiers: dict) -> list[tuple[str, Scorer]]:
-        if base.encoder not in pools:
-            pools[base.encoder] = embed(classifiers[base.name.removesuffix(" + template")].backend, base.encoder, pool)
-        return [(f"k {k}, alpha {a:g}", neighbour_scorer(base, pools[base.encoder], k, a))
-                for k in NEIGHBOUR_KS for a in RETRIEVED_ALPHAS]
-
-    return dev_chosen(argv, "debias_neighbours", {"text": f"prior over the k of {POOL_SIZE:,} pool texts nearest the text"},
-                      make, mpnet=False)
+    return on_pool(argv, "debias_neighbours", {"text": f"prior over the k of {POOL_SIZE:,} pool texts nearest the text"},
+                   lambda base, pool, kind: [(f"k {k}, alpha {a:g}", neighbour_scorer(base, pool, k, a))
+                                             for k in NEIGHBOUR_KS for a in RETRIEVED_ALPHAS])
 
 
 def main(argv: list[str] | None = None) -> int:
