@@ -52,15 +52,18 @@ def definitions() -> dict[str, str]:
     return out
 
 
-def ensemble_embedder(embed_texts: Callable[[list[str]], torch.Tensor], templates=TEMPLATES):
-    """Labels -> the normalised mean of their normalised embeddings in every template (``embed_texts``: texts -> (n, D))."""
+def ensemble_embedder(embed_texts: Callable[[list[str]], torch.Tensor], templates=TEMPLATES,
+                      weights: tuple[float, ...] | None = None):
+    """Labels -> the normalised (weighted) mean of their normalised embeddings in every template (``embed_texts``:
+    texts -> (n, D); ``weights``: one per template, uniform when None)."""
     memo: dict[str, torch.Tensor] = {}
+    w = torch.tensor(weights or [1.0] * len(templates))[:, None, None]  # (T, 1, 1)
 
     def emb(labels: list[str]) -> torch.Tensor:
         missing = [x for x in labels if x not in memo]
         if missing:
             parts = [F.normalize(embed_texts([t.replace("{}", x) for x in missing]), dim=-1) for t in templates]
-            memo.update(zip(missing, F.normalize(torch.stack(parts).mean(0), dim=-1)))
+            memo.update(zip(missing, F.normalize((w * torch.stack(parts)).sum(0), dim=-1)))  # (T, M, D) -> (M, D)
         return torch.stack([memo[x] for x in labels])  # (L, D)
 
     return emb
@@ -82,12 +85,7 @@ def wordnet_embedder(embed_texts: Callable[[list[str]], torch.Tensor], glosses: 
 
 def mix_embedder(embed_texts: Callable[[list[str]], torch.Tensor], template: str, gamma: float):
     """Labels -> their bare embedding plus ``gamma`` x their embedding in ``template`` (both normalised first)."""
-    def emb(labels: list[str]) -> torch.Tensor:
-        bare = F.normalize(embed_texts(labels), dim=-1)  # (L, D)
-        framed = F.normalize(embed_texts([template.replace("{}", x) for x in labels]), dim=-1)  # (L, D)
-        return F.normalize(bare + gamma * framed, dim=-1)
-
-    return emb
+    return ensemble_embedder(embed_texts, ("{}", template), (1.0, gamma))
 
 
 def on_models(argv: list[str] | None) -> int:

@@ -30,18 +30,17 @@ from pathlib import Path
 import torch
 
 from benchmarks.distill import CANDIDATES
+from udtc.adapters import plain_lora_factors
 from udtc.config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CONFIG_NAME, read_json
 
 COMMAND = "python -m benchmarks.soup"
-#: adapter_config.json entries a soup cannot average by stacking factors (saved heads, DoRA, per-module ranks)
-PLAIN_ONLY = ("modules_to_save", "use_dora", "rank_pattern", "alpha_pattern", "trainable_token_indices")
 
 
 def soup_adapter(folders: list[Path], weights: list[float], out: Path, dtype: torch.dtype = torch.float32) -> None:
     """Write to ``out`` the LoRA adapter whose change is sum_i weights[i] x the change of folders[i] (see above).
     Every folder must be a plain LoRA adapter on the same base over the same modules. ``dtype``: of the saved
     factors (float16 halves the file; udtc multiplies them in float32 when it folds them in at load)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     if len(folders) != len(weights) or not folders:
         raise ValueError(f"{len(folders)} candidates and {len(weights)} weights: give one weight per candidate")
@@ -52,22 +51,20 @@ def soup_adapter(folders: list[Path], weights: list[float], out: Path, dtype: to
     if len(bases) != 1:
         raise ValueError(f"the candidates have different base models {sorted(bases)}; a soup needs one base")
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    for folder, config, weight in zip(folders, configs, weights):
-        if config.get("peft_type") != "LORA" or any(config.get(k) for k in PLAIN_ONLY):
+    for folder, weight in zip(folders, weights):
+        factors = plain_lora_factors(folder)
+        if factors is None:
             raise ValueError(f"{folder} is not a plain LoRA adapter (one rank and alpha for every module, no saved "
-                             f"modules: none of {PLAIN_ONLY} set)")
-        scale = weight * float(config["lora_alpha"]) / int(config["r"])
-        tensors = load_file(folder / ADAPTER_WEIGHTS)
-        modules = sorted({k.rsplit(".lora_", 1)[0] for k in tensors})
-        for name in modules:
-            a, b = tensors[f"{name}.lora_A.weight"], tensors[f"{name}.lora_B.weight"]  # (r, in), (out, r)
-            parts.setdefault(name, []).append((a, scale * b))
+                             "modules, no DoRA: what udtc.adapters.plain_lora_factors reads)")
+        scaling, by_module = factors
+        for name, ab in by_module.items():  # ab: {"A": (r, in), "B": (out, r)}
+            parts.setdefault(name, []).append((ab["A"], weight * scaling * ab["B"]))
     if any(len(p) != len(folders) for p in parts.values()):
         raise ValueError("the candidates adapt different modules; a soup needs the same target modules")
     merged = {}
     for name, pairs in parts.items():
-        merged[f"{name}.lora_A.weight"] = torch.cat([a for a, _ in pairs]).to(dtype).contiguous()  # (sum r, in)
-        merged[f"{name}.lora_B.weight"] = torch.cat([b for _, b in pairs], dim=1).to(dtype).contiguous()  # (out, sum r)
+        merged[f"base_model.model.{name}.lora_A.weight"] = torch.cat([a for a, _ in pairs]).to(dtype).contiguous()  # (sum r, in)
+        merged[f"base_model.model.{name}.lora_B.weight"] = torch.cat([b for _, b in pairs], dim=1).to(dtype).contiguous()  # (out, sum r)
     rank = sum(int(c["r"]) for c in configs)
     out.mkdir(parents=True)
     save_file(merged, out / ADAPTER_WEIGHTS)

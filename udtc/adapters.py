@@ -93,33 +93,43 @@ _NOT_PLAIN = ("modules_to_save", "rank_pattern", "alpha_pattern", "layer_replica
               "alora_invocation_tokens")
 
 
-def merge_plain_lora(module: torch.nn.Module, folder: Path) -> bool:
-    """Fold a plain LoRA adapter into ``module``'s linear layers: W += (lora_alpha / r) B A (Hu et al., 2022,
-    arXiv:2106.09685, Eq. (3)), as peft's ``merge_and_unload`` does; no peft needed, so a shipped adapter loads
-    with the runtime dependencies only. Returns False (nothing changed) for an adapter that is not plain LoRA
-    (extra saved modules, DoRA, per-module ranks, ...), which peft then loads."""
+def plain_lora_factors(folder: Path) -> tuple[float, dict[str, dict[str, torch.Tensor]]] | None:
+    """A plain LoRA adapter's scaling (lora_alpha / r) and its factors by module name, ``{"A": (r, in), "B": (out,
+    r)}``; None for an adapter that is not plain LoRA (extra saved modules, DoRA, per-module ranks, ...)."""
     from safetensors.torch import load_file
 
     from udtc.config import read_json
 
     config = read_json(folder / ADAPTER_CONFIG)
     if config.get("peft_type") != "LORA" or config.get("bias", "none") != "none" or any(config.get(k) for k in _NOT_PLAIN):
-        return False
-    tensors = load_file(folder / ADAPTER_WEIGHTS)
+        return None
     pairs: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    for key, value in load_file(folder / ADAPTER_WEIGHTS).items():
         name, dot, part = key.removeprefix("base_model.model.").rpartition(".lora_")
         if not dot or part not in ("A.weight", "B.weight"):
-            return False
+            return None
         pairs.setdefault(name, {})[part[0]] = value
+    if any(len(p) != 2 for p in pairs.values()):
+        return None
+    return float(config["lora_alpha"]) / int(config["r"]), pairs
+
+
+def merge_plain_lora(module: torch.nn.Module, folder: Path) -> bool:
+    """Fold a plain LoRA adapter into ``module``'s linear layers: W += (lora_alpha / r) B A (Hu et al., 2022,
+    arXiv:2106.09685, Eq. (3)), as peft's ``merge_and_unload`` does; no peft needed, so a shipped adapter loads
+    with the runtime dependencies only. Returns False (nothing changed) for an adapter that is not plain LoRA
+    (``plain_lora_factors``), which peft then loads."""
+    factors = plain_lora_factors(folder)
+    if factors is None:
+        return False
+    scaling, pairs = factors
     try:
         found = {name: module.get_submodule(name) for name in pairs}
     except AttributeError:
         raise ValueError(f"{folder / ADAPTER_WEIGHTS} does not match the base model: it adapts modules it lacks") from None
-    layers = {name: m for name, m in found.items() if type(m) is torch.nn.Linear and len(pairs[name]) == 2}
+    layers = {name: m for name, m in found.items() if type(m) is torch.nn.Linear}
     if len(layers) != len(found):
         return False
-    scaling = float(config["lora_alpha"]) / int(config["r"])
     with torch.no_grad():
         for name, layer in layers.items():
             a, b = pairs[name]["A"], pairs[name]["B"]  # (r, in), (out, r)
