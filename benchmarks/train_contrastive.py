@@ -22,7 +22,8 @@ adapter, a few MB, is what ``--save`` writes: it loads on the base by reference)
 the interpolations theta0 + lambda (theta - theta0) of each trained model (WiSE-FT, Wortsman et al., 2022,
 arXiv 2109.01903), lambda chosen on the dev halves. ``--label-templates P`` frames all labels of a share P of the
 steps in one template (``LABEL_TEMPLATES``; the KL teacher sees the same strings), so the model learns labels as
-users also write them (``classify(..., template=...)``).
+users also write them (``classify(..., template=...)``). ``--fortunes N`` adds N quotations and jokes by topic
+(``fortune_rows``: natural texts under label names no evaluation set has).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
@@ -54,9 +55,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
-                  all_pos: bool = False) -> list[tuple[str, str, list[str]]]:
+                  all_pos: bool = False, n_fortunes: int = 0) -> list[tuple[str, str, list[str]]]:
     """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows, of nouns or, with
-    ``all_pos``, of every part of speech) + ``training_mixture()`` rows (capped per source)."""
+    ``all_pos``, of every part of speech) + ``training_mixture()`` rows (capped per source) + ``n_fortunes``
+    rows of ``fortune_rows``."""
     from benchmarks.train_sce import capped_mixture
     from benchmarks.wordnet import hypernym_rows, topic_rows
 
@@ -68,7 +70,23 @@ def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
     for _, label, source in mixture:
         if label not in by_source.setdefault(source, []):
             by_source[source].append(label)
-    return out + [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture]
+    return out + [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture] + fortune_rows(n_fortunes, seed)
+
+
+def fortune_rows(n: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
+    """``n`` seeded rows of ``fortune_topics`` (quotations and jokes by topic: natural texts, new label names), the
+    other kept topics as negatives; no topic named like an evaluation label, no text found in an evaluation set."""
+    if n <= 0:
+        return []
+    from benchmarks.datasets import _fingerprint, load as load_data
+    from benchmarks.unseen import EXTRA
+
+    unseen = evaluation_labels()
+    held = {_fingerprint(t) for name in (*SETS, *EXTRA) for t in load(name).texts}
+    rows = [(t, y) for t, y in load_data("fortune_topics").rows() if y not in unseen and _fingerprint(t) not in held]
+    kept = sorted({y for _, y in rows})
+    rows = random.Random(f"fortunes:{seed}").sample(rows, min(n, len(rows)))
+    return [(t, y, [x for x in kept if x != y]) for t, y in rows]
 
 
 @functools.cache
@@ -405,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of those steps whose label set is drawn from the topic domains (else one hypernym's children)")
     parser.add_argument("--label-templates", type=float, default=0.0, metavar="P",
                         help="frame every label of a share P of the steps in one of LABEL_TEMPLATES (teacher too)")
+    parser.add_argument("--fortunes", type=int, default=0, metavar="N",
+                        help="also N rows of quotations and jokes by topic (benchmarks.datasets 'fortune_topics')")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -435,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if args.quick:
         args.steps, args.wordnet, args.cap = 10, 500, 50
-    data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos)
+    data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos,
+                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes)
     sets = label_sets(quick=args.quick)
     groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "

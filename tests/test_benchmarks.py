@@ -407,6 +407,22 @@ def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_ali
     assert all(set(c) <= names for c in seen)  # P = 0: the bare names, as before
 
 
+def test_fortune_rows_keep_no_evaluation_label_name_or_text(monkeypatch):
+    from types import SimpleNamespace
+
+    import benchmarks.datasets as data_sets
+    import benchmarks.train_contrastive as tc
+
+    fortunes = [("Art is long.", "art"), ("Eat your greens!", "food"), ("A cat naps.", "pets"),
+                ("What is a computer?!", "art")]
+    monkeypatch.setattr(data_sets, "load", lambda name: SimpleNamespace(rows=lambda: fortunes))
+    monkeypatch.setattr(tc, "evaluation_labels", lambda: frozenset({"food"}))  # an evaluation label name
+    monkeypatch.setattr(tc, "load", lambda name: SimpleNamespace(texts=["what is a computer"]))  # an evaluation text
+    rows = tc.fortune_rows(10, seed=0)
+    assert sorted(rows) == [("A cat naps.", "pets", ["art"]), ("Art is long.", "art", ["pets"])]
+    assert len(tc.fortune_rows(1, seed=0)) == 1 and tc.fortune_rows(0) == []
+
+
 def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_string_once(tiny_models, tmp_path,
                                                                                           monkeypatch):
     import torch.nn.functional as F
