@@ -513,3 +513,43 @@ def test_a_soup_of_lora_adapters_loads_as_the_weighted_mean_of_their_changes(tin
     (adapters[1] / "adapter_config.json").write_text(json.dumps(dict(config, modules_to_save=["head"])))
     with pytest.raises(ValueError, match="not a plain LoRA adapter"):  # a saved head cannot be stacked
         soup_adapter(adapters, [0.5, 0.5], tmp_path / "other")
+
+
+def test_late_interaction_scores_are_maxsim_per_label_and_match_the_backends_embedding(tiny_models):
+    import torch.nn.functional as F
+
+    from benchmarks.late_interaction import States, by_kind, combined, match_scores, token_states
+    from udtc import Classifier
+
+    backend = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
+    texts = ["the court ruled on the appeal today", "a slow tempo", "check"]
+    states = token_states(backend, texts)
+    emb, _ = backend.embed(texts)
+    assert torch.allclose(torch.stack([s.pooled for s in states]), F.normalize(emb, dim=-1), atol=1e-5)
+    n_tokens = [len(backend.tokenizer(t.lower() if backend.do_lower_case else t)["input_ids"]) - 2 for t in texts]
+    assert [len(s.tokens) for s in states] == n_tokens  # [CLS] and [SEP] left out
+
+    e = torch.eye(3)
+    x = [States(e[0], e[[0, 1]]), States(e[2], e[[2]])]
+    y = [States(e[1], e[[1, 2]]), States(e[0], e[[0]])]
+    got = match_scores(x, y)
+    assert torch.equal(got["cos"], torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    assert torch.equal(got["ms"], torch.tensor([[0.5, 1.0], [0.5, 0.0]]))  # label tokens' best text token, averaged
+    assert torch.equal(got["msp"], torch.tensor([[1.0, 1.0], [0.0, 0.0]]))  # best text token vs the pooled label
+    swapped = match_scores(x, y[::-1])
+    assert all(torch.equal(swapped[k], got[k].flip(1)) for k in got)  # permuting labels permutes columns
+    ref = {"ms": torch.tensor([[1.0, 0.0], [0.0, 0.0]])}
+    assert torch.equal(combined(got, ref, "ms", 1.0, 2.0), got["cos"] + 2.0 * (got["ms"] - torch.tensor([0.5, 0.0])))
+    assert torch.equal(combined(got, ref, None, 1.0, 2.0), got["cos"])
+    f1 = {"trec6": 40.0, "trec50": 20.0, "sms_spam": 60.0, "brown_genre": 10.0, "chatterbot_topics": 50.0,
+          "ovos_commands": 80.0, "debian_sections": 50.0}
+    assert by_kind(f1) == (pytest.approx(260 / 6), pytest.approx(280 / 6), pytest.approx(50.0))
+
+    from benchmarks.late_interaction import chosen
+
+    def row(reading, dev, six):
+        return {"reading": reading, "f1": {"dev": dev}, "means": {"dev": {"six": six}}}
+
+    low = {**f1, "brown_genre": 8.9}  # 1.1 below the floor: breaks the rule
+    rows = [row("none", f1, 43.0), row("ms", low, 50.0), row("ms", f1, 45.0), row("msp", low, 44.0)]
+    assert chosen(rows, f1) == [rows[0], rows[2], rows[3]]  # the best that passes; none passes for msp: its best
