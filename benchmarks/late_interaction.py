@@ -18,7 +18,7 @@ set more than 1 point below cosine MiniLM). Reported with the
 mean that counts each kind once (TREC-6 and TREC-50 are one kind; the software-domain set ``EXTRA`` a sixth),
 and that mean without the question-type kind.
 
-    python -m benchmarks.late_interaction            # cosine MiniLM and the default, about 2 min on 2 threads
+    python -m benchmarks.late_interaction --threads 2    # cosine MiniLM and the default, about 2 min
 """
 
 from __future__ import annotations
