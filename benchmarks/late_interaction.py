@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import write_results
-from benchmarks.unseen import EXTRA, UNSEEN, label_sets, macro_f1, reference_texts
+from benchmarks.unseen import EXTRA, UNSEEN, LabelSet, label_sets, macro_f1, per_kind, reference_texts
 
 COMMAND = "python -m benchmarks.late_interaction"
 BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 ALPHAS = (0.0, 1.0)
 READINGS = ("ms", "msp")
-KINDS = ("question type (trec6, trec50)", "sms_spam", "brown_genre", "chatterbot_topics", "ovos_commands", *EXTRA)
 
 
 @dataclass
@@ -95,14 +94,13 @@ def combined(scores: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], read
 
 def by_kind(f1: dict[str, float]) -> tuple[float, float, float]:
     """(six-set mean, mean with each kind once, that mean without the question-type kind)."""
-    per_kind = [(f1["trec6"] + f1["trec50"]) / 2, *(f1[k] for k in KINDS[1:])]
-    return statistics.mean(f1[s] for s in UNSEEN), statistics.mean(per_kind), statistics.mean(per_kind[1:])
+    kinds = per_kind(f1)
+    return statistics.mean(f1[s] for s in UNSEEN), statistics.mean(kinds), statistics.mean(kinds[1:])
 
 
-def evaluate(backend, quick: bool, log=print) -> dict:
+def evaluate(backend, sets: list[LabelSet], references: list[str], log=print) -> dict:
     """Per set: the scores of both halves and of the reference texts; then every (reading, alpha, beta) on both halves."""
-    sets = label_sets((*UNSEEN, *EXTRA), quick=quick)
-    ref = token_states(backend, reference_texts(64 if quick else 1024))
+    ref = token_states(backend, references)
     cache = {}
     for s in sets:
         labels = token_states(backend, s.dev.labels)
@@ -161,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     from udtc.defaults import COSINE_MINILM, TUNED_MINILM
 
     started = time.perf_counter()
+    sets, references = label_sets((*UNSEEN, *EXTRA), quick=args.quick), reference_texts(64 if args.quick else 1024)
     results = {}
     for model, source in (("cosine MiniLM", COSINE_MINILM), ("default (TUNED_MINILM)", TUNED_MINILM)):
         print(model, flush=True)
-        results[model] = evaluate(Classifier.from_pretrained(source, device="cpu").backend, args.quick)
+        results[model] = evaluate(Classifier.from_pretrained(source, device="cpu").backend, sets, references)
     table = render(results)
     seconds = round(time.perf_counter() - started)
     write_results("late_interaction" + ("_quick" if args.quick else ""),

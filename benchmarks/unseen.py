@@ -55,7 +55,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -495,6 +495,15 @@ def summary(results: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+#: every kind of label set once: TREC-6 and TREC-50 (the same questions) as one, the software-domain set a sixth
+KINDS = ("question type (trec6, trec50)", "sms_spam", "brown_genre", "chatterbot_topics", "ovos_commands", *EXTRA)
+
+
+def per_kind(f1: Mapping[str, float]) -> list[float]:
+    """Macro-F1 by set name -> one value per ``KINDS`` entry (the two TREC sets averaged)."""
+    return [(f1["trec6"] + f1["trec50"]) / 2, *(f1[name] for name in KINDS[1:])]
+
+
 def kinds(tags: Sequence[str], results: Path | None = None) -> str:
     """One line per trained recipe with every kind counted once: TREC-6 and TREC-50 are the same questions under two
     label sets (their mean counts as one set), and the software-domain set (``EXTRA``) is a sixth kind. Per seed S,
@@ -507,10 +516,8 @@ def kinds(tags: Sequence[str], results: Path | None = None) -> str:
     for path in sorted(folder.glob("unseen_extra_candidates*.json")):
         if not path.name.endswith("_quick.json"):
             extra_rows.update((r["model"], r) for r in json.loads(path.read_text())["rows"] if r["variant"] == "none")
-    sets = ("question type (trec6, trec50)", "sms_spam", "brown_genre", "chatterbot_topics", "ovos_commands",
-            *EXTRA)
-    lines = ["| recipe | seeds | half | " + " | ".join(sets) + " | **mean (one per kind)** | mean (6) |",
-             "|---|---|---|" + "---|" * (len(sets) + 2)]
+    lines = ["| recipe | seeds | half | " + " | ".join(KINDS) + " | **mean (one per kind)** | mean (6) |",
+             "|---|---|---|" + "---|" * (len(KINDS) + 2)]
     for tag in tags:
         seeds = []
         for path in sorted(folder.glob(f"contrastive_{tag}_s*.json")):
@@ -524,14 +531,13 @@ def kinds(tags: Sequence[str], results: Path | None = None) -> str:
                                     f"'{tag}_seed<S>' in results/unseen_extra_candidates*.json: run the recipe with "
                                     "--save, then python -m benchmarks.unseen --extra --candidate <its folders>")
         for half in ("dev", "test"):
-            cells = [[(r[half]["trec6"]["macro_f1"] + r[half]["trec50"]["macro_f1"]) / 2,
-                      *(r[half][n]["macro_f1"] for n in sets[1:5]), *(e[half][n]["macro_f1"] for n in EXTRA)]
+            cells = [per_kind({**{n: r[half][n]["macro_f1"] for n in UNSEEN}, **{n: e[half][n]["macro_f1"] for n in EXTRA}})
                      for _, r, e in seeds]  # (seeds, kinds)
-            per_kind = [statistics.mean(c[k] for c in cells) for k in range(len(sets))]
+            means = [statistics.mean(c[k] for c in cells) for k in range(len(KINDS))]
             six = statistics.mean(r[half]["unseen mean"]["macro_f1"] for _, r, _ in seeds)
             lines.append(f"| {tag} | {','.join(str(s) for s, _, _ in seeds)} | {half} | "
-                         + " | ".join(f"{v:.1f}" for v in per_kind)
-                         + f" | **{statistics.mean(per_kind):.1f}** | {six:.1f} |")
+                         + " | ".join(f"{v:.1f}" for v in means)
+                         + f" | **{statistics.mean(means):.1f}** | {six:.1f} |")
     return "\n".join(lines)
 
 
