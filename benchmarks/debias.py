@@ -33,6 +33,10 @@ models; k, alpha and the retrieval (nearest the label mean / nearest any label) 
 
 ``--neighbours`` subtracts alpha x each label's mean log-probability over the k pool texts nearest THE TEXT (texts
 like it: a pseudo-batch per text, so it needs nothing but the text and the pool), k and alpha chosen on the dev halves.
+
+``--znorm`` normalises each label's score by its statistics over its k nearest reference texts (Z-norm / adaptive
+score normalisation of speaker verification): (cos - alpha mu_y) / sd_y^gamma, a label whose cosine barely varies
+across texts no longer wins on a small lead; k, alpha and gamma chosen on the dev halves.
 """
 
 from __future__ import annotations
@@ -129,6 +133,23 @@ def hubness_scorer(base: Scorer, ref: torch.Tensor, k: int, beta: float) -> Scor
     return Scorer(f"{base.name}: hubness k={k}", base.encoder, logits)
 
 
+def znorm_scorer(base: Scorer, ref: torch.Tensor, k: int, alpha: float, gamma: float) -> Scorer:
+    """``base`` with each label's cosine normalised by its statistics over its ``k`` nearest reference texts:
+    ``(cos(x, y) - alpha mu_y) / (sd_y / mean_y' sd_y')^gamma`` (Z-norm; k < all references: the adaptive cohort of
+    AS-norm). Per label set, once; then one text at a time."""
+    label_emb = base.label_emb
+    assert label_emb is not None, "a cosine scorer"
+    r = F.normalize(ref, dim=-1)  # (R, D)
+
+    def logits(q: torch.Tensor, labels: list[str]) -> torch.Tensor:
+        x, y = F.normalize(q, dim=-1), F.normalize(label_emb(labels), dim=-1)  # (N, D), (L, D)
+        cohort = (y @ r.T).topk(min(k, len(r)), dim=-1).values  # (L, k)
+        mu, sd = cohort.mean(-1), cohort.std(-1)  # (L,), (L,)
+        return COSINE_SCALE * (x @ y.T - alpha * mu[None]) / (sd / sd.mean())[None] ** gamma  # (N, L)
+
+    return Scorer(f"{base.name}: znorm k={k}", base.encoder, logits)
+
+
 def retrieved_scorer(base: Scorer, pool: torch.Tensor, k: int, alpha: float, by: str) -> Scorer:
     """``base`` minus alpha x each label's mean log-probability over the ``k`` pool texts nearest the label set: a
     pseudo-batch of texts from the label set's own domain, retrieved once per label set (one text at a time after
@@ -178,6 +199,7 @@ def dev_chosen(argv: list[str] | None, stem: str, kinds: dict[str, str], make, m
              + " | ".join(f"{n} Δ" for n in sets) + " |", "|---|---|---|---|---|" + "---|" * len(sets)]
     rows = []
     for base in (s for s in scorers if s.label_emb is not None):  # the cosine ones
+        bare: dict = {}
         for kind in ("none", *kinds):  # "none" first: its test run is the bare one the deltas are against
             candidates = [("-", base)] if kind == "none" else make(protocol, base, kind, classifiers)
             if not candidates:
@@ -215,6 +237,20 @@ def hubness(argv: list[str] | None) -> int:
                       lambda protocol, base, kind, _: [(f"k {k}, beta {b:g}",
                                                      hubness_scorer(base, protocol.ref_emb[base.encoder], k, b))
                                                     for k in HUB_KS for b in HUB_BETAS])
+
+
+ZNORM_KS = (100, 1024)
+ZNORM_ALPHAS = (0.0, 0.5, 1.0)
+ZNORM_GAMMAS = (0.5, 1.0, 1.5)
+
+
+def znorm(argv: list[str] | None) -> int:
+    """``--znorm``: each label's score normalised over its k nearest reference texts, k, alpha, gamma chosen on dev."""
+    return dev_chosen(argv, "debias_znorm", {"z": "each label's score z-normalised over its k nearest reference texts"},
+                      lambda protocol, base, kind, _: [(f"k {k}, alpha {a:g}, gamma {g:g}",
+                                                     znorm_scorer(base, protocol.ref_emb[base.encoder], k, a, g))
+                                                    for k in ZNORM_KS for a in ZNORM_ALPHAS for g in ZNORM_GAMMAS],
+                      mpnet=False)
 
 
 POOL_SIZE = 20000
@@ -269,8 +305,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="each label set's prior over the pool texts nearest it (a pseudo-batch), on MiniLM models")
     parser.add_argument("--neighbours", action="store_true",
                         help="each text's label prior over its nearest pool texts (a pseudo-batch per text), on MiniLM models")
+    parser.add_argument("--znorm", action="store_true",
+                        help="each label's score z-normalised over its nearest reference texts, on MiniLM models")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.znorm:
+        return znorm(argv)
     if args.neighbours:
         return neighbours(argv)
     if args.retrieved:

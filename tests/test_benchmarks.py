@@ -285,6 +285,29 @@ def test_hubness_discounts_labels_near_many_reference_texts_one_text_at_a_time()
                           atol=1e-5)
 
 
+def test_znorm_divides_each_labels_score_by_its_spread_over_the_reference_one_text_at_a_time():
+    from benchmarks.debias import znorm_scorer
+    from benchmarks.unseen import cosine_scorer
+
+    g = torch.Generator().manual_seed(0)
+    table = {f"l{i}": torch.randn(8, generator=g) for i in range(4)}
+    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
+    base = cosine_scorer("cos", "enc", emb)
+    q, labels, ref = torch.randn(5, 8, generator=g), list(table), torch.randn(40, 8, generator=g)
+    assert torch.allclose(znorm_scorer(base, ref, 40, 0.0, 0.0).logits(q, labels), base.logits(q, labels), atol=1e-5)
+    out = znorm_scorer(base, ref, 40, 1.0, 1.0).logits(q, labels)  # (N, L)
+    r = torch.nn.functional.normalize(ref, dim=-1)
+    y = torch.nn.functional.normalize(emb(labels), dim=-1)
+    c = y @ r.T  # (L, R)
+    sd = c.std(-1)
+    expected = 20.0 * (torch.nn.functional.normalize(q, dim=-1) @ y.T - c.mean(-1)[None]) / (sd / sd.mean())[None]
+    assert torch.allclose(out, expected, atol=1e-4)
+    z = znorm_scorer(base, ref, 10, 0.5, 1.0)
+    assert torch.allclose(z.logits(q[1:2], labels), z.logits(q, labels)[1:2], atol=1e-5)  # one text at a time
+    perm = [2, 0, 3, 1]
+    assert torch.allclose(z.logits(q, [labels[i] for i in perm]), z.logits(q, labels)[:, perm], atol=1e-5)
+
+
 def test_a_retrieved_pseudo_batch_removes_the_prior_of_the_label_sets_own_domain_one_text_at_a_time():
     from benchmarks.debias import retrieved_scorer
     from benchmarks.unseen import cosine_scorer, reference_bias
