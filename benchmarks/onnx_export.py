@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{backend}: {models[backend]}", flush=True)
             classifiers = load(path, Path(tmp) / f"{backend}-export")
             acc[backend] = agreement(classifiers, sets, 8 if args.quick else AGREEMENT_TEXTS[backend])
-            print(f"  agreement: " + ", ".join(f"{k} {v['agreement']:.3f} (F1 {v['macro_f1']:.3f})"
+            print("  agreement: " + ", ".join(f"{k} {v['agreement']:.3f} (F1 {v['macro_f1']:.3f})"
                                                for k, v in acc[backend].items()), flush=True)
             if not args.no_speed and backend in SPEED_CELLS:
                 rows += speed_cells(backend, path, classifiers, 1 if args.quick else args.repeats, args.cell_seconds,

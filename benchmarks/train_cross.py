@@ -157,7 +157,7 @@ def write(stem: str, model: str, by_seed: list[dict], meta: dict) -> Path:
     speed = meta["throughput_texts_per_s"]
     ratios = [s[NAMES[model]] / s["cosine MiniLM"] for s in speed]
     table = (render(baseline + [summary], list(SETS), {"ft": "cosine MiniLM"})
-             + f"\nThroughput (`Classifier.classify`, 15 labels, texts/s, per seed): "
+             + "\nThroughput (`Classifier.classify`, 15 labels, texts/s, per seed): "
              + "; ".join(f"{s[NAMES[model]]} vs cosine MiniLM {s['cosine MiniLM']}" for s in speed)
              + f" (ratio {min(ratios):.3f}-{max(ratios):.3f})\n")
     path = RESULTS / f"{stem}.json"

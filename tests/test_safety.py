@@ -324,7 +324,7 @@ def test_the_label_cache_is_bounded_in_bytes(cosine, monkeypatch):
         clf.classify("a goal", [f"sports {i} " + "x" * 20_000, f"rain {i} " + "y" * 20_000])
         assert cache.nbytes <= 200_000
     assert 0 < len(cache) < 60
-    last = clf.classify("a goal", [f"sports 29 " + "x" * 20_000, f"rain 29 " + "y" * 20_000])
+    last = clf.classify("a goal", ["sports 29 " + "x" * 20_000, "rain 29 " + "y" * 20_000])
     assert abs(sum(last.scores.values()) - 1) < 1e-5
 
 

@@ -9,7 +9,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from udtc import atomic
 from udtc._version import __version__

@@ -31,7 +31,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from udtc.citations import GLICLASS_CITATION as CITATION  # the paper the objective comes from
+from udtc.citations import GLICLASS_CITATION
+
+CITATION = GLICLASS_CITATION  # the paper the objective comes from (its model card cites it)
 
 
 def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

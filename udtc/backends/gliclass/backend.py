@@ -29,7 +29,7 @@ rather than learn their slots. ``load`` on a plain encoder folder builds a new m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,13 +37,12 @@ import torch
 
 from udtc.backends._text import LabelCache, cap_chars, pack, special_ids, token_id
 from udtc.backends.base import Backend, Scores, Trainable
-from udtc.backends.gliclass.config import NEW_MODEL_OPTIONS, GLiClassOptions
+from udtc.backends.gliclass.config import GLiClassOptions
 from udtc.backends.gliclass.model import (EXAMPLE_TOKEN, LABEL_TOKEN, SEP_TOKEN, GLiClassConfig, GLiClassUniEncoder,
                                           Inputs, build_module)
 from udtc.citations import GLICLASS_CITATION
 from udtc.config import read_json, write_json
 from udtc.logs import get_logger
-from udtc.runtime import seeded
 
 logger = get_logger(__name__)
 

@@ -176,7 +176,6 @@ class LlmPromptBackend(InstructionTraining, Backend):
     def _score_full(self, prompts: list[list[int]], answers: list[list[int]], batch_size: int) -> torch.Tensor:
         """Reference path: encode every (prompt + answer) sequence from scratch."""
         dev = self.device
-        keyword = cache_keyword(self.model.base_model)  # once per call, not per chunk
         n_labels = len(answers)
         sums = torch.zeros(len(prompts) * n_labels, dtype=torch.float32)
         for start in range(0, len(prompts) * n_labels, batch_size):
