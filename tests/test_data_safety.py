@@ -119,6 +119,31 @@ def test_a_terminated_classify_removes_its_partial_output(model, rows_file, tmp_
     assert set(tmp_path.iterdir()) == before  # nothing new, dot files included
 
 
+@pytest.mark.skipif(os.name != "posix", reason="process liveness is checked on POSIX only")
+def test_a_new_output_sweeps_the_hidden_files_of_killed_runs_only(tmp_path):
+    import socket
+
+    from udtc.atomic import AtomicFile
+
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has exited
+    out = tmp_path / "out.csv"
+    stale = tmp_path / f".out.csv.{host}-{dead}.abc123.tmp"
+    running = tmp_path / f".out.csv.{host}-{os.getpid()}.def456.tmp"  # a live process (this one)
+    remote = tmp_path / f".out.csv.elsewhere-{dead}.ghi789.tmp"  # another host's: its pid means nothing here
+    other = tmp_path / f".other.csv.{host}-{dead}.jkl000.tmp"  # another output's
+    for f in (stale, running, remote, other):
+        f.write_text("rows")
+    new = AtomicFile(out)
+    assert not stale.exists() and running.exists() and remote.exists() and other.exists()
+    assert new.tmp.name.startswith(f".out.csv.{host}-{os.getpid()}.") and new.tmp.suffix == ".tmp"
+    with new.open() as f:
+        f.write("a,b\n")
+    new.commit()
+    assert out.read_text() == "a,b\n" and not new.tmp.exists()
+
+
 def test_a_killed_overwrite_keeps_the_earlier_output(model, rows_file, tmp_path):
     out = tmp_path / "out.csv"
     out.write_text("earlier,results\n1,2\n")

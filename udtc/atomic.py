@@ -152,17 +152,49 @@ def files_in(folder: Path) -> list[str]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-class AtomicFile:
-    """A file written under a temporary name beside ``path`` and renamed to ``path`` by :meth:`commit`.
+def _owner() -> str:
+    """``<host>-<pid>``: which process a temporary file belongs to."""
+    import socket
 
-    Created up front, so an unwritable location fails before any work is done.
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only (POSIX)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep(path: Path) -> None:
+    """Delete the temporary files of :class:`AtomicFile` for ``path`` left by processes of this host that no longer
+    run (SIGKILL, a crash, the OOM killer: nothing could clean up). Others' files, running or on other hosts, stay."""
+    if os.name != "posix":
+        return
+    host, _ = _owner().rsplit("-", 1)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.tmp"):
+        pid = leftover.name[len(f".{path.name}.{host}-"):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+class AtomicFile:
+    """A file written under a temporary name beside ``path`` (``.<name>.<host>-<pid>.<random>.tmp``) and renamed to
+    ``path`` by :meth:`commit`.
+
+    Created up front, so an unwritable location fails before any work is done; the temporary files a killed earlier
+    run left for the same ``path`` are deleted then (:func:`sweep`).
     """
 
     def __init__(self, path: Path):
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            sweep(path)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
         except OSError as err:
             raise disk_error(err, str(path)) or OSError(
                 err.errno, f"cannot write {path} ({err.strerror}); pick a writable location") from None
