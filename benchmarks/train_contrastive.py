@@ -23,7 +23,8 @@ the interpolations theta0 + lambda (theta - theta0) of each trained model (WiSE-
 arXiv 2109.01903), lambda chosen on the dev halves. ``--label-templates P`` frames all labels of a share P of the
 steps in one template (``LABEL_TEMPLATES``; the KL teacher sees the same strings), so the model learns labels as
 users also write them (``classify(..., template=...)``). ``--fortunes N`` adds N quotations and jokes by topic
-(``fortune_rows``: natural texts under label names no evaluation set has).
+(``fortune_rows``: natural texts under label names no evaluation set has). ``--symmetric W`` adds W x the
+label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax over the batch's texts).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
@@ -185,6 +186,18 @@ def mean_scores(teachers: tuple[Callable[[list[str], list[str]], torch.Tensor], 
     return torch.stack([t(texts, labels) for t in teachers]).mean(0)
 
 
+def label_to_text_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """``--symmetric``: the label -> text half of CLIP's symmetric loss ("Learning Transferable Visual Models From
+    Natural Language Supervision", Radford et al. 2021, arXiv:2103.00020, Figure 3). Each label that is some text's
+    gold gets a softmax over the batch's texts, its own texts the positives: -log sum_{i: gold_i = y} p(i | y),
+    averaged over those labels. A label that scores other labels' texts as high as its own (a hub, the prior the
+    issue diagnoses) pays for it. ``logits`` (B, U) text x label, ``gold`` (B,) label indices."""
+    own = gold[None] == torch.arange(logits.shape[1])[:, None]  # (U, B): text i's gold is label u
+    used = own.any(-1)  # (U,): labels that are some text's gold
+    by_label = logits.T[used].log_softmax(-1)  # (U', B)
+    return -by_label.masked_fill(~own[used], float("-inf")).logsumexp(-1).mean()
+
+
 def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: list[tuple[str, str, list[str]]], args,
           seed: int, log=print, groups: list[dict[str, list[str]]] = ()) -> float:
     """Fine-tune ``clf.backend.model`` in place; returns CPU seconds. ``teacher(texts, labels)``: the KL target's
@@ -219,6 +232,10 @@ def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: li
         logits = 20.0 * x[: args.batch] @ y.T  # (B, U)
         loss = F.cross_entropy(logits, gold)
         parts = {"ce": loss.item()}
+        if args.symmetric:
+            sym = label_to_text_loss(logits, gold)
+            loss = loss + args.symmetric * sym
+            parts["label->text"] = sym.item()
         if args.kl:
             with torch.no_grad():
                 target = teacher(texts, framed).log_softmax(-1)  # (B, U)
@@ -423,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of those steps whose label set is drawn from the topic domains (else one hypernym's children)")
     parser.add_argument("--label-templates", type=float, default=0.0, metavar="P",
                         help="frame every label of a share P of the steps in one of LABEL_TEMPLATES (teacher too)")
+    parser.add_argument("--symmetric", type=float, default=0.0, metavar="W",
+                        help="weight of the label->text cross-entropy (CLIP's symmetric loss): each gold label's "
+                        "softmax over the batch's texts, its own texts the positives")
     parser.add_argument("--fortunes", type=int, default=0, metavar="N",
                         help="also N rows of quotations and jokes by topic (benchmarks.datasets 'fortune_topics')")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")

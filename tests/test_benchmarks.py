@@ -236,13 +236,20 @@ def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets
     assert [p.stem for p in written[1:]] == ["my_check_quick"]
 
 
-def test_label_set_corrections_read_one_text_and_the_label_set_only():
-    from benchmarks.debias import LABEL_SET_KINDS, label_set_scorer
+def _toy_cosine(n_labels: int):
+    """A seeded generator, n random 8-dim label vectors, their embedder and the cosine scorer over them."""
     from benchmarks.unseen import cosine_scorer
 
     g = torch.Generator().manual_seed(0)
-    table = {f"l{i}": torch.randn(8, generator=g) for i in range(5)}
-    base = cosine_scorer("cos", "enc", lambda labels: torch.stack([table[x] for x in labels]))
+    table = {f"l{i}": torch.randn(8, generator=g) for i in range(n_labels)}
+    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
+    return g, table, emb, cosine_scorer("cos", "enc", emb)
+
+
+def test_label_set_corrections_read_one_text_and_the_label_set_only():
+    from benchmarks.debias import LABEL_SET_KINDS, label_set_scorer
+
+    g, table, _, base = _toy_cosine(5)
     q, labels = torch.randn(6, 8, generator=g), list(table)
     for kind in LABEL_SET_KINDS:
         assert torch.allclose(label_set_scorer(base, kind, 0.0).logits(q, labels), base.logits(q, labels), atol=1e-5)
@@ -261,12 +268,8 @@ def test_label_set_corrections_read_one_text_and_the_label_set_only():
 
 def test_hubness_discounts_labels_near_many_reference_texts_one_text_at_a_time():
     from benchmarks.debias import centred_scorer, hubness_scorer
-    from benchmarks.unseen import cosine_scorer
 
-    g = torch.Generator().manual_seed(0)
-    table = {f"l{i}": torch.randn(8, generator=g) for i in range(5)}
-    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
-    base = cosine_scorer("cos", "enc", emb)
+    g, table, emb, base = _toy_cosine(5)
     q, labels, ref = torch.randn(6, 8, generator=g), list(table), torch.randn(30, 8, generator=g)
     ref[:10] = table["l3"] + 0.1 * torch.randn(10, 8, generator=g)  # l3 sits among ten references: a hub
     hub = hubness_scorer(base, ref, 5, 0.5)
@@ -287,12 +290,8 @@ def test_hubness_discounts_labels_near_many_reference_texts_one_text_at_a_time()
 
 def test_znorm_divides_each_labels_score_by_its_spread_over_the_reference_one_text_at_a_time():
     from benchmarks.debias import znorm_scorer
-    from benchmarks.unseen import cosine_scorer
 
-    g = torch.Generator().manual_seed(0)
-    table = {f"l{i}": torch.randn(8, generator=g) for i in range(4)}
-    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
-    base = cosine_scorer("cos", "enc", emb)
+    g, table, emb, base = _toy_cosine(4)
     q, labels, ref = torch.randn(5, 8, generator=g), list(table), torch.randn(40, 8, generator=g)
     assert torch.allclose(znorm_scorer(base, ref, 40, 0.0, 0.0).logits(q, labels), base.logits(q, labels), atol=1e-5)
     out = znorm_scorer(base, ref, 40, 1.0, 1.0).logits(q, labels)  # (N, L)
@@ -310,12 +309,9 @@ def test_znorm_divides_each_labels_score_by_its_spread_over_the_reference_one_te
 
 def test_a_retrieved_pseudo_batch_removes_the_prior_of_the_label_sets_own_domain_one_text_at_a_time():
     from benchmarks.debias import retrieved_scorer
-    from benchmarks.unseen import cosine_scorer, reference_bias
+    from benchmarks.unseen import reference_bias
 
-    g = torch.Generator().manual_seed(0)
-    table = {f"l{i}": torch.randn(8, generator=g) for i in range(4)}
-    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
-    base = cosine_scorer("cos", "enc", emb)
+    g, table, emb, base = _toy_cosine(4)
     labels, q = list(table), torch.randn(5, 8, generator=g)
     far = -sum(table.values()) + 0.1 * torch.randn(40, 8, generator=g)  # away from the label set
     near = sum(table.values()) + table["l2"] + 0.1 * torch.randn(6, 8, generator=g)  # its domain, leaning to l2
@@ -334,12 +330,9 @@ def test_a_retrieved_pseudo_batch_removes_the_prior_of_the_label_sets_own_domain
 
 def test_a_pseudo_batch_of_the_texts_own_neighbours_removes_their_prior_one_text_at_a_time():
     from benchmarks.debias import neighbour_scorer
-    from benchmarks.unseen import cosine_scorer, reference_bias
+    from benchmarks.unseen import reference_bias
 
-    g = torch.Generator().manual_seed(0)
-    table = {f"l{i}": torch.randn(8, generator=g) for i in range(4)}
-    emb = lambda labels: torch.stack([table[x] for x in labels])  # noqa: E731
-    base = cosine_scorer("cos", "enc", emb)
+    g, table, emb, base = _toy_cosine(4)
     labels = list(table)
     a, b = torch.randn(8, generator=g), torch.randn(8, generator=g)  # two domains, far apart
     pool = torch.cat([3 * a + 0.1 * torch.randn(5, 8, generator=g), 3 * b + 0.1 * torch.randn(5, 8, generator=g)])
@@ -387,7 +380,7 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
     args = Namespace(steps=4, batch=2, ref=2, lr=1e-3, kl=1.0, prior=1.0, max_length=16, groups=2, group_prior=1.0,
-                     group_topics=0.5, label_templates=0.0)
+                     group_topics=0.5, label_templates=0.0, symmetric=0.0)
     logs: list[str] = []
     train(clf, teacher, data, args, 0, log=logs.append, groups=groups)
     assert "group ce" in logs[0] and "group prior" in logs[0]
@@ -396,6 +389,33 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     label_calls.clear()
     train(clf, teacher, data, args, 0, log=logs.append)  # no groups: only the rows' own label strings
     assert all(set(c) <= {x for _, g, n in data for x in (g, *n)} | {t for t, _, _ in data} for c in label_calls)
+
+
+def test_the_label_to_text_loss_makes_each_gold_label_prefer_its_own_texts(tiny_models):
+    from argparse import Namespace
+
+    from benchmarks.train_contrastive import frozen_teacher, label_to_text_loss, train
+    from udtc import Classifier
+
+    logits = torch.tensor([[2.0, 0.0, 1.0], [1.0, 3.0, 0.0], [0.5, 0.0, 2.0]])  # (B=3 texts, U=3 labels)
+    gold = torch.tensor([0, 1, 0])  # label 2 is nobody's gold: no term of its own
+    p0 = logits[:, 0].softmax(0)  # label 0 over the texts; texts 0 and 2 are its own
+    expected = -(torch.log(p0[0] + p0[2]) + logits[:, 1].log_softmax(0)[1]) / 2
+    assert torch.allclose(label_to_text_loss(logits, gold), expected)
+    hub = logits.clone()
+    hub[1, 0] = 5.0  # label 0 scores label 1's text above its own texts
+    assert label_to_text_loss(hub, gold) > label_to_text_loss(logits, gold) + 1
+    perm = torch.tensor([2, 0, 1])  # relabelling the label set leaves it unchanged
+    assert torch.allclose(label_to_text_loss(logits[:, perm], perm.argsort()[gold]), expected)
+    clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+    teacher = frozen_teacher(Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend, 16)
+    data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"]),
+            ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
+    logs: list[str] = []
+    args = Namespace(steps=2, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=0.0,
+                     symmetric=1.0)
+    train(clf, teacher, data, args, 0, log=logs.append)
+    assert "label->text" in logs[0]
 
 
 def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_alike(tiny_models):
@@ -418,7 +438,8 @@ def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_ali
     label_calls: list[list[str]] = []
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
-    args = Namespace(steps=3, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=1.0)
+    args = Namespace(steps=3, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=1.0,
+                     symmetric=0.0)
     train(clf, teacher, data, args, 0, log=lambda m: None)
     labels = [c for c in label_calls if not set(c) & {t for t, _, _ in data}]  # the label side of each step
     assert len(seen) == 3 and all(set(c) <= framings for c in seen)  # every step framed, the teacher sees the same
