@@ -24,7 +24,8 @@ arXiv 2109.01903), lambda chosen on the dev halves. ``--label-templates P`` fram
 steps in one template (``LABEL_TEMPLATES``; the KL teacher sees the same strings), so the model learns labels as
 users also write them (``classify(..., template=...)``). ``--fortunes N`` adds N quotations and jokes by topic
 (``fortune_rows``: natural texts under label names no evaluation set has). ``--symmetric W`` adds W x the
-label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax over the batch's texts).
+label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax over the batch's texts). ``--fields N``
+adds N rows labelled with WordNet's semantic fields (``benchmarks.wordnet.field_rows``: ~33 broad names as one set).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
@@ -56,16 +57,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
-                  all_pos: bool = False, n_fortunes: int = 0) -> list[tuple[str, str, list[str]]]:
+                  all_pos: bool = False, n_fortunes: int = 0, n_fields: int = 0) -> list[tuple[str, str, list[str]]]:
     """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows, of nouns or, with
-    ``all_pos``, of every part of speech) + ``training_mixture()`` rows (capped per source) + ``n_fortunes``
-    rows of ``fortune_rows``."""
+    ``all_pos``, of every part of speech; + ``n_fields`` semantic-field rows) + ``training_mixture()`` rows (capped
+    per source) + ``n_fortunes`` rows of ``fortune_rows``."""
     from benchmarks.train_sce import capped_mixture
-    from benchmarks.wordnet import hypernym_rows, topic_rows
+    from benchmarks.wordnet import field_rows, hypernym_rows, topic_rows
 
     unseen = evaluation_labels()
     out = hypernym_rows(n_wordnet, seed, exclude_labels=unseen)
     out += topic_rows(n_topics, seed, exclude_labels=unseen, extra=None if all_pos else ()) if n_topics else []
+    out += field_rows(n_fields, seed, exclude_labels=unseen) if n_fields else []
     mixture = capped_mixture(cap, seed)  # training_sources() only; texts found in held-out sets dropped
     by_source: dict[str, list[str]] = {}
     for _, label, source in mixture:
@@ -443,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symmetric", type=float, default=0.0, metavar="W",
                         help="weight of the label->text cross-entropy (CLIP's symmetric loss): each gold label's "
                         "softmax over the batch's texts, its own texts the positives")
+    parser.add_argument("--fields", type=int, default=0, metavar="N",
+                        help="add N WordNet semantic-field rows (benchmarks.wordnet.field_rows: ~33 fields as one label set)")
     parser.add_argument("--fortunes", type=int, default=0, metavar="N",
                         help="also N rows of quotations and jokes by topic (benchmarks.datasets 'fortune_topics')")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
@@ -476,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.steps, args.wordnet, args.cap = 10, 500, 50
     data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos,
-                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes)
+                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields)
     sets = label_sets(quick=args.quick)
     groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "

@@ -44,6 +44,7 @@ class Synset:
     definition: str
     examples: tuple[str, ...]  # usage examples quoted in the gloss
     topics: tuple[str, ...] = ()  # offsets of its topic domains (nouns)
+    lexfile: int = -1  # its lexicographer file (semantic field), e.g. 13 = noun.food: ``FIELDS``
 
     @property
     def name(self) -> str:
@@ -65,7 +66,7 @@ def parse_data_file(path: str | os.PathLike[str]) -> dict[str, Synset]:
         hypernyms = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] in HYPERNYM)
         topics = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] == TOPIC and pointers[i + 2] == "n")
         examples = tuple(re.findall(r'"([^"]{12,})"', gloss))
-        synsets[fields[0]] = Synset(words, hypernyms, gloss.split(";")[0].strip(), examples, topics)
+        synsets[fields[0]] = Synset(words, hypernyms, gloss.split(";")[0].strip(), examples, topics, int(fields[1]))
     return synsets
 
 
@@ -196,6 +197,56 @@ def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = Non
         if text and text not in seen and negatives:
             seen.add(text)
             rows.append((text, gold, negatives))
+    return rows
+
+
+#: WordNet's lexicographer files (its ``lexnames``, wndb(5WN)) that are semantic fields, by number, under the name a
+#: user would give the field; noun.Tops and the adjective / adverb files (grammatical, not semantic) are left out.
+FIELDS = {
+    4: "acts and actions", 5: "animals", 6: "man-made objects", 7: "qualities", 8: "the human body",
+    9: "knowledge and thinking", 10: "communication", 11: "events", 12: "feelings", 13: "food and drink", 14: "groups",
+    15: "places", 16: "motives", 17: "natural objects", 18: "people", 19: "natural phenomena", 20: "plants",
+    21: "possessions", 22: "processes", 23: "quantities and units", 24: "relations", 25: "shapes",
+    26: "states and conditions", 27: "substances and materials", 28: "time", 29: "body care", 30: "change",
+    31: "thinking", 32: "talking", 33: "fighting and competing", 34: "eating and drinking", 35: "touching and hitting",
+    36: "making things", 37: "emotions", 38: "movement", 39: "perceiving", 40: "buying and owning", 41: "social life",
+    42: "being and having", 43: "weather",
+}
+
+
+def field_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = None, max_negatives: int = 4,
+               exclude_labels: Iterable[str] = (), extra: Iterable[Synset] | None = None) -> list[tuple[str, str, list[str]]]:
+    """``n`` seeded ``(text, semantic field, [other fields])`` rows from WordNet's lexicographer files.
+
+    Every synset is filed in one of 45 files by semantic field ("noun.food", "verb.motion", ...): a label set of
+    ~40 broad, concrete names (``FIELDS``) over every kind of word, the kind of many-label set the hidden sets
+    have. The text is a synset's definition or usage example, the gold its field's name, the negatives 1 to
+    ``max_negatives`` other fields. Fields are drawn uniformly (noun.artifact alone holds a sixth of WordNet), then a
+    synset of the field. A field any of whose words is an excluded label, also in the singular or plural
+    ("emotions" for "emotion"), is never shown. ``synsets``: the nouns; ``extra``: the other parts of speech
+    (``None`` reads WordNet's verb, adjective and adverb files).
+    """
+    excluded = {v for x in exclude_labels for v in _variants(x)}
+    synsets, extra = _parts_of_speech(synsets, extra)
+    names = {k: v for k, v in FIELDS.items()
+             if not any(_variants(w) & excluded for w in (v, *v.split()))}
+    by_field: dict[int, list[Synset]] = {}
+    for synset in [*synsets.values(), *extra]:
+        if synset.lexfile in names:
+            by_field.setdefault(synset.lexfile, []).append(synset)
+    fields = sorted(by_field)
+    rng = random.Random(f"wordnet-fields:{seed}")
+    rows, seen = [], set()
+    for _ in range(8 * n):  # duplicates and empty texts are skipped; enough draws for n rows
+        if len(rows) == n or not fields:
+            break
+        field = rng.choice(fields)
+        text = _gloss_text(rng, rng.choice(by_field[field]))
+        others = [names[f] for f in fields if f != field]
+        negatives = rng.sample(others, min(len(others), rng.randint(1, max_negatives)))
+        if text and text not in seen and negatives:
+            seen.add(text)
+            rows.append((text, names[field], negatives))
     return rows
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import datasets
-from benchmarks.wordnet import hypernym_rows, label_set_groups, parse_data_file, topic_rows
+from benchmarks.wordnet import FIELDS, field_rows, hypernym_rows, label_set_groups, parse_data_file, topic_rows
 
 # name -> (parents, gloss); a small tree in WordNet's data.noun format (offsets are made up)
 TREE = {
@@ -223,3 +223,31 @@ def test_label_set_groups_are_coherent_label_sets_with_texts_of_each_label(tmp_p
     assert domains["chess"] == ["a position in which the king is attacked and cannot escape"]
     assert not any(t.startswith("(") for texts in domains.values() for t in texts)  # "(law) ..." prefix removed
     assert label_set_groups(0, synsets=topics, extra=()) == label_set_groups(0, synsets=topics, extra=())  # seeded
+
+
+def test_field_rows_label_a_text_with_its_semantic_field_and_never_show_excluded_names(tmp_path: Path) -> None:
+    # (offset, lexicographer file, lemma, gloss): two animals, a man-made object, a food, a grammatical adjective
+    lines = [("00000001", 5, "dog", 'a domesticated carnivore; "the dog barked all night"'),
+             ("00000002", 5, "tabby", "a cat with a striped coat"),
+             ("00000003", 6, "car", "a motor vehicle with four wheels"),
+             ("00000004", 13, "bread", "food made from dough of flour"),
+             ("00000005", 0, "red", "of the colour of blood")]
+    (tmp_path / "data.noun").write_text("".join(f"{o} {f:02d} n 01 {w} 0 000 | {g}  \n" for o, f, w, g in lines),
+                                        encoding="utf-8")
+    verb = "00000001 38 v 01 stroll 0 000 01 + 08 00 | walk leisurely  \n"  # a verb of motion
+    (tmp_path / "data.verb").write_text(verb, encoding="utf-8")
+    nouns = parse_data_file(tmp_path / "data.noun")
+    verbs = list(parse_data_file(tmp_path / "data.verb").values())
+    assert nouns["00000004"].lexfile == 13 and verbs[0].lexfile == 38
+    field_of = {"a domesticated carnivore": 5, "the dog barked all night": 5, "a cat with a striped coat": 5,
+                "a motor vehicle with four wheels": 6, "food made from dough of flour": 13, "walk leisurely": 38}
+    rows = field_rows(50, seed=0, synsets=nouns, extra=verbs)
+    assert {t for t, _, _ in rows} <= set(field_of) and "of the colour of blood" not in {t for t, _, _ in rows}
+    for text, gold, negatives in rows:
+        assert gold == FIELDS[field_of[text]]
+        assert negatives and gold not in negatives and set(negatives) <= {FIELDS[f] for f in (5, 6, 13, 38)}
+    assert len(rows) == len({t for t, _, _ in rows}) == 6  # every text once
+    assert rows == field_rows(50, seed=0, synsets=nouns, extra=verbs)
+    kept = field_rows(50, seed=0, synsets=nouns, extra=verbs, exclude_labels=["Foods", "animal"])  # plural, singular
+    assert {g for _, g, _ in kept} == {"man-made objects", "movement"}
+    assert not {x for _, _, n in kept for x in n} & {"food and drink", "animals"}
