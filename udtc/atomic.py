@@ -152,11 +152,15 @@ def files_in(folder: Path) -> list[str]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def _host() -> str:
+    import socket  # here, not at import: only a written output needs it
+
+    return socket.gethostname()
+
+
 def _owner() -> str:
     """``<host>-<pid>``: which process a temporary file belongs to."""
-    import socket
-
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _alive(pid: int) -> bool:
@@ -174,7 +178,7 @@ def sweep(path: Path) -> None:
     run (SIGKILL, a crash, the OOM killer: nothing could clean up). Others' files, running or on other hosts, stay."""
     if os.name != "posix":
         return
-    host, _ = _owner().rsplit("-", 1)
+    host = _host()
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.tmp"):
         pid = leftover.name[len(f".{path.name}.{host}-"):].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
