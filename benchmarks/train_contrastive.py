@@ -57,10 +57,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
-                  all_pos: bool = False, n_fortunes: int = 0, n_fields: int = 0) -> list[tuple[str, str, list[str]]]:
+                  all_pos: bool = False, n_fortunes: int = 0, n_fields: int = 0,
+                  generated: tuple[int, int, int] = (0, 0, 0), generated_seeds: tuple[int, ...] = (0, 1, 2, 3),
+                  ) -> list[tuple[str, str, list[str]]]:
     """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows, of nouns or, with
     ``all_pos``, of every part of speech; + ``n_fields`` semantic-field rows) + ``training_mixture()`` rows (capped
-    per source) + ``n_fortunes`` rows of ``fortune_rows``."""
+    per source) + ``n_fortunes`` rows of ``fortune_rows`` + ``generated`` = (N, n, top): N rows of the LM-written
+    texts of ``python -m benchmarks.generate --n n --seed S`` (S in ``generated_seeds``), ``lm_rows``."""
     from benchmarks.train_sce import capped_mixture
     from benchmarks.wordnet import field_rows, hypernym_rows, topic_rows
 
@@ -73,7 +76,23 @@ def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
     for _, label, source in mixture:
         if label not in by_source.setdefault(source, []):
             by_source[source].append(label)
-    return out + [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture] + fortune_rows(n_fortunes, seed)
+    out += [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture] + fortune_rows(n_fortunes, seed)
+    return out + lm_rows(*generated, seed=seed, files=generated_seeds)
+
+
+def lm_rows(n: int, n_generated: int, top: int, seed: int = 0,
+            files: tuple[int, ...] = (0, 1, 2, 3)) -> list[tuple[str, str, list[str]]]:
+    """``n`` seeded rows of ``benchmarks.generate`` (its files of seeds ``files``) that pass its filters (``clean``;
+    ``relevant`` with ``top``); when fewer pass, each is repeated (n // passed or one more times) to weigh them more."""
+    if n <= 0:
+        return []
+    from benchmarks.generate import generated_rows, relevant
+
+    rows = relevant([r for s in files for r in generated_rows(n_generated, s)], top)
+    rng = random.Random(f"lm-rows:{seed}")
+    out = rows * (n // len(rows)) + rng.sample(rows, n % len(rows)) if rows else []
+    rng.shuffle(out)
+    return out
 
 
 def fortune_rows(n: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
@@ -232,7 +251,8 @@ def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: li
         lab, _ = backend._embed_batch(framed)  # (U, D)
         x, y = F.normalize(emb.float(), dim=-1), F.normalize(lab.float(), dim=-1)
         logits = 20.0 * x[: args.batch] @ y.T  # (B, U)
-        loss = F.cross_entropy(logits, gold)
+        # --scale: the cross-entropy's own temperature (20 as the backend by default); KL and prior stay at 20
+        loss = F.cross_entropy(logits * (args.scale / 20.0), gold)
         parts = {"ce": loss.item()}
         if args.symmetric:
             sym = label_to_text_loss(logits, gold)
@@ -449,6 +469,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="add N WordNet semantic-field rows (benchmarks.wordnet.field_rows: ~33 fields as one label set)")
     parser.add_argument("--fortunes", type=int, default=0, metavar="N",
                         help="also N rows of quotations and jokes by topic (benchmarks.datasets 'fortune_topics')")
+    parser.add_argument("--generated", type=int, nargs=3, default=[0, 0, 0], metavar=("N", "FILE_N", "TOP"),
+                        help="add N LM-written rows (python -m benchmarks.generate --n FILE_N --seed S) whose label cosine "
+                             "MiniLM ranks in its TOP of ~400 domains, repeated when fewer pass")
+    parser.add_argument("--generated-seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="which generate files")
+    parser.add_argument("--scale", type=float, default=20.0,
+                        help="scale of the cosine in the cross-entropy only (20: the backend's; higher weighs hard "
+                             "negatives more)")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -480,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.steps, args.wordnet, args.cap = 10, 500, 50
     data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos,
-                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields)
+                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields, generated=tuple(args.generated),
+                         generated_seeds=tuple(args.generated_seeds))
     sets = label_sets(quick=args.quick)
     groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "

@@ -380,7 +380,7 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
     args = Namespace(steps=4, batch=2, ref=2, lr=1e-3, kl=1.0, prior=1.0, max_length=16, groups=2, group_prior=1.0,
-                     group_topics=0.5, label_templates=0.0, symmetric=0.0)
+                     group_topics=0.5, label_templates=0.0, symmetric=0.0, scale=20.0)
     logs: list[str] = []
     train(clf, teacher, data, args, 0, log=logs.append, groups=groups)
     assert "group ce" in logs[0] and "group prior" in logs[0]
@@ -413,9 +413,31 @@ def test_the_label_to_text_loss_makes_each_gold_label_prefer_its_own_texts(tiny_
             ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
     logs: list[str] = []
     args = Namespace(steps=2, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=0.0,
-                     symmetric=1.0)
+                     symmetric=1.0, scale=20.0)
     train(clf, teacher, data, args, 0, log=logs.append)
     assert "label->text" in logs[0]
+
+
+def test_scale_sharpens_the_cross_entropy_only(tiny_models):
+    import re
+    from argparse import Namespace
+
+    from benchmarks.train_contrastive import frozen_teacher, train
+    from udtc import Classifier
+
+    teacher = frozen_teacher(Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend, 16)
+    data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"]),
+            ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
+    first: dict[float, dict[str, float]] = {}
+    for scale in (20.0, 40.0):
+        clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+        logs: list[str] = []
+        args = Namespace(steps=1, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=0.0,
+                         symmetric=0.0, scale=scale)
+        train(clf, teacher, data, args, 0, log=logs.append)
+        first[scale] = {k: float(v) for k, v in re.findall(r"(ce|kl) (-?[0-9.]+)", logs[0])}
+    assert first[20.0]["kl"] == first[40.0]["kl"]  # the same first batch, the KL at 20 either way
+    assert first[20.0]["ce"] != first[40.0]["ce"]
 
 
 def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_alike(tiny_models):
@@ -439,7 +461,7 @@ def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_ali
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
     args = Namespace(steps=3, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=1.0,
-                     symmetric=0.0)
+                     symmetric=0.0, scale=20.0)
     train(clf, teacher, data, args, 0, log=lambda m: None)
     labels = [c for c in label_calls if not set(c) & {t for t, _, _ in data}]  # the label side of each step
     assert len(seen) == 3 and all(set(c) <= framings for c in seen)  # every step framed, the teacher sees the same
@@ -597,3 +619,72 @@ def test_late_interaction_scores_are_maxsim_per_label_and_match_the_backends_emb
     low = {**f1, "brown_genre": 8.9}  # 1.1 below the floor: breaks the rule
     rows = [row("none", f1, 43.0), row("ms", low, 50.0), row("ms", f1, 45.0), row("msp", low, 44.0)]
     assert chosen(rows, f1) == [rows[0], rows[2], rows[3]]  # the best that passes; none passes for msp: its best
+
+
+def test_lm_written_rows_keep_texts_about_their_domain_that_do_not_name_it(monkeypatch, tmp_path, tiny_models):
+    import benchmarks.generate as gen
+    from benchmarks.train_contrastive import lm_rows
+
+    monkeypatch.setattr(gen, "domains", lambda: ["American football", "banking", "chess", "sailing"])
+    assert gen.clean("Checkmate! My knight took her queen.\nMore text", "chess") == "Checkmate! My knight took her queen."
+    assert gen.clean("\"The bank raised its rates again today.\"", "banking") == "The bank raised its rates again today."
+    for raw in ("I love chess openings so much", "Chess: the game of kings and queens", "Fans of American footballs unite",
+                "Footballs were thrown across the field", "Here is a question about it for you",
+                "A rock 'n' roll night in town", "Short text", "El herrero, el alegrón de la plaza"):
+        label = "rock 'n' roll" if "rock" in raw else "chess" if "ches" in raw.lower() or "Short" in raw else "American football"
+        assert gen.clean(raw, label) is None, raw
+    monkeypatch.setenv("UDTC_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="python -m benchmarks.generate --n 3 --seed 0"):
+        gen.generated_rows(3, 0)
+    lines = [{"label": "chess", "style": "a tweet", "raw": "My rook and bishop guard the king today"},
+             {"label": "sailing", "style": "a tweet", "raw": "I'm happy to help with sailing!"},  # boilerplate
+             {"label": "banking", "style": "a tweet", "raw": "The teller counted our deposit twice"}]
+    for seed in (0, 1):
+        path = gen.cache_path(3, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in lines[seed:]), encoding="utf-8")
+    rows = gen.generated_rows(3, 0)
+    assert [(t, y) for t, y, _ in rows] == [("My rook and bishop guard the king today", "chess"),
+                                           ("The teller counted our deposit twice", "banking")]
+    assert all(1 <= len(n) <= 4 and y not in n and set(n) <= set(gen.domains()) for _, y, n in rows)
+    assert rows == gen.generated_rows(3, 0)  # negatives seeded
+    # the relevance filter keeps a row when cosine ranks its label within the top k of every domain
+    from udtc import Classifier
+
+    monkeypatch.setattr("udtc.defaults.COSINE_MINILM", tiny_models("cosine"))
+    backend = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
+    from benchmarks.train_contrastive import embed_all
+
+    texts = [t for t, _, _ in rows]
+    cos = (torch.nn.functional.normalize(embed_all(backend, texts), dim=-1)
+           @ torch.nn.functional.normalize(embed_all(backend, gen.domains()), dim=-1).T)  # (2, 4)
+    ranks = [int((cos[i] > cos[i, gen.domains().index(y)]).sum()) for i, (_, y, _) in enumerate(rows)]
+    for top in (1, 2, 3, 4):
+        assert gen.relevant(rows, top) == [r for r, k in zip(rows, ranks) if k < top]
+    assert gen.relevant(rows, 0) == rows
+    both = lm_rows(3, 3, 4, seed=0, files=(0, 1))  # both files' rows (the seed-0 file's 2 + the seed-1 file's 1)
+    assert sorted(t for t, _, _ in both) == sorted([*texts, "The teller counted our deposit twice"])
+    seven = lm_rows(7, 3, 4, files=(0, 1))  # fewer pass than asked: each twice, one of them a third time
+    assert len(seven) == 7 and all(r in both for r in seven)
+    assert sorted(seven.count(r) for r in both) == [2, 2, 3]
+    assert len(lm_rows(1, 3, 4, files=(0, 1))) == 1 and lm_rows(0, 3, 4, files=(0, 1)) == []
+    with pytest.raises(FileNotFoundError):
+        lm_rows(1, 3, 4, files=(0, 2))
+
+
+def test_generate_samples_seeded_texts_for_domains_and_styles_and_caches_them(monkeypatch, tmp_path, tiny_models):
+    import benchmarks.generate as gen
+
+    folder = tiny_models("llm-prompt")  # a tiny random causal LM with a ChatML template
+    monkeypatch.setattr("benchmarks.models.fetch", lambda name: folder)
+    monkeypatch.setattr("udtc.gguf.gguf_to_folder", lambda path: path)
+    monkeypatch.setattr(gen, "domains", lambda: ["banking", "chess", "sailing"])
+    monkeypatch.setenv("UDTC_DATA_DIR", str(tmp_path))
+    rows = gen.generate(5, seed=0, batch=2, max_new_tokens=3, log=lambda m: None)
+    assert len(rows) == 5 and all(r["label"] in gen.domains() and r["style"] in gen.STYLES for r in rows)
+    assert all(isinstance(r["raw"], str) for r in rows)
+    assert gen.generate(5, seed=0, batch=2, max_new_tokens=3, log=lambda m: None) == rows  # seeded
+    assert gen.main(["--n", "3", "--seed", "1", "--threads", str(torch.get_num_threads())]) == 0
+    written = [json.loads(line) for line in gen.cache_path(3, 1).read_text(encoding="utf-8").splitlines()]
+    assert len(written) == 3 and set(written[0]) == {"label", "style", "raw"}
+    assert not list(gen.cache_path(3, 1).parent.glob("*.tmp"))
