@@ -26,6 +26,9 @@ users also write them (``classify(..., template=...)``). ``--fortunes N`` adds N
 (``fortune_rows``: natural texts under label names no evaluation set has). ``--symmetric W`` adds W x the
 label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax over the batch's texts). ``--fields N``
 adds N rows labelled with WordNet's semantic fields (``benchmarks.wordnet.field_rows``: ~33 broad names as one set).
+``--generated N FILE_N TOP`` adds N rows of texts a small LM wrote for topic domains (``lm_rows``,
+``benchmarks.generate``). ``--scale S`` sets the cross-entropy's cosine scale (20, the backend's, by default; the KL
+and the prior penalty stay at 20).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
