@@ -160,12 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from udtc.atomic import AtomicFile
+
     path = cache_path(args.n, args.seed)
-    rows = generate(args.n, args.seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    out = AtomicFile(path)  # an unwritable cache fails now, not after the generation
+    try:
+        rows = generate(args.n, args.seed)
+        with out.open() as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
     print(f"{len(rows)} rows -> {path}")
     return 0
 
