@@ -70,7 +70,7 @@ def clean(raw: str, label: str) -> str | None:
 @functools.cache
 def domains() -> list[str]:
     """WordNet's topic-domain names that ``topic_rows`` may use: no evaluation label, in either number."""
-    from benchmarks.train_contrastive import evaluation_labels
+    from benchmarks.unseen import evaluation_labels
     from benchmarks.wordnet import _parts_of_speech, _variants
 
     excluded = {v for x in evaluation_labels() for v in _variants(x)}
@@ -135,7 +135,7 @@ def relevant(rows: list[tuple[str, str, list[str]]], top: int, batch_size: int =
     small LM often writes about something else than it was asked; this drops those texts."""
     import torch
 
-    from benchmarks.train_contrastive import embed_all
+    from benchmarks.unseen import embed_all
     from udtc import Classifier
     from udtc.defaults import COSINE_MINILM
 

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 
 from benchmarks.distill import CANDIDATES, mean_sd
 from udtc.training.lora import LORA_CITATION, add_lora, merge_lora
-from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, card_metrics, cosine_baseline, evaluate, label_sets, load,
-                               reference_texts, render, throughput)
+from benchmarks.unseen import (SETS, TEMPLATE, Protocol, Scorer, card_metrics, cosine_baseline, embed_all, evaluate,
+                               evaluation_labels, label_sets, load, reference_texts, render, throughput)
 
 COMMAND = "python -m benchmarks.train_contrastive"
 #: ``--label-templates P``: the share P of steps whose labels are all framed in one of these (a user's ``template=``)
@@ -114,26 +114,11 @@ def fortune_rows(n: int, seed: int = 0) -> list[tuple[str, str, list[str]]]:
     return [(t, y, [x for x in kept if x != y]) for t, y in rows]
 
 
-@functools.cache
-def evaluation_labels() -> frozenset[str]:
-    """Every label name of the protocol's sets (read once): never shown in training."""
-    return frozenset(x for name in SETS for x in load(name).label_names)
-
-
 def group_rows(wanted: bool) -> list[dict[str, list[str]]]:
     """``benchmarks.wordnet.label_set_groups`` without any evaluation label name ([] unless ``wanted``)."""
     from benchmarks.wordnet import label_set_groups
 
     return label_set_groups(exclude_labels=evaluation_labels()) if wanted else []
-
-
-def embed_all(backend, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """Embeddings (N, D) of ``texts`` by the (fine-tuned) backend, length-sorted batches, no disk cache."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    emb, _ = backend.embed([texts[i] for i in order], batch_size)
-    out = torch.empty_like(emb)
-    out[torch.tensor(order)] = emb
-    return out
 
 
 def protocol_for(backend, sets, dev_only: bool) -> tuple[Protocol, dict[str, torch.Tensor]]:

@@ -46,6 +46,7 @@ they stay out of the sets above so that every earlier table keeps its meaning.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -132,6 +133,12 @@ def label_sets(names: Sequence[str] = tuple(SETS), quick: bool = False) -> list[
     return out
 
 
+@functools.cache
+def evaluation_labels() -> frozenset[str]:
+    """Every label name of the protocol's sets (read once): never shown in training."""
+    return frozenset(x for name in SETS for x in load(name).label_names)
+
+
 def reference_texts(n: int = 1024, seed: int = 0, sources: str = "mixed") -> list[str]:
     """``n`` generic texts from families outside the evaluation: a seeded, source-balanced mix.
 
@@ -163,18 +170,25 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/udtc").expanduser() / "unseen"
 
 
+def embed_all(backend, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """Embeddings (N, D) of ``texts`` by a CosineBackend (fine-tuned or not), in length-sorted batches (little
+    padding), in the order given; no disk cache."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    emb, _ = backend.embed([texts[i] for i in order], batch_size)  # (N, D), sorted
+    out = torch.empty_like(emb)
+    out[torch.tensor(order)] = emb
+    return out
+
+
 def embed(backend, encoder: str, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-    """``backend.embed`` of ``texts`` (a CosineBackend), cached on disk per encoder and text list."""
+    """``embed_all``, cached on disk per encoder and text list."""
     from safetensors.torch import load_file, save_file
 
     key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:24]
     path = cache_root() / encoder / f"{key}.safetensors"
     if path.exists():
         return load_file(path)["emb"]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths together: little padding
-    emb, _ = backend.embed([texts[i] for i in order], batch_size)
-    out = torch.empty_like(emb)
-    out[torch.tensor(order)] = emb
+    out = embed_all(backend, texts, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"emb": out.contiguous()}, path)
     return out

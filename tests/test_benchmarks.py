@@ -183,7 +183,8 @@ def test_instruction_runs_only_the_approaches_asked_for(monkeypatch):
 
 
 def test_a_shipped_adapter_at_wise_lambda_embeds_as_the_interpolated_weights(tiny_models, tmp_path):
-    from benchmarks.train_contrastive import embed_all, save_scaled
+    from benchmarks.train_contrastive import save_scaled
+    from benchmarks.unseen import embed_all
     from udtc import Classifier
     from udtc.training.lora import add_lora, merge_lora
 
@@ -653,7 +654,7 @@ def test_lm_written_rows_keep_texts_about_their_domain_that_do_not_name_it(monke
 
     monkeypatch.setattr("udtc.defaults.COSINE_MINILM", tiny_models("cosine"))
     backend = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
-    from benchmarks.train_contrastive import embed_all
+    from benchmarks.unseen import embed_all
 
     texts = [t for t, _, _ in rows]
     cos = (torch.nn.functional.normalize(embed_all(backend, texts), dim=-1)
