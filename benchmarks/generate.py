@@ -16,8 +16,9 @@ description, sampled); here the labels are many and the student is trained acros
 
     python -m benchmarks.generate --n 4000 --seed 0 --threads 1   # ~2.4 texts/s on 1 thread; ~28 min
 
-The generations go to ``~/.cache/udtc/data/generated/<model>_<n>_s<seed>.jsonl`` (generated data is never committed;
-the command regenerates it: seeded sampling, one torch thread).
+The generations go to ``<data cache>/generated/<model>_<n>_s<seed>.jsonl`` (``benchmarks.datasets.data_root``, by
+default ``~/.cache/udtc/data``; generated data is never committed; the command regenerates it: seeded sampling, one
+torch thread).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import random
 import re
 import time
@@ -45,8 +45,10 @@ MODEL = "smollm2-135m-instruct"
 
 
 def cache_path(n: int, seed: int) -> Path:
-    root = Path(os.environ.get("UDTC_DATA_DIR", Path.home() / ".cache" / "udtc" / "data"))
-    return root / "generated" / f"{MODEL}_{n}_s{seed}.jsonl"
+    """Under the data cache every registry data set uses (``benchmarks.datasets.data_root``)."""
+    from benchmarks.datasets import data_root
+
+    return data_root() / "generated" / f"{MODEL}_{n}_s{seed}.jsonl"
 
 
 def clean(raw: str, label: str) -> str | None:
@@ -146,7 +148,8 @@ def relevant(rows: list[tuple[str, str, list[str]]], top: int, batch_size: int =
     labels = torch.nn.functional.normalize(embed_all(backend, names), dim=-1)  # (domains, D)
     texts = torch.nn.functional.normalize(embed_all(backend, [t for t, _, _ in rows], batch_size), dim=-1)  # (rows, D)
     scores = texts @ labels.T  # (rows, domains)
-    gold = torch.tensor([names.index(y) for _, y, _ in rows])
+    index = {x: i for i, x in enumerate(names)}
+    gold = torch.tensor([index[y] for _, y, _ in rows])
     rank = (scores > scores[torch.arange(len(rows)), gold][:, None]).sum(1)  # (rows,) labels scored above the gold
     return [r for r, k in zip(rows, rank.tolist()) if k < top]
 

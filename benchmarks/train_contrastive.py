@@ -495,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.steps, args.wordnet, args.cap = 10, 500, 50
     data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos,
-                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields, generated=tuple(args.generated),
-                         generated_seeds=tuple(args.generated_seeds))
+                         n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields,
+                         generated=tuple(args.generated), generated_seeds=tuple(args.generated_seeds))
     sets = label_sets(quick=args.quick)
     groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "
