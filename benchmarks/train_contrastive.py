@@ -28,7 +28,8 @@ label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax o
 adds N rows labelled with WordNet's semantic fields (``benchmarks.wordnet.field_rows``: ~33 broad names as one set).
 ``--generated N FILE_N TOP`` adds N rows of texts a small LM wrote for topic domains (``lm_rows``,
 ``benchmarks.generate``). ``--scale S`` sets the cross-entropy's cosine scale (20, the backend's, by default; the KL
-and the prior penalty stay at 20).
+and the prior penalty stay at 20). ``--side label`` (``text``) trains the adapter on one tower only: the texts (the
+labels) are embedded by frozen MiniLM while training and scoring (``frozen_side``).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
@@ -37,6 +38,7 @@ and the prior penalty stay at 20).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import random
@@ -121,13 +123,15 @@ def group_rows(wanted: bool) -> list[dict[str, list[str]]]:
     return label_set_groups(exclude_labels=evaluation_labels()) if wanted else []
 
 
-def protocol_for(backend, sets, dev_only: bool) -> tuple[Protocol, dict[str, torch.Tensor]]:
-    """A ``benchmarks.unseen.Protocol`` on the backend's embeddings (encoder ``ft``) + label vectors."""
+def protocol_for(backend, sets, dev_only: bool, text_backend=None) -> tuple[Protocol, dict[str, torch.Tensor]]:
+    """A ``benchmarks.unseen.Protocol`` on the backend's embeddings (encoder ``ft``) + label vectors; texts by
+    ``text_backend`` when given (``--side``), labels by ``backend``."""
+    text_backend = text_backend or backend
     text_emb = {}
     for s in sets:
-        dev = embed_all(backend, s.dev.texts)
-        text_emb[s.name] = (dev, dev if dev_only else embed_all(backend, s.test.texts))
-    ref = embed_all(backend, reference_texts(1024)) if not dev_only else torch.zeros(1, 384)
+        dev = embed_all(text_backend, s.dev.texts)
+        text_emb[s.name] = (dev, dev if dev_only else embed_all(text_backend, s.test.texts))
+    ref = embed_all(text_backend, reference_texts(1024)) if not dev_only else torch.zeros(1, 384)
     names = sorted({x for s in sets for x in s.dev.labels})
     strings = names + [TEMPLATE.replace("{}", x) for x in names]
     vectors = dict(zip(strings, embed_all(backend, strings)))
@@ -207,11 +211,22 @@ def label_to_text_loss(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor
     return -by_label.masked_fill(~own[used], float("-inf")).logsumexp(-1).mean()
 
 
+@contextlib.contextmanager
+def frozen_side(peft_model, frozen: bool):
+    """``--side``: embed under this block with the adapter off and no gradient when ``frozen``."""
+    if not frozen:
+        yield
+        return
+    with torch.no_grad(), peft_model.disable_adapter():
+        yield
+
+
 def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: list[tuple[str, str, list[str]]], args,
-          seed: int, log=print, groups: list[dict[str, list[str]]] = ()) -> float:
+          seed: int, log=print, groups: list[dict[str, list[str]]] = (), peft_model=None) -> float:
     """Fine-tune ``clf.backend.model`` in place; returns CPU seconds. ``teacher(texts, labels)``: the KL target's
     scores (B, U). ``groups`` (``--groups``): label sets with texts of each label
-    (``benchmarks.wordnet.label_set_groups``), one scored per step."""
+    (``benchmarks.wordnet.label_set_groups``), one scored per step. ``--side label`` / ``text``: the other side is
+    embedded by the frozen base (``peft_model``'s adapter disabled, no gradient)."""
     backend = clf.backend
     rng = random.Random(f"contrastive:{seed}")
     torch.manual_seed(seed)
@@ -235,8 +250,10 @@ def train(clf, teacher: Callable[[list[str], list[str]], torch.Tensor], data: li
         if args.label_templates and rng.random() < args.label_templates:
             frame = rng.choice(LABEL_TEMPLATES)
             framed = [frame.replace("{}", x) for x in union]
-        emb = embed_grad(backend, texts + ref)  # (B + R, D), differentiable
-        lab, _ = backend._embed_batch(framed)  # (U, D)
+        with frozen_side(peft_model, args.side == "label"):
+            emb = embed_grad(backend, texts + ref)  # (B + R, D), differentiable unless --side label
+        with frozen_side(peft_model, args.side == "text"):
+            lab, _ = backend._embed_batch(framed)  # (U, D)
         x, y = F.normalize(emb.float(), dim=-1), F.normalize(lab.float(), dim=-1)
         logits = 20.0 * x[: args.batch] @ y.T  # (B, U)
         # --scale: the cross-entropy's own temperature (20 as the backend by default); KL and prior stay at 20
@@ -329,9 +346,10 @@ def merge(stem: str, files: list[str]) -> None:
            "seconds": [m["seconds"] for m in metas], "machine": metas[0].get("machine"), "merged_from": files})
 
 
-def evaluate_seed(backend, sets, tag: str, dev_only: bool, by_key: dict[tuple, list[dict]]) -> None:
-    """The protocol's rows of one trained model (bare labels and the template) appended to ``by_key``."""
-    protocol, vectors = protocol_for(backend, sets, dev_only)
+def evaluate_seed(backend, sets, tag: str, dev_only: bool, by_key: dict[tuple, list[dict]], text_backend=None) -> None:
+    """The protocol's rows of one trained model (bare labels and the template) appended to ``by_key``; texts by
+    ``text_backend`` when given (``--side``)."""
+    protocol, vectors = protocol_for(backend, sets, dev_only, text_backend)
     for name, template in ((tag, "{}"), (f"{tag} + template", TEMPLATE)):
         s = scorer(name, vectors, template)
         if dev_only:
@@ -464,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=20.0,
                         help="scale of the cosine in the cross-entropy only (20: the backend's; higher weighs hard "
                              "negatives more)")
+    parser.add_argument("--side", choices=["both", "label", "text"], default="both",
+                        help="which side the adapter encodes; the other is frozen MiniLM (label: texts embed as cosine "
+                             "MiniLM's, the adapter only moves where each label sits among them)")
     parser.add_argument("--cap", type=int, default=500, help="rows per training_mixture() source")
     parser.add_argument("--max-length", type=int, default=48, help="token limit while training")
     parser.add_argument("--tag", default="ctr")
@@ -484,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ship LAMBDA needs --lora, one seed, LAMBDA among --wise and the test halves (no --dev-only)")
     if args.label_templates and args.teacher != "minilm":
         parser.error("--label-templates works with --teacher minilm only (the cached teachers embed bare label names)")
+    if args.side != "both" and (not args.lora or args.save or args.ship is not None):
+        parser.error("--side label/text needs --lora and cannot --save or --ship (udtc loads one encoder for both sides)")
     if args.merge:
         merge(f"contrastive_{args.tag}", args.merge)
         return 0
@@ -519,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(seed)  # LoRA's A matrices: without this they depended on what the process ran before
         peft_model = add_lora(clf.backend, r=args.lora, alpha=args.lora, dropout=0.0,
                               target_modules=["query", "key", "value", "dense"]) if args.lora else None
-        times.append(train(clf, target, data, args, seed, log=lambda m: print(m, flush=True), groups=groups))
+        times.append(train(clf, target, data, args, seed, log=lambda m: print(m, flush=True), groups=groups,
+                           peft_model=peft_model))
         if args.save and seed == args.seeds[0] and not args.quick:
             save_candidate(clf, peft_model, CANDIDATES / f"{args.tag}_seed{seed}" / "model")
         if args.ship is not None:
@@ -533,7 +557,14 @@ def main(argv: list[str] | None = None) -> int:
             clf.backend.clear_cache()
             tag = args.tag if wise == 1.0 else f"{args.tag} wise {wise:g}"
             t_eval = time.perf_counter()
-            evaluate_seed(clf.backend, sets, tag, args.dev_only, by_key)
+            if args.side == "both":
+                evaluate_seed(clf.backend, sets, tag, args.dev_only, by_key)
+            else:  # the frozen side is the teacher's MiniLM, at the evaluation's token limit
+                teacher.max_length = 256
+                tuned_b, frozen_b = clf.backend, teacher
+                label_b, text_b = (tuned_b, frozen_b) if args.side == "label" else (frozen_b, tuned_b)
+                evaluate_seed(label_b, sets, tag, args.dev_only, by_key, text_backend=text_b)
+                teacher.max_length = args.max_length
             r0 = by_key[(tag, "none", (None, None))][-1]
             print(f"seed {seed} {tag}: train {times[-1]:.0f} s CPU, eval {time.perf_counter() - t_eval:.0f} s; dev "
                   f"unseen mean {r0['dev']['unseen mean']['macro_f1']:.1f} "

@@ -381,7 +381,7 @@ def test_train_contrastive_scores_one_coherent_label_set_per_step_with_groups(ti
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
     args = Namespace(steps=4, batch=2, ref=2, lr=1e-3, kl=1.0, prior=1.0, max_length=16, groups=2, group_prior=1.0,
-                     group_topics=0.5, label_templates=0.0, symmetric=0.0, scale=20.0)
+                     group_topics=0.5, label_templates=0.0, symmetric=0.0, scale=20.0, side="both")
     logs: list[str] = []
     train(clf, teacher, data, args, 0, log=logs.append, groups=groups)
     assert "group ce" in logs[0] and "group prior" in logs[0]
@@ -414,7 +414,7 @@ def test_the_label_to_text_loss_makes_each_gold_label_prefer_its_own_texts(tiny_
             ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
     logs: list[str] = []
     args = Namespace(steps=2, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=0.0,
-                     symmetric=1.0, scale=20.0)
+                     symmetric=1.0, scale=20.0, side="both")
     train(clf, teacher, data, args, 0, log=logs.append)
     assert "label->text" in logs[0]
 
@@ -434,7 +434,7 @@ def test_scale_sharpens_the_cross_entropy_only(tiny_models):
         clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
         logs: list[str] = []
         args = Namespace(steps=1, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=0.0,
-                         symmetric=0.0, scale=scale)
+                         symmetric=0.0, scale=scale, side="both")
         train(clf, teacher, data, args, 0, log=logs.append)
         first[scale] = {k: float(v) for k, v in re.findall(r"(ce|kl) (-?[0-9.]+)", logs[0])}
     assert first[20.0]["kl"] == first[40.0]["kl"]  # the same first batch, the KL at 20 either way
@@ -462,7 +462,7 @@ def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_ali
     embed_batch = clf.backend._embed_batch
     clf.backend._embed_batch = lambda texts: label_calls.append(list(texts)) or embed_batch(texts)
     args = Namespace(steps=3, batch=2, ref=0, lr=1e-3, kl=1.0, prior=0.0, max_length=16, label_templates=1.0,
-                     symmetric=0.0, scale=20.0)
+                     symmetric=0.0, scale=20.0, side="both")
     train(clf, teacher, data, args, 0, log=lambda m: None)
     labels = [c for c in label_calls if not set(c) & {t for t, _, _ in data}]  # the label side of each step
     assert len(seen) == 3 and all(set(c) <= framings for c in seen)  # every step framed, the teacher sees the same
@@ -472,6 +472,46 @@ def test_label_templates_frame_every_label_of_a_step_for_student_and_teacher_ali
     seen.clear()
     train(clf, teacher, data, Namespace(**{**vars(args), "label_templates": 0.0}), 0, log=lambda m: None)
     assert all(set(c) <= names for c in seen)  # P = 0: the bare names, as before
+
+
+@pytest.mark.parametrize("side", ["label", "text"])
+def test_side_trains_one_tower_and_embeds_the_other_with_the_frozen_base(tiny_models, side):
+    from argparse import Namespace
+
+    from benchmarks.train_contrastive import frozen_teacher, train
+    from udtc import Classifier
+    from udtc.training.lora import add_lora
+
+    clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+    base = Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend
+    teacher = frozen_teacher(Classifier.from_pretrained(tiny_models("cosine"), device="cpu").backend, 16)
+    peft_model = add_lora(clf.backend, r=4, alpha=4, dropout=0.0, target_modules=["query", "key", "value", "dense"])
+    data = [("the court ruled on the appeal", "law", ["music"]), ("a slow tempo", "music", ["law", "chess"]),
+            ("the king is in check", "chess", ["sport"]), ("he scored a touchdown", "sport", ["law"])]
+    texts, names = {t for t, _, _ in data}, {x for _, g, n in data for x in (g, *n)}
+    calls: list[tuple[str, bool, bool]] = []  # (side, gradient on, adapter on)
+    embed_batch = clf.backend._embed_batch
+
+    def spy(strings):
+        emb, cut = embed_batch(strings)
+        what = "text" if set(strings) <= texts else "label" if set(strings) <= names else "?"
+        off = torch.allclose(emb, base._embed_batch(strings)[0], atol=1e-6)
+        calls.append((what, torch.is_grad_enabled(), not off))
+        return emb, cut
+
+    clf.backend._embed_batch = spy
+    before = {k: v.clone() for k, v in peft_model.state_dict().items() if "lora_B" in k}
+    args = Namespace(steps=3, batch=2, ref=2, lr=1e-2, kl=1.0, prior=1.0, max_length=16, label_templates=0.0,
+                     symmetric=0.0, scale=20.0, side=side)
+    base.max_length = 16
+    train(clf, teacher, data, args, 0, log=lambda m: None, peft_model=peft_model)
+    frozen = "text" if side == "label" else "label"
+    assert {c[0] for c in calls} == {"text", "label"}
+    assert all(not grad for what, grad, _ in calls if what == frozen)  # the frozen tower: no gradient ...
+    assert all(not on for what, _, on in calls[2:] if what == frozen)  # ... and the base's embeddings (adapter off)
+    assert all(grad for what, grad, _ in calls if what == side)
+    assert any(on for what, _, on in calls[2:] if what == side)  # the trained tower moves off the base
+    assert any(not torch.equal(before[k], v) for k, v in peft_model.state_dict().items() if k in before)
 
 
 def test_fortune_rows_keep_no_evaluation_label_name_or_text(monkeypatch):
