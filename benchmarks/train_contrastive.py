@@ -28,7 +28,8 @@ label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax o
 adds N rows labelled with WordNet's semantic fields (``benchmarks.wordnet.field_rows``: ~33 broad names as one set).
 ``--generated N FILE_N TOP`` adds N rows of texts a small LM wrote for topic domains (``lm_rows``,
 ``benchmarks.generate``). ``--scale S`` sets the cross-entropy's cosine scale (20, the backend's, by default; the KL
-and the prior penalty stay at 20). ``--side label`` (``text``) trains the adapter on one tower only: the texts (the
+and the prior penalty stay at 20). ``--concat N`` adds N rows of 3-6 texts of one gold joined (``concat_rows``: long texts, as genre
+chunks are). ``--side label`` (``text``) trains the adapter on one tower only: the texts (the
 labels) are embedded by frozen MiniLM while training and scoring (``frozen_side``).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
@@ -83,6 +84,27 @@ def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
             by_source[source].append(label)
     out += [(t, y, [x for x in by_source[s] if x != y]) for t, y, s in mixture] + fortune_rows(n_fortunes, seed)
     return out + lm_rows(*generated, seed=seed, files=generated_seeds)
+
+
+def concat_rows(data: list[tuple[str, str, list[str]]], n: int, seed: int = 0,
+                parts: tuple[int, int] = (3, 6)) -> list[tuple[str, str, list[str]]]:
+    """``--concat N``: ``n`` longer rows, each the texts of 3-6 rows of one gold label joined as sentences, under that
+    gold with the first row's negatives. The rows are short (98 % under 48 tokens; median 13) where the genre set's
+    texts are three sentences (median 66 tokens, 74 % over 48): these make the recipe see long texts of one topic."""
+    by_gold: dict[str, list[tuple[str, list[str]]]] = {}
+    for text, gold, negatives in data:
+        by_gold.setdefault(gold, []).append((text, negatives))
+    pool = [i for i, (_, gold, _) in enumerate(data) if len(by_gold[gold]) >= 2]
+    if n <= 0 or not pool:
+        return []
+    rng = random.Random(f"concat:{seed}")
+    out = []
+    for _ in range(n):
+        gold = data[rng.choice(pool)][1]  # a gold as often as it has rows
+        picked = rng.sample(by_gold[gold], min(len(by_gold[gold]), rng.randint(*parts)))
+        text = " ".join(t.strip() if t.strip().endswith((".", "!", "?")) else t.strip() + "." for t, _ in picked)
+        out.append((text, gold, picked[0][1]))
+    return out
 
 
 def lm_rows(n: int, n_generated: int, top: int, seed: int = 0,
@@ -479,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="add N LM-written rows (python -m benchmarks.generate --n FILE_N --seed S) whose label cosine "
                              "MiniLM ranks in its TOP of ~400 domains, repeated when fewer pass")
     parser.add_argument("--generated-seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="which generate files")
+    parser.add_argument("--concat", type=int, default=0, metavar="N",
+                        help="add N longer rows: 3-6 texts of one gold label joined (concat_rows); use with --max-length 128")
     parser.add_argument("--scale", type=float, default=20.0,
                         help="scale of the cosine in the cross-entropy only (20: the backend's; higher weighs hard "
                              "negatives more)")
@@ -520,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos,
                          n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields,
                          generated=tuple(args.generated), generated_seeds=tuple(args.generated_seeds))
+    data += concat_rows(data, min(args.concat, 100) if args.quick else args.concat)
     sets = label_sets(quick=args.quick)
     groups = group_rows(args.groups > 0)
     print(f"{len(data)} rows, {len({x for _, g, n in data for x in (g, *n)})} label strings "

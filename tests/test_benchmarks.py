@@ -514,6 +514,24 @@ def test_side_trains_one_tower_and_embeds_the_other_with_the_frozen_base(tiny_mo
     assert any(not torch.equal(before[k], v) for k, v in peft_model.state_dict().items() if k in before)
 
 
+def test_concat_rows_join_texts_of_one_gold_into_longer_rows():
+    from benchmarks.train_contrastive import concat_rows
+
+    data = [("a jury verdict", "law", ["music"]), ("the appeal was heard.", "law", ["chess"]),
+            ("a statute", "law", ["music"]), ("a slow tempo", "music", ["law"]), ("a chord!", "music", ["law"]),
+            ("an opening gambit", "chess", ["law"])]  # chess has one text: never joined
+    rows = concat_rows(data, 50, seed=1, parts=(2, 3))
+    assert len(rows) == 50 and rows == concat_rows(data, 50, seed=1, parts=(2, 3))
+    own = {g: {t.rstrip(".!") for t, gold, _ in data if gold == g} for g in ("law", "music")}
+    for text, gold, negatives in rows:
+        sentences = re.split(r"(?<=[.!?]) ", text)
+        assert 2 <= len(sentences) <= 3 and all(x.endswith((".", "!", "?")) for x in sentences)
+        assert {x.rstrip(".!") for x in sentences} <= own[gold] and len(set(sentences)) == len(sentences)
+        assert gold not in negatives and any(negatives == n for t, g, n in data if g == gold)
+    assert {g for _, g, _ in rows} == {"law", "music"}
+    assert concat_rows(data, 0) == [] and concat_rows([("x", "a", ["b"])], 5) == []
+
+
 def test_fortune_rows_keep_no_evaluation_label_name_or_text(monkeypatch):
     from types import SimpleNamespace
 
