@@ -28,9 +28,9 @@ label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax o
 adds N rows labelled with WordNet's semantic fields (``benchmarks.wordnet.field_rows``: ~33 broad names as one set).
 ``--generated N FILE_N TOP`` adds N rows of texts a small LM wrote for topic domains (``lm_rows``,
 ``benchmarks.generate``). ``--scale S`` sets the cross-entropy's cosine scale (20, the backend's, by default; the KL
-and the prior penalty stay at 20). ``--concat N`` adds N rows of 3-6 texts of one gold joined (``concat_rows``: long texts, as genre
-chunks are). ``--side label`` (``text``) trains the adapter on one tower only: the texts (the
-labels) are embedded by frozen MiniLM while training and scoring (``frozen_side``).
+and the prior penalty stay at 20). ``--concat N`` adds N rows of 3-6 texts of one gold joined (``concat_rows``: long
+texts, as genre chunks are). ``--side label`` (``text``) trains the adapter on one tower only: the texts (the labels)
+are embedded by frozen MiniLM while training and scoring (``frozen_side``).
 
     python -m benchmarks.train_contrastive --dev-only --seeds 0 --tag X    # a recipe, DEV halves only
     python -m benchmarks.train_contrastive --seeds 0 1 2 --tag X           # dev + test, 3 seeds
