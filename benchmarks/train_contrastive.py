@@ -102,7 +102,8 @@ def concat_rows(data: list[tuple[str, str, list[str]]], n: int, seed: int = 0,
     for _ in range(n):
         gold = data[rng.choice(pool)][1]  # a gold as often as it has rows
         picked = rng.sample(by_gold[gold], min(len(by_gold[gold]), rng.randint(*parts)))
-        text = " ".join(t.strip() if t.strip().endswith((".", "!", "?")) else t.strip() + "." for t, _ in picked)
+        sentences = [t.strip() for t, _ in picked]
+        text = " ".join(t if t.endswith((".", "!", "?")) else t + "." for t in sentences)
         out.append((text, gold, picked[0][1]))
     return out
 
@@ -586,8 +587,7 @@ def main(argv: list[str] | None = None) -> int:
                 evaluate_seed(clf.backend, sets, tag, args.dev_only, by_key)
             else:  # the frozen side is the teacher's MiniLM, at the evaluation's token limit
                 teacher.max_length = 256
-                tuned_b, frozen_b = clf.backend, teacher
-                label_b, text_b = (tuned_b, frozen_b) if args.side == "label" else (frozen_b, tuned_b)
+                label_b, text_b = (clf.backend, teacher) if args.side == "label" else (teacher, clf.backend)
                 evaluate_seed(label_b, sets, tag, args.dev_only, by_key, text_backend=text_b)
                 teacher.max_length = args.max_length
             r0 = by_key[(tag, "none", (None, None))][-1]
