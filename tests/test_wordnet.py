@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import datasets
-from benchmarks.wordnet import FIELDS, field_rows, hypernym_rows, label_set_groups, parse_data_file, topic_rows
+from benchmarks.wordnet import (FIELDS, field_rows, hypernym_rows, label_set_groups, lemma_rows, parse_data_file,
+                               topic_rows)
 
 # name -> (parents, gloss); a small tree in WordNet's data.noun format (offsets are made up)
 TREE = {
@@ -251,3 +252,31 @@ def test_field_rows_label_a_text_with_its_semantic_field_and_never_show_excluded
     kept = field_rows(50, seed=0, synsets=nouns, extra=verbs, exclude_labels=["Foods", "animal"])  # plural, singular
     assert {g for _, g, _ in kept} == {"man-made objects", "movement"}
     assert not {x for _, _, n in kept for x in n} & {"food and drink", "animals"}
+
+
+def test_lemma_rows_name_the_defined_word_against_its_antonyms_and_co_hyponyms(tmp_path: Path) -> None:
+    nouns = parse_data_file(data_file(tmp_path / "data.noun"))
+    # an adjective file: "high" and "low" are each other's antonyms (offsets collide with the nouns': per file)
+    (tmp_path / "data.adj").write_text(
+        "00000001 00 a 01 high 0 001 ! 00000002 a 0101 | greater than normal in degree  \n"
+        "00000002 00 a 01 low 0 001 ! 00000001 a 0101 | less than normal in degree  \n"
+        "00000003 00 s 01 lofty 0 000 | of imposing height  \n"  # no neighbour: no row
+        "00000004 00 a 01 wet 0 001 ! 00000005 a 0101 | soaked, wet through  \n"  # defined by itself: no row
+        "00000005 00 a 01 dry 0 001 ! 00000004 a 0101 | free from liquid  \n", encoding="utf-8")
+    adjectives = parse_data_file(tmp_path / "data.adj")
+    assert adjectives["00000001"].antonyms == ("00000002",) and nouns[OFFSETS["dog"]].antonyms == ()
+    rows = lemma_rows(100, seed=0, files=[nouns, adjectives])
+    by_gold = {gold: (text, negatives) for text, gold, negatives in rows}
+    assert by_gold["high"] == ("greater than normal in degree", ["low"])
+    assert by_gold["low"] == ("less than normal in degree", ["high"])
+    assert "lofty" not in by_gold and "wet" not in by_gold and by_gold["dry"] == ("free from liquid", ["wet"])
+    text, negatives = by_gold["cat"]  # "cat" inside "domesticated" is no mention of the word
+    assert text == "a small domesticated feline" and set(negatives) <= {"dog", "bird"}  # co-hyponyms under "animal"
+    assert by_gold["poodle"] == ("an intelligent dog with a curly coat", ["beagle"])  # the definition, not the example
+    assert "entity" not in by_gold  # no hypernym, no antonym: no neighbour
+    for text, gold, negatives in rows:
+        assert gold not in negatives and negatives
+    assert rows == lemma_rows(100, seed=0, files=[nouns, adjectives])
+    kept = lemma_rows(100, seed=0, files=[nouns, adjectives], exclude_labels=["Lows", "cats"])  # plurals
+    assert not {"low", "cat"} & ({g for _, g, _ in kept} | {x for _, _, n in kept for x in n})
+    assert "high" not in {g for _, g, _ in kept}  # its one neighbour is excluded
