@@ -37,6 +37,7 @@ Scores (N, L) -> prediction, per variant ("debiasing" the label prior of a label
     python -m benchmarks.unseen                 # baselines + debiasing, dev and test (~35 min first run)
     python -m benchmarks.unseen --quick         # smoke test (tiny halves, MiniLM only)
     python -m benchmarks.unseen --extra         # the shipped default and baselines on EXTRA sets (not in the mean)
+    python -m benchmarks.unseen --paired        # the default minus cosine MiniLM per set, 95 % bootstrap intervals
 
 ``EXTRA`` sets are later checks of the shipped default on kinds the seven lack (a software-domain set
 from Debian's package index; the voice commands' texts by intent, 37 fine-grained labels); they are in no
@@ -208,6 +209,17 @@ def macro_f1(pred: torch.Tensor, gold: torch.Tensor) -> float:
 
 def metrics(pred: torch.Tensor, gold: torch.Tensor) -> dict[str, float]:
     return {"macro_f1": round(macro_f1(pred, gold), 2), "accuracy": round(100 * float((pred == gold).float().mean()), 2)}
+
+
+def resampled_f1(pred: torch.Tensor, gold: torch.Tensor, idx: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """``macro_f1`` of every bootstrap resample: ``idx`` (B, N) rows of text indices -> (B,) macro-F1, each over the
+    labels present in that resample's gold (as ``macro_f1``)."""
+    g = torch.nn.functional.one_hot(gold[idx], n_labels).float()  # (B, N, L)
+    p = torch.nn.functional.one_hot(pred[idx], n_labels).float()  # (B, N, L)
+    support = g.sum(1)  # (B, L)
+    f1 = 2 * (g * p).sum(1) / (support + p.sum(1)).clamp_min(1)  # (B, L); 0 where tp = 0
+    present = support > 0
+    return 100 * (f1 * present).sum(1) / present.sum(1)
 
 
 def sinkhorn(logp: torch.Tensor, iterations: int = 50) -> torch.Tensor:
@@ -589,6 +601,60 @@ def extra(quick: bool, argv: list[str] | None, candidates: Sequence[str] = (), o
     return 0
 
 
+def paired(quick: bool, argv: list[str] | None, candidates: Sequence[str] = (), resamples: int = 1000) -> int:
+    """``--paired``: the shipped default (and ``candidates``) minus cosine MiniLM, bare labels, on every set of the
+    six-set mean and of ``EXTRA`` and on the six-set mean, each with a 95 % paired bootstrap interval: ``resamples``
+    draws of each half's texts with replacement, both models scored on the same draw (so what they share cancels);
+    the six sets are drawn independently, the mean's interval is over the means of their draws (seed 0)."""
+    from benchmarks.common import write_results
+
+    started = time.perf_counter()
+    protocol, scorers, _ = baselines(quick, names=(*UNSEEN, *EXTRA), default=True, candidates=candidates, mpnet=False)
+    bare = [sc for sc in scorers if not sc.name.endswith(" + template") and not sc.name.startswith("SCE")]
+    base, models = bare[0], bare[1:]  # cosine MiniLM first (baselines' order)
+    generator = torch.Generator().manual_seed(0)
+    draws = {(s.name, half): torch.randint(len(getattr(s, half).texts), (resamples, len(getattr(s, half).texts)),
+                                           generator=generator)  # (B, N)
+             for s in protocol.sets for half in ("dev", "test")}
+
+    def scores(scorer: Scorer, half: str) -> dict[str, tuple[float, torch.Tensor]]:  # set -> (macro-F1, (B,) resampled)
+        out = {}
+        for i, s in enumerate(protocol.sets):
+            h = getattr(s, half)
+            pred = debiased(scorer, protocol.text_emb[scorer.encoder][s.name][0 if half == "dev" else 1], h.labels, "none")
+            out[s.name] = (macro_f1(pred, h.gold), resampled_f1(pred, h.gold, draws[s.name, half], len(h.labels)))
+        return out
+
+    def cell(delta: float, spread: torch.Tensor) -> dict[str, float]:
+        lo, hi = torch.quantile(spread, torch.tensor([0.025, 0.975])).tolist()
+        return {"delta": round(delta, 2), "low": round(lo, 2), "high": round(hi, 2)}
+
+    names = [s.name for s in protocol.sets]
+    rows = []
+    for half in ("dev", "test"):
+        ref = scores(base, half)
+        for sc in models:
+            got = scores(sc, half)
+            row = {n: cell(got[n][0] - ref[n][0], got[n][1] - ref[n][1]) for n in names}
+            six = [n for n in names if n in UNSEEN]
+            if six:
+                row["unseen mean"] = cell(statistics.mean(got[n][0] - ref[n][0] for n in six),
+                                          torch.stack([got[n][1] - ref[n][1] for n in six]).mean(0))
+            rows.append({"model": sc.name, "half": half, "delta_vs_cosine_minilm": row})
+    columns = [*(n for n in names if n in UNSEEN), "unseen mean", *(n for n in names if n not in UNSEEN)]
+    lines = ["| model | half | " + " | ".join(c for c in columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for r in rows:
+        d = r["delta_vs_cosine_minilm"]
+        lines.append(f"| {r['model']} | {r['half']} | " + " | ".join(
+            (f"**{d[c]['delta']:+.1f}** [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]" if c == "unseen mean" else
+             f"{d[c]['delta']:+.1f} [{d[c]['low']:+.1f}, {d[c]['high']:+.1f}]") for c in columns if c in d) + " |")
+    payload = {"command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "quick": quick,
+               "resamples": resamples, "rows": rows, "seconds": round(time.perf_counter() - started, 1)}
+    write_results("unseen_paired" + ("_quick" if quick else ""), payload, "\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: a tenth of each half, MiniLM only")
@@ -602,13 +668,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="store_true",
                         help="the shipped default and the baselines on the EXTRA sets (reported apart, not in the mean)")
     parser.add_argument("--candidate", nargs="+", default=[], metavar="FOLDER",
-                        help="with --extra: also these cosine model folders (e.g. train_contrastive --save's); "
-                        "written to results/unseen_extra_candidates")
+                        help="with --extra or --paired: also these cosine model folders (e.g. train_contrastive --save's); "
+                        "--extra writes them to results/unseen_extra_candidates")
     parser.add_argument("--out", metavar="STEM", help="with --extra: the results file stem (default unseen_extra, "
                         "with --candidate unseen_extra_candidates)")
+    parser.add_argument("--paired", action="store_true",
+                        help="the shipped default (and --candidate folders) minus cosine MiniLM on every set and the "
+                        "six-set mean, with 95 %% paired bootstrap intervals (results/unseen_paired)")
     args = parser.parse_args(argv)
-    if (args.candidate or args.out) and not args.extra:
-        parser.error("--candidate and --out need --extra")
+    if args.out and not args.extra:
+        parser.error("--out needs --extra")
+    if args.candidate and not (args.extra or args.paired):
+        parser.error("--candidate needs --extra or --paired")
     if args.summary:
         print(summary())
         return 0
@@ -618,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.extra:
         return extra(args.quick, argv, args.candidate, args.out)
+    if args.paired:
+        return paired(args.quick, argv, args.candidate)
     started = time.perf_counter()
     protocol, scorers, classifiers = baselines(args.quick)
     rows = evaluate(protocol, scorers)

@@ -228,13 +228,36 @@ def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets
     assert {"cosine MiniLM", "default (TUNED_MINILM)", "SCE (shipped default)", "my-recipe",
             "my-recipe + template"} <= {r["model"] for r in payload["rows"]}
     with pytest.raises(SystemExit):
-        unseen.main(["--candidate", str(tmp_path)])  # only with --extra
+        unseen.main(["--candidate", str(tmp_path)])  # only with --extra or --paired
     with pytest.raises(SystemExit):
         unseen.main(["--out", "my_check"])
     assert {r["variant"] for r in payload["rows"]} == {"none", "batch", "ref"}
     assert all("unseen mean" not in r["test"] for r in payload["rows"])  # apart from the six-set mean
     assert unseen.main(["--extra", "--quick", "--out", "my_check"]) == 0  # a results file of its own
     assert [p.stem for p in written[1:]] == ["my_check_quick"]
+
+    assert unseen.main(["--paired", "--quick", "--candidate", str(tmp_path / "my-recipe" / "model")]) == 0
+    assert [p.stem for p in written[2:]] == ["unseen_paired_quick"]
+    rows = json.loads(written[2].read_text(encoding="utf-8"))["rows"]
+    assert [(r["model"], r["half"]) for r in rows] == [(m, h) for h in ("dev", "test")
+                                                        for m in ("default (TUNED_MINILM)", "my-recipe")]
+    for r in rows:  # every set of the six and of EXTRA, and the six-set mean, each with its interval
+        assert set(r["delta_vs_cosine_minilm"]) == {*unseen.UNSEEN, *unseen.EXTRA, "unseen mean"}
+        assert all(c["low"] <= c["high"] for c in r["delta_vs_cosine_minilm"].values())
+
+
+def test_resampled_f1_is_macro_f1_of_each_resample() -> None:
+    from benchmarks.unseen import macro_f1, resampled_f1
+
+    generator = torch.Generator().manual_seed(0)
+    gold, pred = torch.randint(5, (40,), generator=generator), torch.randint(5, (40,), generator=generator)
+    gold[gold == 4] = 3  # label 4 is predicted, never gold: it counts in no macro-F1
+    idx = torch.randint(40, (6, 40), generator=generator)
+    idx[0] = torch.arange(40)  # the identity draw: the whole half
+    got = resampled_f1(pred, gold, idx, 5)
+    assert got.shape == (6,)
+    torch.testing.assert_close(got, torch.tensor([macro_f1(pred[i], gold[i]) for i in idx]), rtol=0, atol=1e-4)
+    assert got[0].item() == pytest.approx(macro_f1(pred, gold), abs=1e-4)
 
 
 def _toy_cosine(n_labels: int):
