@@ -619,7 +619,7 @@ def paired(quick: bool, argv: list[str] | None, candidates: Sequence[str] = (), 
 
     def scores(scorer: Scorer, half: str) -> dict[str, tuple[float, torch.Tensor]]:  # set -> (macro-F1, (B,) resampled)
         out = {}
-        for i, s in enumerate(protocol.sets):
+        for s in protocol.sets:
             h = getattr(s, half)
             pred = debiased(scorer, protocol.text_emb[scorer.encoder][s.name][0 if half == "dev" else 1], h.labels, "none")
             out[s.name] = (macro_f1(pred, h.gold), resampled_f1(pred, h.gold, draws[s.name, half], len(h.labels)))
@@ -642,7 +642,7 @@ def paired(quick: bool, argv: list[str] | None, candidates: Sequence[str] = (), 
                                           torch.stack([got[n][1] - ref[n][1] for n in six]).mean(0))
             rows.append({"model": sc.name, "half": half, "delta_vs_cosine_minilm": row})
     columns = [*(n for n in names if n in UNSEEN), "unseen mean", *(n for n in names if n not in UNSEEN)]
-    lines = ["| model | half | " + " | ".join(c for c in columns) + " |", "|---|---|" + "---|" * len(columns)]
+    lines = ["| model | half | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for r in rows:
         d = r["delta_vs_cosine_minilm"]
         lines.append(f"| {r['model']} | {r['half']} | " + " | ".join(
