@@ -447,6 +447,15 @@ def throughput(models: dict[str, object], texts: list[str], labels: list[str], r
 
 
 # ---------------------------------------------------------------------------------------------- main
+def tuned_key() -> str:
+    """The embedding cache's name for the shipped default (``TUNED_MINILM``): its adapter's hash, so a new default
+    never reads an older one's embeddings (nor plain MiniLM's, cached as ``minilm``)."""
+    from udtc.defaults import TUNED_MINILM
+    from udtc.hub import resolve
+
+    return "tuned-minilm-" + hashlib.sha256((resolve(TUNED_MINILM) / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
+
+
 def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), default: bool = False,
               candidates: Sequence[str] = (), mpnet: bool = True) -> tuple[Protocol, list[Scorer], dict]:
     """The protocol's sets embedded by cosine MiniLM, SCE, MPNet (``mpnet`` and not ``quick``), the shipped default
@@ -462,12 +471,9 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), defaul
     titles = {"minilm": "cosine MiniLM", "mpnet": "cosine MPNet"}
     classifiers = {"cosine MiniLM": minilm, "SCE (shipped default)": sce}
     if default:  # the shipped default (a cosine model): its own text embeddings, cached under its weights' hash
-        from udtc.hub import resolve
-
         tuned = Classifier.from_pretrained(TUNED_MINILM, device="cpu")
-        weights = hashlib.sha256((resolve(TUNED_MINILM) / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
-        encoders[f"tuned-minilm-{weights}"] = tuned.backend
-        titles[f"tuned-minilm-{weights}"] = "default (TUNED_MINILM)"
+        encoders[tuned_key()] = tuned.backend
+        titles[tuned_key()] = "default (TUNED_MINILM)"
         classifiers["default (TUNED_MINILM)"] = tuned
     for folder in map(Path, candidates):
         name = folder.parent.name if folder.name == "model" else folder.name

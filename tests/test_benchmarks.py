@@ -246,6 +246,30 @@ def test_unseen_extra_scores_the_shipped_default_and_baselines_on_the_extra_sets
         assert all(c["low"] <= c["high"] for c in r["delta_vs_cosine_minilm"].values())
 
 
+@pytest.mark.parametrize("model", ["default", "cosine-minilm"])
+def test_the_cosine_multi_label_shift_is_measured_on_the_models_own_embeddings(monkeypatch, model):
+    # the shipped default's embeddings are cached under its adapter's hash, never under plain MiniLM's "minilm"
+    from benchmarks import multi_label, unseen
+
+    written, keys = _record_writes(monkeypatch), set()
+    real_embed = unseen.embed
+
+    def recording_embed(backend, encoder, texts, batch_size=32):
+        keys.add(encoder)
+        return real_embed(backend, encoder, texts, batch_size)
+
+    monkeypatch.setattr(unseen, "embed", recording_embed)
+    assert multi_label.main(["--backend", "cosine", "--model", model, "--quick"]) == 0
+    assert keys == {unseen.tuned_key() if model == "default" else "minilm"} and unseen.tuned_key() != "minilm"
+    payload = json.loads(written[-1].read_text(encoding="utf-8"))
+    assert written[-1].stem == ("multi_label_default_quick" if model == "default" else "multi_label_cosine_quick")
+    from udtc import Classifier
+    from udtc.defaults import COSINE_MINILM, TUNED_MINILM
+
+    shipped = Classifier.from_pretrained(TUNED_MINILM if model == "default" else COSINE_MINILM, device="cpu")
+    assert payload["shipped_shift"] == round(shipped.backend.multi_label_shift, 2)
+
+
 def test_resampled_f1_is_macro_f1_of_each_resample() -> None:
     from benchmarks.unseen import macro_f1, resampled_f1
 

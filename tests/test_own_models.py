@@ -62,3 +62,17 @@ def test_the_default_is_the_tuned_minilm_a_plain_minilm_with_other_weights_loade
                if not torch.equal(p, dict(plain.backend.model.named_parameters())[n])]
     assert changed and all(n.endswith("weight") for n in changed)  # only the adapted linear weights moved
     assert [p.label for p in tuned.classify(TEXTS, LABELS)] == LABELS
+
+
+@pytest.mark.integration
+def test_the_defaults_multi_label_shift_is_the_one_measured_on_its_own_weights():
+    # benchmarks.multi_label --backend cosine measured THIS adapter (its hash) and chose the shift the folder ships;
+    # a new default adapter fails here until the shift is measured again for it
+    from benchmarks.unseen import tuned_key
+
+    measured = json.loads((MODELS.parent.parent / "benchmarks" / "results" / "multi_label_default.json").read_text())
+    assert measured["encoder"] == tuned_key(), "the default's adapter changed: rerun benchmarks.multi_label --backend cosine"
+    shipped = json.loads((MODELS / "cosine-minilm-tuned" / "udtc_config.json").read_text())["options"]["multi_label_shift"]
+    assert shipped == measured["best_shift"] == Classifier.from_pretrained(device="cpu").backend.multi_label_shift
+    plain = Classifier.from_pretrained(COSINE_MINILM, device="cpu").backend.multi_label_shift
+    assert plain == json.loads((MODELS.parent.parent / "benchmarks" / "results" / "multi_label_cosine.json").read_text())["best_shift"]
