@@ -1,5 +1,5 @@
 """ONNX export (udtc/onnx_export.py) and ONNX Runtime inference (udtc/onnx_runtime.py), on the tiny random
-checkpoints of tests/factories.py; one integration test on the real all-MiniLM-L6-v2."""
+checkpoints of tests/factories.py; integration tests on the models shipped inside udtc."""
 
 from __future__ import annotations
 
@@ -164,6 +164,38 @@ def test_int8_export_of_the_default_model_agrees_with_torch(tmp_path, one_thread
     expected = clf.classify(texts, labels)
     assert [p.label for p in expected] == labels  # the texts are clear-cut
     assert [p.label for p in int8.classify(texts, labels)] == labels
+
+
+def test_gliclass_with_average_class_token_pooling_exports(tmp_path):
+    # the shipped GLICLASS_MINILM pools each label's tokens ("average"); its scatter of a bool once broke the tracer
+    from factories import tiny_encoder
+
+    from udtc.backends.gliclass import GLiClassBackend
+
+    GLiClassBackend.from_encoder(tiny_encoder(tmp_path / "encoder"), seed=0, pooling_strategy="avg",
+                                 class_token_pooling="average", initializer_range=0.2).save(tmp_path / "model")
+    clf = Classifier.from_pretrained(tmp_path / "model", device="cpu")
+    assert clf.backend.model.config.class_token_pooling == "average"
+    onnx_clf = Classifier.from_pretrained(udtc.export(clf, tmp_path / "onnx"))
+    for multi_label in (False, True):
+        for x, y in zip(clf.classify(TEXTS, LABELS, multi_label=multi_label), onnx_clf.classify(TEXTS, LABELS, multi_label=multi_label)):
+            for label in LABELS:
+                assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ["TUNED_MINILM", "SCE_MINILM", "NLI_MINILM", "GLICLASS_MINILM"])
+def test_every_shipped_model_exports_and_scores_as_torch(name, tmp_path, one_thread):
+    from udtc import defaults
+
+    clf = Classifier.from_pretrained(getattr(defaults, name), device="cpu")
+    onnx_clf = Classifier.from_pretrained(udtc.export(clf, tmp_path / "onnx"))
+    assert onnx_clf.backend_name == clf.backend_name
+    texts, labels = TEXTS[:3], ["sports", "weather", "technology", "food"]
+    for x, y in zip(clf.classify(texts, labels), onnx_clf.classify(texts, labels)):
+        assert y.label == x.label
+        for label in labels:
+            assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4)
 
 
 def test_export_starts_from_float32_on_the_cpu(tiny_models, tmp_path):
