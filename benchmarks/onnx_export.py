@@ -6,17 +6,19 @@ chatterbot_topics, ovos_commands; the first ``--texts`` texts of each, every lab
 the backend's default template, single-label). Reported: top-1 agreement of each export with torch
 fp32 over all texts, and macro-F1 (mean over the sets) of each.
 
-    cosine    all-MiniLM-L6-v2, the default model (real weights)
-    sce       udtc.defaults.SCE_MINILM, shipped with udtc (real, trained)
-    nli       random BERT cross-encoder of MiniLM-L6 size (benchmarks.speed.build_nli; no NLI weights reachable)
-    gliclass  real MiniLM-L6 encoder + random GLiClass layers (benchmarks.speed.build_gliclass)
+    cosine    udtc.defaults.TUNED_MINILM, the default model (all-MiniLM-L6-v2 tuned by udtc)
+    sce       udtc.defaults.SCE_MINILM
+    nli       udtc.defaults.NLI_MINILM (a MiniLM-L6 NLI cross-encoder trained by udtc)
+    gliclass  udtc.defaults.GLICLASS_MINILM (a GLiClass model on MiniLM-L6 trained by udtc)
 
-For nli and gliclass the heads are untrained, so their macro-F1 is near chance and only the agreement
-says something (and an untrained head separates labels by small margins: a hard case for int8).
+every one shipped inside udtc: the models a user exports.
 
 Speed: texts per second of udtc on torch, on the fp32 export and on the int8 export, and of the
 peer (benchmarks/speed.py's: sentence-transformers encode + cosine for cosine, transformers'
-zero-shot pipeline for nli, gliclass's pipeline for gliclass), on the same synthetic texts (8-200
+zero-shot pipeline for nli, gliclass's pipeline for gliclass), each running benchmarks.speed's model of
+the backend (a network of the shipped one's size and shape that the peer loads too: plain all-MiniLM-L6-v2
+for cosine; a MiniLM-L6-size cross-encoder and a MiniLM-L6 GLiClass model with random heads for nli and
+gliclass, whose shipped models are LoRA adapters the peers cannot load), on the same synthetic texts (8-200
 words, log-uniform), labels and batch size 32; torch and ONNX Runtime on ``--threads`` threads.
 Rounds alternate the systems (benchmarks.speed.time_cell: a warm-up call each, then up to
 ``--repeats`` rounds); the median round is reported, ratio = texts/s / peer texts/s.
@@ -54,12 +56,10 @@ def model_for(backend: str, folder: Path, quick: bool) -> tuple[str, str]:
 
     if quick:
         return str(speed._factory(backend, folder).path), "tiny random test checkpoint"
-    if backend == "sce":
-        from udtc.defaults import SCE_MINILM
+    from udtc import defaults
 
-        return SCE_MINILM, "udtc.defaults.SCE_MINILM (shipped, trained)"
-    s = speed.subject(backend, folder, quick=False)
-    return s.path, s.model
+    name = {"cosine": "TUNED_MINILM", "sce": "SCE_MINILM", "nli": "NLI_MINILM", "gliclass": "GLICLASS_MINILM"}[backend]
+    return getattr(defaults, name), f"udtc.defaults.{name} (shipped, trained)" + (", the default" if backend == "cosine" else "")
 
 
 def load(path: str, folder: Path) -> dict[str, Any]:
@@ -144,13 +144,14 @@ def render(models: dict[str, str], acc: dict[str, dict], rows: list[dict], meta:
                      f"{r['onnx fp32']['agreement']:.1%} | {r['torch']['macro_f1']:.1f} | "
                      f"{r['onnx int8']['macro_f1']:.1f} | {delta:+.2f} |")
     lines += ["", "Speed (texts/s, median of alternating rounds) and ratio to the peer; int8 top-1 agreement with torch on "
-              "the timed texts and, in brackets, on the sets above:", "",
-              "| backend | labels | texts | rounds | peer | peer texts/s | torch | onnx fp32 | onnx int8 | int8 agreement |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "the timed texts and, in brackets, the shipped model's on the sets above:", "",
+              "| backend | model timed (udtc and its peer) | labels | texts | rounds | peer | peer texts/s | torch | onnx fp32 | "
+              "onnx int8 | int8 agreement |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rate, ratio = r["texts_per_s"], r["vs_peer"]
         cell = lambda k: f"{rate[k]:.1f} ({ratio[k]:.2f}x)"  # noqa: E731
-        lines.append(f"| {r['backend']} | {r['labels']} | {r['texts']} | {r['rounds']} | {r['peer']} | "
+        lines.append(f"| {r['backend']} | {r['model']} | {r['labels']} | {r['texts']} | {r['rounds']} | {r['peer']} | "
                      f"{rate[r['peer']]:.1f} | {cell('torch')} | {cell('onnx fp32')} | {cell('onnx int8')} | "
                      f"{r['top1_agreement_timed_texts']['onnx int8']:.0%} "
                      f"({acc[r['backend']]['onnx int8']['agreement']:.1%}) |")
@@ -189,8 +190,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print("  agreement: " + ", ".join(f"{k} {v['agreement']:.3f} (F1 {v['macro_f1']:.3f})"
                                                for k, v in acc[backend].items()), flush=True)
             if not args.no_speed and backend in SPEED_CELLS:
-                rows += speed_cells(backend, path, classifiers, 1 if args.quick else args.repeats, args.cell_seconds,
+                from benchmarks import speed
+
+                timed = speed.subject(backend, Path(tmp) / f"{backend}-speed", quick=args.quick)  # a model the peer loads
+                if timed.path != path:
+                    classifiers = load(timed.path, Path(tmp) / f"{backend}-speed-export")
+                cells = speed_cells(backend, timed.path, classifiers, 1 if args.quick else args.repeats, args.cell_seconds,
                                     args.quick)
+                rows += [dict(r, model=timed.model) for r in cells]
     meta = {"quick": args.quick, "threads": args.threads, "machine": "2-core shared CPU" if os.cpu_count() == 2
             else f"{os.cpu_count()} CPUs", "load_start": load_start, "load_end": [round(x, 2) for x in os.getloadavg()],
             "wall_minutes": (time.perf_counter() - started) / 60, "machine_info": machine()}
