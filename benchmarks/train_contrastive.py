@@ -27,7 +27,8 @@ users also write them (``classify(..., template=...)``). ``--fortunes N`` adds N
 label -> text cross-entropy (``label_to_text_loss``: each gold label's softmax over the batch's texts). ``--fields N``
 adds N rows labelled with WordNet's semantic fields (``benchmarks.wordnet.field_rows``: ~33 broad names as one set).
 ``--lemmas N`` adds N reverse-dictionary rows (``benchmarks.wordnet.lemma_rows``: a definition -> its word, against
-its antonyms and co-hyponyms: fine distinctions among close labels).
+its antonyms and co-hyponyms: fine distinctions among close labels). ``--verbs N`` adds N verb hypernym rows
+(``benchmarks.wordnet.verb_rows``: what a text does, "provide with an index" -> "supply").
 ``--generated N FILE_N TOP`` adds N rows of texts a small LM wrote for topic domains (``lm_rows``,
 ``benchmarks.generate``). ``--scale S`` sets the cross-entropy's cosine scale (20, the backend's, by default; the KL
 and the prior penalty stay at 20). ``--concat N`` adds N rows of 3-6 texts of one gold joined (``concat_rows``: long
@@ -65,22 +66,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def training_rows(n_wordnet: int, cap: int, seed: int = 0, n_topics: int = 0,
-                  all_pos: bool = False, n_fortunes: int = 0, n_fields: int = 0, n_lemmas: int = 0,
+                  all_pos: bool = False, n_fortunes: int = 0, n_fields: int = 0, n_lemmas: int = 0, n_verbs: int = 0,
                   generated: tuple[int, int, int] = (0, 0, 0), generated_seeds: tuple[int, ...] = (0, 1, 2, 3),
                   ) -> list[tuple[str, str, list[str]]]:
     """(text, gold, negatives): WordNet hypernym rows (+ ``n_topics`` topic-domain rows, of nouns or, with
     ``all_pos``, of every part of speech; + ``n_fields`` semantic-field rows; + ``n_lemmas`` reverse-dictionary rows,
-    ``lemma_rows``) + ``training_mixture()`` rows (capped
+    ``lemma_rows``; + ``n_verbs`` verb hypernym rows, ``verb_rows``) + ``training_mixture()`` rows (capped
     per source) + ``n_fortunes`` rows of ``fortune_rows`` + ``generated`` = (N, n, top): N rows of the LM-written
     texts of ``python -m benchmarks.generate --n n --seed S`` (S in ``generated_seeds``), ``lm_rows``."""
     from benchmarks.train_sce import capped_mixture
-    from benchmarks.wordnet import field_rows, hypernym_rows, lemma_rows, topic_rows
+    from benchmarks.wordnet import field_rows, hypernym_rows, lemma_rows, topic_rows, verb_rows
 
     unseen = evaluation_labels()
     out = hypernym_rows(n_wordnet, seed, exclude_labels=unseen)
     out += topic_rows(n_topics, seed, exclude_labels=unseen, extra=None if all_pos else ()) if n_topics else []
     out += field_rows(n_fields, seed, exclude_labels=unseen) if n_fields else []
     out += lemma_rows(n_lemmas, seed, exclude_labels=unseen) if n_lemmas else []
+    out += verb_rows(n_verbs, seed, exclude_labels=unseen) if n_verbs else []
     mixture = capped_mixture(cap, seed)  # training_sources() only; texts found in held-out sets dropped
     by_source: dict[str, list[str]] = {}
     for _, label, source in mixture:
@@ -503,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lemmas", type=int, default=0, metavar="N",
                         help="add N WordNet reverse-dictionary rows (benchmarks.wordnet.lemma_rows: a definition -> its "
                              "word, against its antonyms and co-hyponyms)")
+    parser.add_argument("--verbs", type=int, default=0, metavar="N",
+                        help="add N WordNet verb hypernym rows (benchmarks.wordnet.verb_rows: what a text does, "
+                             "\"provide with an index\" -> \"supply\")")
     parser.add_argument("--fortunes", type=int, default=0, metavar="N",
                         help="also N rows of quotations and jokes by topic (benchmarks.datasets 'fortune_topics')")
     parser.add_argument("--generated", type=int, nargs=3, default=[0, 0, 0], metavar=("N", "FILE_N", "TOP"),
@@ -552,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     data = training_rows(args.wordnet, args.cap, n_topics=args.topics, all_pos=args.all_pos,
                          n_fortunes=min(args.fortunes, 100) if args.quick else args.fortunes, n_fields=args.fields,
                          n_lemmas=min(args.lemmas, 100) if args.quick else args.lemmas,
+                         n_verbs=min(args.verbs, 100) if args.quick else args.verbs,
                          generated=tuple(args.generated), generated_seeds=tuple(args.generated_seeds))
     data += concat_rows(data, min(args.concat, 100) if args.quick else args.concat)
     sets = label_sets(quick=args.quick)

@@ -145,6 +145,18 @@ def hypernym_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = 
     return rows
 
 
+def verb_rows(n: int, seed: int = 0, *, synsets: dict[str, Synset] | None = None, max_negatives: int = 4,
+              exclude_labels: Iterable[str] = ()) -> list[tuple[str, str, list[str]]]:
+    """``hypernym_rows`` of WordNet's verbs: what a text DOES ("provide with an index" -> "supply", against "lend",
+    "concede"; "She fell in love with her former student" -> "fall"), where the noun rows say what a thing IS and
+    topic rows what a text is ABOUT. The verb hierarchy is shallow (its roots, "move", "change", "make", are one
+    step from most verbs), so only the roots themselves are kept out as golds (``min_depth=1``). ``synsets``: the
+    parsed verbs (default WordNet 3.1's, fetched on first use)."""
+    if synsets is None:
+        synsets = parse_data_file(fetch("wordnet") / WORDNET_OTHER[0])
+    return hypernym_rows(n, seed, synsets=synsets, min_depth=1, max_negatives=max_negatives, exclude_labels=exclude_labels)
+
+
 def _variants(name: str) -> set[str]:
     name = name.casefold()
     return {name, name + "s", name.removesuffix("s")}

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import datasets
 from benchmarks.wordnet import (FIELDS, field_rows, hypernym_rows, label_set_groups, lemma_rows, parse_data_file,
+                                verb_rows,
                                topic_rows)
 
 # name -> (parents, gloss); a small tree in WordNet's data.noun format (offsets are made up)
@@ -280,3 +281,25 @@ def test_lemma_rows_name_the_defined_word_against_its_antonyms_and_co_hyponyms(t
     kept = lemma_rows(100, seed=0, files=[nouns, adjectives], exclude_labels=["Lows", "cats"])  # plurals
     assert not {"low", "cat"} & ({g for _, g, _ in kept} | {x for _, _, n in kept for x in n})
     assert "high" not in {g for _, g, _ in kept}  # its one neighbour is excluded
+
+
+def test_verb_rows_name_what_a_text_does_with_a_hypernym_verb_one_step_below_the_roots(tmp_path: Path) -> None:
+    # move (a root) > travel > walk, run; move > carry > lift, drag; move > turn > spin: a root is never a gold
+    verbs = {"move": ([], "change location"), "travel": (["move"], "undergo transportation"),
+             "carry": (["move"], 'move while supporting; "she carried the box upstairs"'),
+             "turn": (["move"], "change orientation"), "spin": (["turn"], "revolve quickly and repeatedly"),
+             "walk": (["travel"], 'advance on foot; "we walked to the station"'),
+             "run": (["travel"], "move fast on foot"), "lift": (["carry"], "raise from a lower position"),
+             "drag": (["carry"], "pull along the ground")}
+    offsets = {name: f"{i + 1:08d}" for i, name in enumerate(verbs)}
+    lines = [f"{offsets[n]} 38 v 01 {n} 0 {len(ps):03d} " + " ".join(f"@ {offsets[x]} v 0000" for x in ps)
+             + f" 01 + 02 00 | {gloss}  " for n, (ps, gloss) in verbs.items()]
+    (tmp_path / "data.verb").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    synsets = parse_data_file(tmp_path / "data.verb")
+    rows = verb_rows(100, seed=0, synsets=synsets)
+    assert {gold for _, gold, _ in rows} == {"travel", "carry", "turn"}  # never the root "move"
+    for text, gold, negatives in rows:
+        assert negatives and set(negatives) <= {"travel", "carry", "turn"} - {gold}  # the gold's siblings
+        assert text in {verbs[n][1].split(";")[0] for n in verbs if verbs[n][0] == [gold]} | {"we walked to the station"}
+    kept = verb_rows(100, seed=0, synsets=synsets, exclude_labels=["Travel"])
+    assert kept and all("travel" not in {gold, *negatives} for _, gold, negatives in kept)
