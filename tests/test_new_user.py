@@ -201,8 +201,10 @@ def test_no_third_party_noise_on_save_and_finetune(tiny_models, tmp_path, capfd)
     import udtc
     from factories import ROWS
 
-    Classifier.from_pretrained(tiny_models("cosine"), device="cpu").save_pretrained(tmp_path / "saved")
-    udtc.finetune(tiny_models("cosine"), ROWS, output_dir=tmp_path / "o", batch_size=8, progress=False, epochs=1)
+    model = tiny_models("cosine")  # building the test model (on first use in this process) may print its own bars
+    capfd.readouterr()
+    Classifier.from_pretrained(model, device="cpu").save_pretrained(tmp_path / "saved")
+    udtc.finetune(model, ROWS, output_dir=tmp_path / "o", batch_size=8, progress=False, epochs=1)
     assert "Writing model shards" not in capfd.readouterr().err
 
 
