@@ -471,9 +471,8 @@ def baselines(quick: bool, log=print, names: Sequence[str] = tuple(SETS), defaul
     titles = {"minilm": "cosine MiniLM", "mpnet": "cosine MPNet"}
     classifiers = {"cosine MiniLM": minilm, "SCE (shipped default)": sce}
     if default:  # the shipped default (a cosine model): its own text embeddings, cached under its weights' hash
-        tuned = Classifier.from_pretrained(TUNED_MINILM, device="cpu")
-        encoders[tuned_key()] = tuned.backend
-        titles[tuned_key()] = "default (TUNED_MINILM)"
+        tuned, key = Classifier.from_pretrained(TUNED_MINILM, device="cpu"), tuned_key()
+        encoders[key], titles[key] = tuned.backend, "default (TUNED_MINILM)"
         classifiers["default (TUNED_MINILM)"] = tuned
     for folder in map(Path, candidates):
         name = folder.parent.name if folder.name == "model" else folder.name

@@ -252,8 +252,9 @@ class GLiClassUniEncoder(nn.Module):
         # when text features are extracted, else to the end of the sequence (gliclass's rule).
         arange = torch.arange(T, device=H.device)
         # a tensor source, not a Python scalar: the ONNX exporter's tracer has no scatter_ of a bool value
-        is_class = torch.zeros(B, T, dtype=torch.long, device=H.device).scatter_(1, pos, torch.ones_like(pos)).bool()  # (B, T)
-        span = is_class.long().cumsum(1) - 1  # (B, T) label index of each position, -1 before the first
+        hits = torch.zeros(B, T, dtype=torch.long, device=H.device).scatter_(1, pos, torch.ones_like(pos))  # (B, T)
+        is_class = hits.bool()  # (B, T) the <<LABEL>> tokens
+        span = hits.cumsum(1) - 1  # (B, T) label index of each position, -1 before the first
         end = inputs.sep_positions if self.config.extract_text_features else inputs.lengths  # (B,)
         keep = (span >= 0) & (arange[None, :] < end[:, None])
         if not self.config.embed_class_token:
