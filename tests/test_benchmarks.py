@@ -595,6 +595,31 @@ def test_fortune_rows_keep_no_evaluation_label_name_or_text(monkeypatch):
     assert len(tc.fortune_rows(1, seed=0)) == 1 and tc.fortune_rows(0) == []
 
 
+def test_a_born_again_student_is_taught_by_the_shipped_default(monkeypatch, tmp_path):
+    # --teacher default: the KL target is the shipped default's cosine (bare labels), cached under its own key
+    import benchmarks.train_contrastive as tc
+    from benchmarks.unseen import tuned_key
+
+    monkeypatch.setenv("UDTC_CACHE", str(tmp_path))  # the teacher's embeddings of the quick rows: a fresh cache
+    seen = []
+    real = tc.cached_teacher
+
+    def recording(backend, encoder, data, templates, max_length):
+        seen.append((backend.model.config.name_or_path, encoder, templates))
+        return real(backend, encoder, data, templates, max_length)
+
+    monkeypatch.setattr(tc, "cached_teacher", recording)
+    from factories import ROWS
+
+    labels = sorted({r["label"] for r in ROWS})
+    rows = [(r["text"], r["label"], [x for x in labels if x != r["label"]]) for r in ROWS]
+    monkeypatch.setattr(tc, "training_rows", lambda *a, **k: rows * 4)  # 18 texts: the teacher embeds little
+    _record_writes(monkeypatch)
+    assert tc.main(["--quick", "--teacher", "default", "--lora", "4", "--batch", "8"]) == 0
+    assert [(key, templates) for _, key, templates in seen] == [(tuned_key(), ("{}",))]
+    assert "default" in tc.TEACHERS and "born-again" in tc.TEACHERS["default"]
+
+
 def test_a_cached_teacher_scores_texts_against_templated_labels_embedding_each_string_once(tiny_models, tmp_path,
                                                                                           monkeypatch):
     import torch.nn.functional as F
