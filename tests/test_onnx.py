@@ -4,6 +4,7 @@ checkpoints of tests/factories.py; integration tests on the models shipped insid
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -196,6 +197,33 @@ def test_every_shipped_model_exports_and_scores_as_torch(name, tmp_path, one_thr
         assert y.label == x.label
         for label in labels:
             assert y.scores[label] == pytest.approx(x.scores[label], abs=1e-4)
+
+
+def test_int8_export_prints_no_quantizer_advice_and_leaves_the_root_logger_alone(tiny_models, tmp_path):
+    # onnxruntime's quantizer warns through the root logger ("Please consider to run pre-processing ..."); with no
+    # handler there, logging.warning() would also configure the root logger for the rest of the user's process
+    import logging
+    import subprocess
+
+    script = ("import logging, sys, udtc; from udtc import Classifier; "
+              "udtc.export(Classifier.from_pretrained(sys.argv[1], device='cpu'), sys.argv[2], quantize='int8'); "
+              "print(len(logging.getLogger().handlers), len(logging.getLogger().filters))")
+    run = subprocess.run([sys.executable, "-c", script, str(tiny_models("cosine")), str(tmp_path / "int8")],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr
+    assert "pre-processing" not in run.stderr and run.stdout.split() == ["0", "0"]
+    import onnxruntime.quantization
+
+    from udtc.onnx_export import _quiet_quantizer
+
+    inside = os.path.join(os.path.dirname(onnxruntime.quantization.__file__), "quantize.py")
+    record = lambda level, path: logging.LogRecord("root", level, path, 1, "advice", None, None)  # noqa: E731
+    root = logging.getLogger()
+    before = (list(root.handlers), list(root.filters))
+    with _quiet_quantizer():  # the quantizer's advice is dropped; its errors and everyone else's records are kept
+        assert not root.filter(record(logging.WARNING, inside))
+        assert root.filter(record(logging.ERROR, inside)) and root.filter(record(logging.WARNING, __file__))
+    assert (list(root.handlers), list(root.filters)) == before
 
 
 def test_export_starts_from_float32_on_the_cpu(tiny_models, tmp_path):

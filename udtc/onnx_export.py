@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -196,11 +198,40 @@ def _quantize(source: Path, target: Path, quantize: str) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # one scale per output channel (weight row): fewer top labels move than with one scale per tensor
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+        with _quiet_quantizer():
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
     else:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizer gives advice ("Please consider to run pre-processing before quantization") through
+    the root logger (``logging.warning``), which prints it and, when the root logger has no handler, configures one
+    for the rest of the process (``logging.basicConfig``). Drop its records below ERROR and leave the root logger as
+    it was."""
+    import logging
+
+    import onnxruntime.quantization
+
+    package = str(Path(onnxruntime.quantization.__file__).parent)
+    root = logging.getLogger()
+    stand_in = logging.NullHandler() if not root.handlers else None  # a handler: logging.warning() skips basicConfig
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(package)
+
+    if stand_in:
+        root.addHandler(stand_in)
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        if stand_in:
+            root.removeHandler(stand_in)
 
 
 def _get(obj: Any, path: str) -> Any:
