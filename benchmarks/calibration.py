@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import write_results
+from benchmarks.common import COSINE_MODELS, write_results
 from benchmarks.unseen import UNSEEN, LabelSet, label_sets
-from udtc.defaults import COSINE_MINILM, TUNED_MINILM
+from udtc.defaults import COSINE_MINILM
 
 SHOTS = (4, 8, 16)
 BINS = 15
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="calibration seeds per k (finetune: seed 0 only)")
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--no-finetune", action="store_true")
-    parser.add_argument("--model", choices=("cosine-minilm", "default"), default="cosine-minilm",
+    parser.add_argument("--model", choices=sorted(COSINE_MODELS), default="cosine-minilm",
                         help="plain cosine MiniLM (COSINE_MINILM) or the default model (TUNED_MINILM)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="results file stem for a partial run (e.g. one set's fit times); "
@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.datasets, args.seeds, args.finetune_epochs, shots = ["trec6"], 1, 1, (4,)
     started = time.perf_counter()
-    model = TUNED_MINILM if args.model == "default" else COSINE_MINILM
     results = [run_dataset(s, shots=shots, seeds=list(range(args.seeds)), finetune_epochs=args.finetune_epochs,
-                           finetune=not args.no_finetune, model=model) for s in label_sets(args.datasets, quick=args.quick)]
+                           finetune=not args.no_finetune, model=COSINE_MODELS[args.model])
+               for s in label_sets(args.datasets, quick=args.quick)]
     summary = summarise(results, shots)
     text = table(summary, args.datasets) + goal(summary)
     print(text)

@@ -13,7 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from udtc.defaults import COSINE_MINILM, TUNED_MINILM
+
 RESULTS = Path(__file__).parent / "results"
+#: ``--model`` of the benchmarks that measure a cosine model: the shipped default or plain all-MiniLM-L6-v2
+COSINE_MODELS = {"default": TUNED_MINILM, "cosine-minilm": COSINE_MINILM}
 _WORDS = ("the a market team city government film phone rain doctor game season price vote story song school "
           "new old big small quick late early strong weak good bad played announced raised closed opened won "
           "lost said reported expected found made took gave shows plans rules over under after before during").split()

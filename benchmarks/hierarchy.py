@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import write_results
+from benchmarks.common import COSINE_MODELS, write_results
 from benchmarks.datasets import TREC_COARSE, TREC_FINE, load, sample
 
 READINGS = {"leaf": "{c}", "leaf (parent)": "{c} ({p})", "parent: leaf": "{p}: {c}", "parent leaf": "{p} {c}",
@@ -27,7 +27,7 @@ READINGS = {"leaf": "{c}", "leaf (parent)": "{c} ({p})", "parent: leaf": "{p}: {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hierarchy", description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=600)
-    parser.add_argument("--model", choices=("cosine-minilm", "default"), default="cosine-minilm")
+    parser.add_argument("--model", choices=sorted(COSINE_MODELS), default="cosine-minilm")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from udtc import Classifier
@@ -35,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = sample(load("trec50"), args.n, seed=0)
     parent = {TREC_FINE[k]: TREC_COARSE[k.split(":")[0]] for k in TREC_FINE}
-    from udtc.defaults import COSINE_MINILM, DEFAULT_MODEL
-
-    clf = Classifier.from_pretrained(DEFAULT_MODEL if args.model == "default" else COSINE_MINILM, device="cpu")
+    clf = Classifier.from_pretrained(COSINE_MODELS[args.model], device="cpu")
     lines = ["| the model reads | macro-F1 | accuracy |", "|---|---|---|"]
     results = {}
     for name, fmt in READINGS.items():

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks.accuracy import all_on_f1, shift_f1
-from benchmarks.common import write_results
+from benchmarks.common import COSINE_MODELS, write_results
 from benchmarks.datasets import load, sample, split
 
 DATASETS = ("trec6", "trec50", "sms_spam", "vader_amazon")
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=300)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--backend", choices=("sce", "cosine"), default="sce")
-    parser.add_argument("--model", choices=("default", "cosine-minilm"), default="default",
+    parser.add_argument("--model", choices=sorted(COSINE_MODELS), default="default",
                         help="--backend cosine: the shipped default (TUNED_MINILM) or plain MiniLM (COSINE_MINILM)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -119,10 +119,10 @@ def cosine_shift(args: argparse.Namespace) -> int:
     from benchmarks.unseen import UNSEEN, embed, label_embedder, label_sets, tuned_key
     from udtc import Classifier
     from udtc.backends.cosine.config import CosineOptions
-    from udtc.defaults import COSINE_MINILM, TUNED_MINILM
 
-    model, key, title = ((TUNED_MINILM, tuned_key(), "the default model, TUNED_MINILM") if args.model == "default"
-                         else (COSINE_MINILM, "minilm", "plain MiniLM, COSINE_MINILM"))
+    model = COSINE_MODELS[args.model]
+    key, title = ((tuned_key(), "the default model, TUNED_MINILM") if args.model == "default"
+                  else ("minilm", "plain MiniLM, COSINE_MINILM"))
     clf = Classifier.from_pretrained(model, device="cpu")
     shipped = round(float(clf.backend.multi_label_shift), 2)
     started = time.perf_counter()
