@@ -165,6 +165,17 @@ def test_special_tokens_in_labels_and_texts_are_plain_text(classifiers, name):
     assert all(torch.isfinite(torch.tensor(list(pred.scores.values()))))
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_long_text_prints_no_tokenizer_warning(tiny_models, name, capfd):
+    """udtc cuts or splits long texts itself and says so in one line; transformers' "Token indices sequence
+    length is longer than the specified maximum" (emitted once per tokenizer) must not reach the user."""
+    clf = Classifier.from_pretrained(tiny_models(name), backend=name, device="cpu")  # a fresh tokenizer
+    capfd.readouterr()
+    for long_texts in ("truncate", "max"):
+        clf.classify("word " * 3000, ["sports", "rain"], long_texts=long_texts)
+    assert "Token indices" not in capfd.readouterr().err
+
+
 @pytest.mark.parametrize("name", TRAINABLE)
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_training_logits_are_the_score_logits(classifiers, name, multi_label):

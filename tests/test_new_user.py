@@ -321,6 +321,15 @@ def test_import_udtc_is_lazy_and_complete():
     assert run.stdout.split() == ["True", "True", "udtc.classifier"], run.stderr
 
 
+def test_udtc_defaults_after_a_plain_import():
+    # the README names models as udtc.defaults.SCE_MINILM etc.; a bare `import udtc` must reach them, without torch
+    script = "import sys, udtc; print(udtc.defaults.SCE_MINILM, udtc.defaults.DEFAULT_MODEL, 'torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert run.stdout.split() == ["package:udtc/models/sce-minilm", "package:udtc/models/cosine-minilm-tuned", "False"], \
+        run.stderr
+
+
 # ---------------------------------------------------------------- 12. one row format, CLI words
 def test_json_output_and_output_files_share_one_row_format(tiny_models, tmp_path, capsys):
     import csv

@@ -32,6 +32,7 @@ __all__ = [
     "TrainingArguments",
     "__version__",
     "available_backends",
+    "defaults",
     "export",
     "finetune",
 ]
@@ -51,6 +52,9 @@ def __getattr__(name: str):
     elif name == "DEFAULT_MODEL":
         import udtc.defaults
         value = udtc.defaults.DEFAULT_MODEL
+    elif name == "defaults":  # the shipped models' names (udtc.defaults.TUNED_MINILM, ...), importing nothing heavy
+        import udtc.defaults
+        value = udtc.defaults
     elif name == "export":
         import udtc.onnx_export
         value = udtc.onnx_export.export

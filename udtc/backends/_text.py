@@ -30,7 +30,7 @@ def encode(tokenizer: Any, texts: list[str], max_length: int, pairs: list[str] |
     if encodings:
         over = [bool(e.overflowing) for e in encodings]
     else:  # a tokenizer without the Rust backend: compare with an untruncated pass
-        full = tokenizer(texts, pairs, truncation=False, split_special_tokens=True)["input_ids"]
+        full = tokenizer(texts, pairs, truncation=False, split_special_tokens=True, verbose=False)["input_ids"]
         over = [len(ids) > max_length for ids in full]
     return enc, [a or b for a, b in zip(cut, over)]
 

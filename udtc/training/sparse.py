@@ -55,7 +55,7 @@ class Selection:
 def task_tokens(tokenizer: Any, texts: list[str], targets: list[tuple[str, ...]], k: int) -> list[int]:
     """The ``k`` token ids of ``texts`` most associated with a label (see the module docstring, step 1)."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    docs = [set(tokenizer(t, add_special_tokens=False)["input_ids"]) - special for t in texts]
+    docs = [set(tokenizer(t, add_special_tokens=False, verbose=False)["input_ids"]) - special for t in texts]
     labels = sorted({y for target in targets for y in target})
     n = len(docs)
     df = Counter(t for d in docs for t in d)

@@ -286,7 +286,7 @@ class GLiClassBackend(Trainable, Backend):
         """Token ids of user strings as plain text: no special tokens are added or recognised."""
         if not segments:
             return []
-        return self.tokenizer(segments, add_special_tokens=False, split_special_tokens=True,
+        return self.tokenizer(segments, add_special_tokens=False, split_special_tokens=True, verbose=False,
                               return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
     def _label_ids(self, labels: list[str]) -> list[list[int]]:

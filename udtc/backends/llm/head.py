@@ -283,7 +283,8 @@ class LlmHeadBackend(Trainable, Backend):
         eos = [self.tokenizer.eos_token_id] if self.append_eos and self.tokenizer.eos_token_id is not None else []
         room = max(1, self.max_length - len(self._leading) - len(eos))
         limit = max(self.max_length * _CHARS_PER_TOKEN, 4096)
-        enc = self.tokenizer([t[:limit] for t in texts], add_special_tokens=False, split_special_tokens=True)
+        enc = self.tokenizer([t[:limit] for t in texts], add_special_tokens=False, split_special_tokens=True,
+                             verbose=False)
         seqs = [self._leading + ids[:room] + eos for ids in enc["input_ids"]]
         cut = [len(t) > limit or len(ids) > room for t, ids in zip(texts, enc["input_ids"])]
         width = max(len(s) for s in seqs)

@@ -287,7 +287,7 @@ class PromptBuilder:
     def _ids(self, s: str, *, special: bool) -> list[int]:
         if not s:
             return []
-        return self.tokenizer(s, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
+        return self.tokenizer(s, add_special_tokens=False, split_special_tokens=not special, verbose=False)["input_ids"]
 
 
 # ---------------------------------------------------------------------- shared with llm-head
