@@ -196,6 +196,21 @@ def test_pair_training_continues_an_nli_model_and_evaluates_pairs(tmp_path):
     _assert_like_the_pipeline(Classifier.from_pretrained(tmp_path / "o", device="cpu"), tmp_path / "o")
 
 
+def test_pair_training_continues_an_nli_adapter_folder(tmp_path):
+    # a LoRA adapter on an NLI model (as the shipped NLI_MINILM is): its classes exist only once it is loaded
+    label2id = {"entailment": 0, "neutral": 1, "contradiction": 2}
+    adapter = tmp_path / "adapter"
+    udtc.finetune(tiny_nli(tmp_path / "mnli", label2id=label2id), ROWS, method="lora", epochs=1, batch_size=6,
+                  output_dir=adapter, progress=False)
+    assert (adapter / "adapter_config.json").exists() and not (adapter / "config.json").exists()
+    clf, metrics = udtc.finetune(adapter, PAIRS, eval=PAIRS, epochs=2, batch_size=6, output_dir=tmp_path / "o",
+                                 learning_rate=1e-3, **PAIR_ARGS)
+    assert metrics["labels"] == list(label2id) and metrics["eval"]["examples"] == len(PAIRS)
+    again = Classifier.from_pretrained(tmp_path / "o", device="cpu")
+    torch.testing.assert_close(again.backend.pair_logits(PREMISES, PREMISES), clf.backend.pair_logits(PREMISES, PREMISES),
+                               atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(("rows", "kwargs", "match"), [
     (PAIRS, {"hypothesis_column": "hyp"}, r"no column 'hyp' \(hypothesis_column='hyp'\); columns found: premise, hyp"),
     ([{**r, "label": "positive"} if i == 3 else r for i, r in enumerate(PAIRS)], {},

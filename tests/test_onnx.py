@@ -89,6 +89,14 @@ def test_export_folder_round_trip_and_refusals(pair, tmp_path):
         onnx_clf.save_pretrained(tmp_path / "copy")
     with pytest.raises(ValueError, match="ONNX export"):
         udtc.export(onnx_clf, tmp_path / "again")
+    from huggingface_hub import HfApi
+
+    created = []
+    with pytest.MonkeyPatch.context() as mp:  # a refused upload creates no (empty) Hub repo
+        mp.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: created.append(repo_id))
+        with pytest.raises(ValueError, match="push_to_hub needs the torch model.*ONNX export"):
+            onnx_clf.push_to_hub("me/x", token="hf_test")
+    assert created == []
     with pytest.raises(ValueError, match="ONNX export"):
         udtc.finetune(onnx_clf, ROWS, method="full", output_dir=tmp_path / "ft")
     with pytest.raises(ValueError, match="cannot be fine-tuned"):

@@ -163,7 +163,7 @@ def test_errors_anywhere_in_the_file_come_before_the_model_loads(tmp_path, capsy
     src.write_text("".join(json.dumps({"text": "fine"}) + "\n" for _ in range(50)) + "{broken\n", encoding="utf-8")
     # the model does not exist: the input is checked first, to its last line
     assert main(["classify", "--input", str(src), "--labels", "a,b", "--model", str(tmp_path / "nope")]) == 2
-    assert "line 51 is not valid JSON" in capsys.readouterr().err
+    assert "line 51 is not valid JSON: Expecting property name enclosed in double quotes: column 2" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"text\n" + b"ok\n" * 2000 + b"caf\xe9\n")
     with pytest.raises(ValueError, match=r"not UTF-8 text \(byte 6008\)"):

@@ -319,13 +319,14 @@ class Classifier:
         ``self_contained`` as :meth:`save_pretrained` (here on by default: Hub users need no pip package)."""
         from huggingface_hub import HfApi, get_token
 
+        refuse_exported(self.backend, "push_to_hub")
         token = token or get_token()
         if not token:
             raise ValueError("no Hugging Face token: pass token=..., set HF_TOKEN, or run `hf auth login`")
         api = HfApi(token=token)
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_pretrained(Path(tmp) / "model", self_contained=self_contained)
+            folder = self.save_pretrained(Path(tmp) / "model", self_contained=self_contained)  # no repo if this fails
+            url = api.create_repo(repo_id, private=private, exist_ok=True)
             api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision,
                               allow_patterns=atomic.files_in(folder))
         return str(url)

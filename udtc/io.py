@@ -98,7 +98,7 @@ def _json_row(path: Path, n: int, line: str, text_column: str) -> dict[str, Any]
     try:
         item = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} line {n} is not valid JSON: {err.msg}") from None
+        raise ValueError(f"{path} line {n} is not valid JSON: {err.msg}: column {err.colno}") from None
     if not isinstance(item, dict):
         raise ValueError(f"{path} line {n} is not a JSON object")
     if text_column not in item:

@@ -13,7 +13,7 @@ from typing import Any, cast
 import torch
 
 from udtc import atomic, safety
-from udtc.backends import available_backends, detect_backend, get_backend
+from udtc.backends import detect_backend, get_backend
 from udtc.backends.base import Backend, Trainable
 from udtc.card import ModelCard
 from udtc.classifier import Classifier
@@ -29,6 +29,7 @@ from udtc.training.args import ADAPTER_METHODS, BY_REFERENCE, TrainingArguments
 from udtc.training.lora import LORA_CITATION, QLORA_CITATION, merge_lora
 from udtc.training.losses import resolve_loss
 from udtc.training.loop import run, setup_distributed
+from udtc.training.pairs import pair_backend, pair_classes
 
 METRICS_FILE = "metrics.json"
 
@@ -85,7 +86,7 @@ def finetune(
     args.check_context(device, has_eval=eval is not None)  # e.g. qlora without CUDA: before the model is resolved
     pair_cls = None
     if hypothesis_column is not None:
-        pair_cls = _pair_backend(model, backend)
+        pair_cls = pair_backend(model, backend)
         backend = None if isinstance(model, Classifier) else pair_cls.name
         args = replace(args, method=args.method or "full")
     if isinstance(model, Classifier):
@@ -111,8 +112,7 @@ def finetune(
                                  label_separator=label_separator, what="train", hypothesis_column=hypothesis_column)
     classes = None  # pair training: the classes of the model trained on; None: a new head
     if pair_cls is not None:
-        classes = (cast(Trainable, model.backend).model_pair_classes() if isinstance(model, Classifier)
-                   else pair_cls.pair_classes(resolve(model), method=method, merge=merge, options=backend_options))
+        classes = pair_classes(model, pair_cls, method=method, merge=merge, options=backend_options)
         train_data = pair_cls.pair_targets(train_data, classes)
     if args.shots is not None:
         train_data = D.sample_shots(train_data, args.shots, seed)
@@ -233,17 +233,6 @@ def _hub_token(repo_id: str | None, token: str | None, base_ref: str, method: st
         raise ValueError("push_to_hub needs a Hugging Face token and none was found: pass hub_token=..., set "
                          "HF_TOKEN, or run `hf auth login` (checked before training so no time is lost)")
     return token
-
-
-def _pair_backend(model: Any, backend: str | None) -> Any:
-    """Pair training: the backend class that trains on premise/hypothesis pairs (named, implied by a
-    Classifier, or the one registered backend that does)."""
-    pair = [n for n in available_backends() if getattr(get_backend(n), "trains_pairs", False)]
-    name = model.backend.name if isinstance(model, Classifier) else backend or (pair[0] if len(pair) == 1 else None)
-    if name not in pair:
-        raise ValueError(f"hypothesis_column trains an NLI cross-encoder, which is the {' or '.join(map(repr, pair))} "
-                         f"backend, not {name!r}; start from an NLI model or a plain encoder")
-    return get_backend(name)
 
 
 def _device_of(backend) -> torch.device:
