@@ -40,6 +40,45 @@ def test_pooling_modes_equal_sentence_transformers(tiny_models, tmp_path, mode):
     np.testing.assert_allclose(ours.numpy(), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("config", [
+    {"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True},
+    {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True},
+    {"pooling_mode": ["mean", "cls"]},  # sentence-transformers >= 5 writes the modes as a list, in its order
+    {"pooling_mode": "mean_sqrt_len_tokens"},
+])
+def test_concatenated_pooling_modes_feed_the_dense_layer_in_sentence_transformers_order(tiny_models, tmp_path, config):
+    st = pytest.importorskip("sentence_transformers")
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    folder = shutil.copytree(tiny_models("cosine"), tmp_path / "model")
+    n = max(1, len(config.get("pooling_mode", "x")) if isinstance(config.get("pooling_mode"), list) else len(config))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **config}))
+    dense = json.loads((folder / "2_Dense" / "config.json").read_text())
+    (folder / "2_Dense" / "config.json").write_text(json.dumps({**dense, "in_features": 32 * n}))
+    g = torch.Generator().manual_seed(0)
+    save_file({"linear.weight": torch.randn(16, 32 * n, generator=g) * 0.2, "linear.bias": torch.zeros(16)},
+              folder / "2_Dense" / "model.safetensors")
+    clf = Classifier.from_pretrained(folder, device="cpu")
+    ref = st.SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    np.testing.assert_allclose(clf.backend.embed(TEXTS)[0].numpy(), ref, atol=1e-5)
+    saved = clf.save_pretrained(tmp_path / "saved")  # and what udtc writes reads back the same in both
+    np.testing.assert_allclose(st.SentenceTransformer(str(saved), device="cpu").encode(TEXTS, convert_to_numpy=True),
+                               ref, atol=1e-5)
+
+
+def test_unknown_pooling_mode_is_a_clear_error(tiny_models, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_models("cosine"), tmp_path / "model")
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode": "median"}))
+    with pytest.raises(ValueError, match=r"pooling_mode \['median'\] is not supported"):
+        Classifier.from_pretrained(folder, device="cpu")
+
+
 def test_plain_encoder_uses_mean_pooling(tmp_path):
     from factories import tiny_encoder
 

@@ -182,13 +182,17 @@ def test_cli_finetune_builds_a_new_gliclass_model_on_an_encoder(encoder, tmp_pat
     assert clf.backend_name == "gliclass" and clf.labels == ["sports", "weather", "food"]
 
 
-def test_the_untrained_model_warning_and_what_cannot_be_built(encoder, tmp_path):
+def test_the_untrained_model_warning_and_what_cannot_be_built(encoder, tmp_path, udtc_logs):
     with expect_log("not a GLiClass checkpoint"):
         Classifier.from_pretrained(encoder, backend="gliclass", device="cpu")
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "config.json").write_text('{"model_type": "t5"}')
     with pytest.raises(ValueError, match="neither a GLiClass checkpoint.*nor an encoder.*model_type='t5'"):
         Classifier.from_pretrained(tmp_path / "odd", backend="gliclass", device="cpu", init_seed=0)
+    udtc_logs.clear()
+    with pytest.raises(ValueError, match="model_type='t5'"):  # refused, without saying it built a new model
+        Classifier.from_pretrained(tmp_path / "odd", backend="gliclass", device="cpu")
+    assert not [r for r in udtc_logs.records if "not a GLiClass checkpoint" in r.getMessage()]
     folder = Classifier(GLiClassBackend.from_encoder(encoder, seed=0)).save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="pooling_strategy='avg' applies when a new model"):
         Classifier.from_pretrained(folder, device="cpu", pooling_strategy="avg")

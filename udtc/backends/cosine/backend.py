@@ -32,11 +32,18 @@ from udtc.config import read_json, write_json
 from udtc.safety import inside
 
 _ST = "sentence_transformers.models."
+#: sentence-transformers' Pooling keys, in the order it concatenates the modes (cls, max, mean, ...): a Dense
+#: layer after the pooling was trained on that order
 _POOLING_KEYS = {
-    "pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max",
+    "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max", "pooling_mode_mean_tokens": "mean",
     "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len", "pooling_mode_weightedmean_tokens": "weightedmean",
     "pooling_mode_lasttoken": "lasttoken",
 }
+#: the names sentence-transformers >= 5 writes as ``pooling_mode`` (a string, or a list concatenated in its order)
+_POOLING_NAMES = {"cls": "cls", "cls_token": "cls", "max": "max", "max_tokens": "max", "mean": "mean",
+                  "mean_tokens": "mean", "mean_sqrt_len_tokens": "mean_sqrt_len", "weightedmean": "weightedmean",
+                  "weightedmean_tokens": "weightedmean", "lasttoken": "lasttoken"}
+_ST_NAMES = {"mean_sqrt_len": "mean_sqrt_len_tokens"}  # udtc's mode names that sentence-transformers spells otherwise
 _ACTIVATIONS = {"torch.nn.modules.linear.Identity": torch.nn.Identity, "torch.nn.modules.activation.Tanh": torch.nn.Tanh,
                 "torch.nn.modules.activation.ReLU": torch.nn.ReLU, "torch.nn.modules.activation.GELU": torch.nn.GELU}
 _CACHE_SIZE = 65536
@@ -112,7 +119,10 @@ class CosineBackend(Trainable, Backend):
         modules = [{"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"},
                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"}]
         dim = self.model.config.hidden_size
-        pool_cfg = {"word_embedding_dimension": dim, **{k: v in self.pooling for k, v in _POOLING_KEYS.items()}}
+        legacy = [name for name in _POOLING_KEYS.values() if name in self.pooling]  # the order those keys imply
+        pool_cfg = ({"word_embedding_dimension": dim, **{k: v in self.pooling for k, v in _POOLING_KEYS.items()}}
+                    if legacy == self.pooling else  # else a list read from sentence-transformers >= 5 keeps its order
+                    {"word_embedding_dimension": dim, "pooling_mode": [_ST_NAMES.get(m, m) for m in self.pooling]})
         write_json(folder / "1_Pooling" / "config.json", pool_cfg)
         from safetensors.torch import save_file
 
@@ -120,7 +130,8 @@ class CosineBackend(Trainable, Backend):
             path = f"{i}_Dense"
             modules.append({"idx": i, "name": str(i), "path": path, "type": _ST + "Dense"})
             write_json(folder / path / "config.json", {k: spec[k] for k in ("in_features", "out_features", "bias", "activation_function")})
-            save_file({k: v.detach().cpu().contiguous() for k, v in layer[0].state_dict().items()}, folder / path / "model.safetensors")
+            save_file({f"linear.{k}": v.detach().cpu().contiguous() for k, v in layer[0].state_dict().items()},  # ST's names
+                      folder / path / "model.safetensors")
         if self.normalize:
             n = len(modules)
             modules.append({"idx": n, "name": str(n), "path": f"{n}_Normalize", "type": _ST + "Normalize"})
@@ -203,6 +214,20 @@ def _pool(hidden: torch.Tensor, mask: torch.Tensor, modes: list[str]) -> torch.T
     return torch.cat(parts, dim=-1)
 
 
+def _pooling_modes(cfg: dict[str, Any], path: Path) -> list[str]:
+    """A Pooling config's modes in concatenation order: the boolean keys, or ``pooling_mode`` (a name or a list)."""
+    modes = [name for key, name in _POOLING_KEYS.items() if cfg.get(key)]
+    given = cfg.get("pooling_mode")
+    if given and not modes:
+        names = [given] if isinstance(given, str) else given
+        unknown = [m for m in names if m not in _POOLING_NAMES] if isinstance(names, list) else [names]
+        if unknown:
+            raise ValueError(f"{path / 'config.json'}: pooling_mode {unknown} is not supported; udtc pools with "
+                             f"{sorted(set(_POOLING_NAMES.values()))}")
+        modes = [_POOLING_NAMES[m] for m in names]
+    return modes or ["mean"]
+
+
 def _read_modules(folder: Path) -> dict[str, Any]:
     if not (folder / "modules.json").exists():
         return {"transformer": "", "pooling": ["mean"], "dense": [], "normalize": False, "transformer_dir": folder}
@@ -213,10 +238,7 @@ def _read_modules(folder: Path) -> dict[str, Any]:
             result["transformer"] = module.get("path", "")
         elif kind == "Pooling":
             cfg = read_json(path / "config.json")
-            modes = [name for key, name in _POOLING_KEYS.items() if cfg.get(key)]
-            if cfg.get("pooling_mode") and not modes:  # newer single-key form
-                modes = [cfg["pooling_mode"].replace("mean_tokens", "mean").replace("cls_token", "cls")]
-            result["pooling"] = modes or ["mean"]
+            result["pooling"] = _pooling_modes(cfg, path)
         elif kind == "Dense":
             cfg = read_json(path / "config.json")
             if cfg.get("activation_function") not in _ACTIVATIONS:

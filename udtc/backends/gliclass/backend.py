@@ -127,12 +127,13 @@ class GLiClassBackend(Trainable, Backend):
         init = opts.new_model()
         options = {"max_length": opts.max_length} if "max_length" in options else {}
         if not cls.detect(folder):  # a plain encoder: a new, untrained GLiClass model on top of it
-            if "init_seed" not in init:
-                logger.warning(f"{folder} is not a GLiClass checkpoint: built a new GLiClass model on its encoder, with "
-                               "untrained projection layers (init_seed=0); fine-tune it (udtc.finetune) before use, "
-                               "or pass init_seed= to silence this")
+            seeded = "init_seed" in init
             backend = cls.from_encoder(folder, seed=init.pop("init_seed", 0), device=device,
                                        trust_remote_code=trust_remote_code, **options, **{**NEW_MODEL_DEFAULTS, **init})
+            if not seeded:  # said once the model is built: a folder that is no encoder raises instead
+                logger.warning(f"{folder} is not a GLiClass checkpoint: built a new GLiClass model on its encoder, with "
+                               "untrained projection layers (init_seed=0); its scores mean nothing until it is fine-tuned "
+                               "(udtc.finetune); pass init_seed= to silence this")
             return backend if dtype is None else backend._to(dtype)
         raw = read_json(folder / "config.json")
         for key, value in init.items():
