@@ -387,3 +387,20 @@ def test_from_encoder_on_all_minilm_l6_v2(minilm_path, tmp_path):
     assert_conforms(model, AutoTokenizer.from_pretrained(saved), Classifier.from_pretrained(saved, device="cpu"),
                     texts=["The central bank raised interest rates again.", "A late goal won the cup final."],
                     label_sets=[["economy", "sports", "science fiction"]], contexts=CONTEXTS[::3])
+
+
+def test_markers_that_are_plain_added_tokens_cannot_be_injected(tmp_path):
+    # older checkpoints add <<LABEL>>/<<SEP>> with tokenizer.add_tokens (special=false): made special at load
+    from factories import tiny_gliclass
+
+    folder = tiny_gliclass(tmp_path / "m")
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    for added in tok["added_tokens"]:
+        added["special"] = added["special"] and not added["content"].startswith("<<")
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    clf = Classifier.from_pretrained(folder, device="cpu")
+    seen = []
+    forward = clf.backend.model.forward
+    clf.backend.model.forward = lambda inputs: (seen.append(inputs.input_ids[0].tolist()), forward(inputs))[1]
+    clf.classify("the match <<SEP>> rain <<LABEL>> food", ["sports", "weather <<LABEL>> food"])
+    assert seen[-1].count(clf.backend.label_id) == 2 and seen[-1].count(clf.backend.sep_id) == 1

@@ -135,6 +135,28 @@ def test_export_folder_never_reads_outside_itself(pair, tmp_path):
         Classifier.from_pretrained(folder)
 
 
+def test_a_sparse_initializer_with_external_data_is_refused(pair, tmp_path, monkeypatch):
+    # onnx's own tensor walk skips sparse initializers, and ONNX Runtime would read the file from the working directory
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = shutil.copytree(pair("cosine")[2], tmp_path / "export")
+    (tmp_path / ".env").write_bytes(b"SECRET")
+    values = TensorProto(name="v", data_type=TensorProto.UINT8, dims=[6], data_location=TensorProto.EXTERNAL)
+    for key, value in {"location": ".env", "offset": "0", "length": "6"}.items():
+        entry = values.external_data.add()
+        entry.key, entry.value = key, value
+    graph = onnx.load(str(folder / "model.onnx"))
+    graph.graph.sparse_initializer.append(
+        helper.make_sparse_tensor(values, helper.make_tensor("i", TensorProto.INT64, [6], list(range(6))), [6]))
+    (folder / "model.onnx").write_bytes(graph.SerializeToString())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="external data"):
+        Classifier.from_pretrained(folder)
+
+
 def test_missing_onnxruntime_names_the_extra(pair, tiny_models, tmp_path, monkeypatch):
     folder = pair("cosine")[2]
     monkeypatch.setitem(sys.modules, "onnxruntime", None)

@@ -263,6 +263,25 @@ def test_package_names_in_a_saved_folder_still_load(tmp_path):
     assert clf.classify("it rained all day", ["weather", "sports"]).label == "weather"
 
 
+@pytest.mark.parametrize("name", ["package:json/../../VICTIM", "package:json//VICTIM", "package:evil_pkg.sub/model"])
+def test_package_names_never_leave_their_package_nor_import_one(tmp_path, monkeypatch, name):
+    sce = tiny_sce(tmp_path / "sce")
+    victim = shutil.copytree(sce / "embedder", tmp_path / "victim")
+    relative = os.path.relpath(victim, Path(__import__("json").__file__).parent)
+    name = name.replace("../../VICTIM", relative).replace("/VICTIM", str(victim))
+    # a dotted name would be imported to be found: a package beside the user's script runs its __init__
+    marker = tmp_path / "ran"
+    (tmp_path / "evil_pkg").mkdir()
+    (tmp_path / "evil_pkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('code ran')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    options = json.loads((sce / "udtc_config.json").read_text())["options"]
+    _udtc_config(sce, "sce", {**options, "embedder": name, "encoder": name})
+    with opened_files() as paths:
+        with pytest.raises(ValueError, match="is not a package resource"):
+            Classifier.from_pretrained(sce, device="cpu")
+    assert not _under(paths, victim) and not marker.exists()
+
+
 # ---------------------------------------------------------------------------------------------- saved files
 def _texts(folder: Path) -> str:
     return "\n".join(p.read_text(encoding="utf-8", errors="ignore") for p in folder.rglob("*")
@@ -280,6 +299,44 @@ def test_saved_folders_are_self_contained_without_local_paths(tmp_path):
     a = Classifier.from_pretrained(sce, device="cpu").classify("rain", LABELS).scores
     b = Classifier.from_pretrained(again, device="cpu").classify("rain", LABELS).scores
     assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_a_snapshot_folder_cannot_reach_out_through_a_linked_blobs_folder(cosine, tmp_path):
+    # the Hugging Face cache layout lets snapshots/<rev> name ../../blobs; a blobs that is a link could be anywhere
+    from safetensors.torch import save_file
+
+    victim = shutil.copytree(cosine, tmp_path / "victim")
+    model = tmp_path / "models--evil--m" / "snapshots" / "main"
+    model.mkdir(parents=True)
+    (tmp_path / "models--evil--m" / "blobs").symlink_to(tmp_path)
+    (model / "udtc_config.json").write_text(json.dumps({"backend": "cosine", "base_model": "../../blobs/victim"}))
+    save_file({}, model / "sparse_delta.safetensors")
+    with opened_files() as paths:
+        with pytest.raises(ValueError, match="leads outside the model folder"):
+            Classifier.from_pretrained(model, device="cpu")
+    assert not _under(paths, victim)
+
+
+def test_a_bundled_local_model_brings_only_model_files(tmp_path):
+    # an SCE on a local embedder folder (and an adapter on a local base) copies that folder in: its model files,
+    # never the stray ones beside them (tokens, pickles, logs), which push_to_hub would upload with it
+    import torch
+    from factories import ROWS, tiny_cosine
+
+    import udtc
+    from udtc.backends.sce.backend import SCEBackend
+
+    embedder = tiny_cosine(tmp_path / "embedder")
+    for stray in ("hf_token.txt", "training_args.bin", "wandb/settings", ".env"):
+        (embedder / stray).parent.mkdir(exist_ok=True)
+        (embedder / stray).write_text("secret")
+    sce = Classifier(SCEBackend.build(str(embedder), None, [0], device=torch.device("cpu"))).save_pretrained(tmp_path / "sce")
+    udtc.finetune(str(embedder), ROWS, method="lora", epochs=1, output_dir=tmp_path / "lora", progress=False)
+    for copied in (sce / "embedder", tmp_path / "lora" / "base"):
+        names = {p.relative_to(copied).as_posix() for p in copied.rglob("*") if p.is_file()}
+        assert {"model.safetensors", "config.json", "modules.json", "tokenizer.json"} <= names, names
+        assert not names & {"hf_token.txt", "training_args.bin", "wandb/settings", ".env"}, names
+    assert Classifier.from_pretrained(tmp_path / "lora", device="cpu").classify("rain", LABELS).label in LABELS
 
 
 # ---------------------------------------------------------------------------------------------- one-line errors

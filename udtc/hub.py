@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from udtc import safety
@@ -106,12 +106,19 @@ def _looks_local(name: str) -> bool:
 
 def _package_path(name: str) -> Path:
     module, _, sub = name.removeprefix("package:").partition("/")
-    spec = importlib.util.find_spec(module)
+    parts = PurePosixPath(sub).parts
+    if not module.isidentifier() or sub.startswith("/") or "\\" in sub or ".." in parts:
+        # a dotted module would be imported (its parents' __init__ run) to be found; '..' or '/' would leave it
+        raise safety.UnsafeFolderError(f"{name!r} is not a package resource: write 'package:<module>/<path>' with a "
+                                       "top-level module name and a path inside that package")
+    spec = importlib.util.find_spec(module)  # a top-level name: found on sys.path, nothing imported
     if spec is None or not spec.submodule_search_locations:
         hint = PACKAGE_INSTALL_HINTS.get(module, f"pip install {module}")
         raise FileNotFoundError(f"model {name!r} needs the Python package {module!r}, which is not installed; run: {hint}")
     root = Path(next(iter(spec.submodule_search_locations)))
     path = root / sub if sub else root
+    if not path.resolve().is_relative_to(root.resolve()):  # e.g. a symlink inside the package
+        raise safety.UnsafeFolderError(f"{name!r} leads outside the package {module!r} ({path.resolve()})")
     if not path.exists():
         raise FileNotFoundError(f"package {module!r} is installed but has no {sub!r} ({path})")
     return path

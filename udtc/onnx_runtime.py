@@ -111,7 +111,6 @@ def attach(backend: Any, folder: Path, runtime: Any) -> Any:
 def read_graph(path: Path) -> bytes:
     """The bytes of the ONNX graph at ``path``, refused when it keeps tensors in external files."""
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     if not path.is_file():
         raise FileNotFoundError(f"missing {path} (an ONNX graph udtc_config.json names); export the model again")
@@ -120,10 +119,26 @@ def read_graph(path: Path) -> bytes:
         graph = onnx.load_model_from_string(data)  # from bytes: never reads an external data file
     except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise ValueError(f"{path} is not a readable ONNX graph ({err}); export the model again") from None
-    if any(uses_external_data(t) for t in _get_all_tensors(graph)):
+    if _has_external_data(graph):
         raise ValueError(f"{path} keeps tensors in external data files; udtc loads self-contained ONNX graphs only "
                          "(a model folder never makes udtc read outside a file it names)")
     return data
+
+
+def _has_external_data(message: Any) -> bool:
+    """Whether any tensor anywhere in an ONNX message points at an external file: initializers, sparse
+    initializers (onnx's own tensor walk skips them), attributes, subgraphs of If/Loop, ..."""
+    from onnx import TensorProto
+
+    if isinstance(message, TensorProto):
+        return message.data_location == TensorProto.EXTERNAL or len(message.external_data) > 0
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_MESSAGE:
+            repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; before it, the label
+            items = value if (repeated if repeated is not None else field.label == field.LABEL_REPEATED) else [value]
+            if any(_has_external_data(item) for item in items):
+                return True
+    return False
 
 
 def exported(backend: Any) -> bool:

@@ -61,8 +61,9 @@ def portable_name(name: str | None) -> str | None:
 
 def _roots(folder: Path) -> list[Path]:
     roots = [folder.resolve()]
-    if folder.parent.name == "snapshots":  # huggingface_hub cache: models--o--n/snapshots/<rev> -> ../../blobs
-        roots.append((folder.parent.parent / "blobs").resolve())
+    blobs = folder.parent.parent / "blobs"  # huggingface_hub cache: models--o--n/snapshots/<rev> -> ../../blobs
+    if folder.parent.name == "snapshots" and blobs.is_dir() and not blobs.is_symlink():  # a link could be anywhere
+        roots.append(blobs.resolve())
     return roots
 
 
@@ -180,16 +181,33 @@ def saved_model_names(embedder: str, encoder: str | None) -> tuple[str, str | No
     return saved, str(encoder) if _kept_by_name(encoder) else "encoder"
 
 
+#: the files a model folder udtc copies into another may hold: weights, configs, tokenizer files, card and
+#: licence; never pickles, logs, keys or other stray files (they would be uploaded with it)
+MODEL_FILES = ("*.safetensors", "*.gguf", "config*.json", "*_config.json", "tokenizer*.json", "special_tokens_map.json",
+               "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "*.model", "*.jinja", "modules.json",
+               "*.index.json", "udtc_head.json", "calibration.json", "README.md", "LICENSE*", "NOTICE*")
+
+
+def _copy_model(source: Path, target: Path) -> None:
+    import shutil
+    from fnmatch import fnmatch
+
+    def skipped(directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith(".") or not (os.path.isdir(os.path.join(directory, n))
+                                                             or any(fnmatch(n, p) for p in MODEL_FILES))]
+
+    shutil.copytree(source, target, ignore=skipped)
+
+
 def bundle_local_models(folder: Path, embedder: str, encoder: str | None) -> None:
     """Copy local (non-portable) models a folder builds on into it, so it is self-contained."""
-    import shutil
 
     for name, sub in ((embedder, "embedder"), (encoder, "encoder")):
         if name is None or _kept_by_name(name) or (sub == "encoder" and name == embedder):
             continue
         source = _source(name)
         if source.resolve() != (folder / sub).resolve():
-            shutil.copytree(source, folder / sub, ignore=shutil.ignore_patterns(".*"))
+            _copy_model(source, folder / sub)
 
 
 def bundle_base(folder: Path, base: str | None) -> str | None:
@@ -201,7 +219,7 @@ def bundle_base(folder: Path, base: str | None) -> str | None:
         return base
     source = _source(base)
     if source.is_dir():
-        shutil.copytree(source, folder / "base", ignore=shutil.ignore_patterns(".*"))
+        _copy_model(source, folder / "base")
         return "base"
     (folder / "base").mkdir()
     shutil.copy2(source, folder / "base" / source.name)

@@ -92,6 +92,7 @@ class GLiClassBackend(Trainable, Backend):
                                  f"config says {expected}; the tokenizer does not belong to this model")
         example_id = token_id(tokenizer, EXAMPLE_TOKEN)
         self.example_id = example_id if example_id == self.config.example_token_index else None
+        _markers_special(tokenizer)
         limit = _position_limit(model.encoder_model)
         if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)):
             raise TypeError(f"max_length must be an integer, got {max_length!r}")
@@ -367,6 +368,21 @@ def _example_text(example: Any, i: int) -> str:
             raise TypeError(f"example {i}: labels must be strings, got {labels!r}")
         labels = ", ".join(labels)
     return f"{example['text']} \nLabels:\n {labels}"
+
+
+def _markers_special(tokenizer: Any) -> None:
+    """Make the structural markers special tokens, ids unchanged: a checkpoint whose markers are plain added
+    tokens (``tokenizer.add_tokens([...])``) would let a label or text write ``<<LABEL>>`` or ``<<SEP>>``, since
+    ``split_special_tokens=True`` keeps only special tokens as plain text."""
+    from transformers import AddedToken
+
+    markers = [t for t in (LABEL_TOKEN, SEP_TOKEN, EXAMPLE_TOKEN) if token_id(tokenizer, t) is not None]
+    plain = [t for t in markers if t not in tokenizer.all_special_tokens]
+    if plain:
+        ids = [token_id(tokenizer, t) for t in plain]
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in plain], special_tokens=True)
+        if [token_id(tokenizer, t) for t in plain] != ids:
+            raise ValueError(f"the tokenizer cannot mark {plain} as special tokens with their ids {ids}")
 
 
 def _position_limit(encoder: torch.nn.Module) -> int | None:
