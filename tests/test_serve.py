@@ -226,6 +226,14 @@ def test_size_limits_are_413(clf):
         r = c.post("/classify", json={"texts": ["a", "b", "c", "d"], "labels": ["a", "b"]})
         assert r.status_code == 413 and "4 texts" in r.json()["detail"] and "--max-texts" in r.json()["detail"]
         assert c.post("/classify", json={"texts": ["a", "b", "c"], "labels": ["x", "y"]}).status_code == 200
+    with TestClient(create_app(clf, ServeSettings(max_pairs=6))) as c:  # texts x labels: the work a request asks
+        r = c.post("/classify", json={"texts": ["a", "b"], "labels": ["w", "x", "y", "z"]})
+        assert r.status_code == 413 and "8 (text, label) pairs" in r.json()["detail"] and "--max-pairs" in r.json()["detail"]
+        r = c.post("/classify", json={"texts": ["a", "b"], "labels": [["w", "x", "y", "z"], ["x", "y", "z"]]})
+        assert r.status_code == 413 and "7 (text, label) pairs" in r.json()["detail"]
+        pipe = {"inputs": ["a", "b"], "parameters": {"candidate_labels": "w, x, y, z"}}
+        assert c.post("/pipeline/zero-shot-classification", json=pipe).status_code == 413
+        assert c.post("/classify", json={"texts": ["a", "b"], "labels": ["x", "y", "z"]}).status_code == 200
 
 
 class Gated(Classifier):

@@ -3,8 +3,8 @@
 Routes: ``POST /classify`` (udtc's own request/response), ``POST /pipeline/zero-shot-classification``
 (the Hugging Face Inference API's zero-shot task, so its clients work unchanged), ``GET /health``
 (the process is up), ``GET /ready`` (taking requests), ``GET /metrics`` (Prometheus text),
-``/docs`` and ``/openapi.json`` (FastAPI's). Status codes: 401 missing/wrong API key, 413 body or
-text count over the limit, 422 invalid request (the one-line message the Python API raises),
+``/docs`` and ``/openapi.json`` (FastAPI's). Status codes: 401 missing/wrong API key, 413 body, text
+or (text, label) pair count over the limit, 422 invalid request (the one-line message the Python API raises),
 503 queue full or shutting down (with ``Retry-After``), 504 request timeout.
 """
 
@@ -91,7 +91,7 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": text} for code, text in {
-    401: "missing or wrong API key", 413: "request body or text count over the limit",
+    401: "missing or wrong API key", 413: "request body, text count or (text, label) pair count over the limit",
     422: "invalid request (the Python API's one-line message)", 503: "queue full or shutting down (see Retry-After)",
     504: "request timed out"}.items()}
 
@@ -141,6 +141,10 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, *,
         if n_texts > settings.max_texts:
             raise HTTPException(413, f"request has {n_texts} texts, over the limit of {settings.max_texts} per request "
                                      "(--max-texts); split it into several requests")
+        n_pairs = _pairs(labels, n_texts)
+        if n_pairs > settings.max_pairs:
+            raise HTTPException(413, f"request has {n_pairs} (text, label) pairs, over the limit of {settings.max_pairs} "
+                                     "per request (--max-pairs); send fewer texts or labels per request")
         try:
             future = batcher.submit(texts, labels, **options)
         except (QueueFull, ShuttingDown) as err:
@@ -206,6 +210,18 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, *,
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
     return app
+
+
+def _pairs(labels: Any, n_texts: int) -> int:
+    """(text, label) pairs a request asks for: each text times its labels (per-text label sets counted one by one,
+    hierarchical labels by their leaves); malformed labels count as one and are refused by ``classify``."""
+    def count(x: Any) -> int:
+        if isinstance(x, dict):
+            return sum(count(v) if isinstance(v, (dict, list)) else 1 for v in x.values())
+        return sum(count(v) for v in x) if isinstance(x, list) else 1
+
+    per_text = isinstance(labels, list) and bool(labels) and all(isinstance(x, (list, dict)) for x in labels)
+    return count(labels) if per_text else count(labels) * n_texts
 
 
 def _one_line(exc: RequestValidationError) -> str:

@@ -26,6 +26,8 @@ def add_serve_command(sub) -> None:
     s.add_argument("--max-queue", type=int, default=256, help="queued requests before 503 + Retry-After")
     s.add_argument("--timeout", type=float, default=30.0, help="seconds before a request gets 504")
     s.add_argument("--max-texts", type=int, default=256, help="texts per request before 413")
+    s.add_argument("--max-pairs", type=int, default=100_000,
+                   help="(text, label) pairs per request before 413: each text times its labels")
     s.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body bytes before 413")
     s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY or X-API-Key); "
                    "default: $UDTC_API_KEY if set, else no key (prefer the variable: arguments show in ps)")
@@ -44,7 +46,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     require_serve_extra()  # before loading a model: a missing extra is a one-line error at once
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                             timeout_s=args.timeout, max_texts=args.max_texts, max_body_bytes=args.max_body_bytes,
+                             timeout_s=args.timeout, max_texts=args.max_texts, max_pairs=args.max_pairs,
+                             max_body_bytes=args.max_body_bytes,
                              api_key=args.api_key or os.environ.get("UDTC_API_KEY") or None)
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")

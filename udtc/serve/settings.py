@@ -15,6 +15,8 @@ class ServeSettings:
         max_queue: requests waiting to be scored; one more gets 503 with ``Retry-After``.
         timeout_s: a request not answered within this many seconds gets 504.
         max_texts: texts in one request; more gets 413.
+        max_pairs: (text, label) pairs in one request, each text times its labels; more gets 413 (the work of
+            a request grows with them, and a round being scored is not stopped by a 504).
         max_body_bytes: bytes of one request body; more gets 413.
         api_key: when set, ``/classify`` and ``/pipeline/*`` need ``Authorization: Bearer KEY``
             or ``X-API-Key: KEY`` (else 401); ``/health``, ``/ready``, ``/metrics``, docs stay open.
@@ -25,11 +27,12 @@ class ServeSettings:
     max_queue: int = 256
     timeout_s: float = 30.0
     max_texts: int = 256
+    max_pairs: int = 100_000
     max_body_bytes: int = 1_000_000
     api_key: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_texts", "max_body_bytes"):
+        for name in ("max_batch", "max_queue", "max_texts", "max_pairs", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
