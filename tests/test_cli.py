@@ -132,3 +132,37 @@ def test_dtype_flag(model, capsys):
     assert main(args) == 0
     full = json.loads(capsys.readouterr().out)["scores"]
     assert low.keys() == full.keys() and all(abs(low[k] - full[k]) < 0.05 for k in low)
+
+
+def test_folders_named_like_files_are_one_line_errors(tmp_path, capsys):
+    from udtc.cli import main as cli_main
+
+    (tmp_path / "d.csv").mkdir()
+    (tmp_path / "in.csv").write_text("text\nhello\n", encoding="utf-8")
+    assert cli_main(["classify", "--input", str(tmp_path / "d.csv"), "--labels", "a,b"]) == 2
+    assert "is a folder, not an input file" in capsys.readouterr().err
+    assert cli_main(["classify", "--input", str(tmp_path / "in.csv"), "--labels", "a,b", "--output",
+                     str(tmp_path / "d.csv"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and "is a folder" in err and err.count("\n") == 1
+
+
+def test_flags_that_would_do_nothing_are_refused(tmp_path, capsys):
+    from udtc.cli import main as cli_main
+
+    for argv, message in (
+        (["classify", "hi", "--labels", "a,b", "--overwrite"], "--overwrite replaces an --output file"),
+        (["classify", "hi", "--labels", "a,b", "--text-column", "body"], "--text-column names a column of --input"),
+        (["calibrate", "--model", "x", "--dev", "d.csv", "--output", str(tmp_path / "k"), "--labels", ",,"],
+         "--labels ',,' names no label"),
+    ):
+        assert cli_main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_csv_row_with_more_fields_than_its_header_is_named(tmp_path, capsys):
+    from udtc.cli import main as cli_main
+
+    (tmp_path / "in.csv").write_text("text,other\nhello,x\nworld,x,y,z\n", encoding="utf-8")
+    assert cli_main(["classify", "--input", str(tmp_path / "in.csv"), "--labels", "a,b", "--model", "nope"]) == 2
+    assert "line 3 has 4 fields but the header has 2" in capsys.readouterr().err

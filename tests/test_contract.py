@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 import torch
@@ -163,6 +164,14 @@ def test_special_tokens_in_labels_and_texts_are_plain_text(classifiers, name):
     assert set(pred.scores) == set(labels)
     assert abs(sum(pred.scores.values()) - 1) < 1e-5
     assert all(torch.isfinite(torch.tensor(list(pred.scores.values()))))
+
+
+@pytest.mark.parametrize("name", [n for n in BACKENDS
+                                  if "max_length" in {f.name for f in fields(get_backend(n).options_class)}])
+@pytest.mark.parametrize("bad", [-5, 0, 2.5, True, "128"])
+def test_a_bad_max_length_is_a_clear_error_in_every_backend(tiny_models, name, bad):
+    with pytest.raises(ValueError, match=r"max_length must be a positive integer"):
+        Classifier.from_pretrained(tiny_models(name), backend=name, device="cpu", max_length=bad)
 
 
 @pytest.mark.parametrize("name", BACKENDS)

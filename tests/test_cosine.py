@@ -79,6 +79,16 @@ def test_unknown_pooling_mode_is_a_clear_error(tiny_models, tmp_path):
         Classifier.from_pretrained(folder, device="cpu")
 
 
+def test_a_bad_max_seq_length_in_a_folder_is_a_clear_error(tiny_models, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_models("cosine"), tmp_path / "model")
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": -5}))
+    with pytest.raises(ValueError, match=r"sentence_bert_config.json: max_seq_length must be a positive integer, got -5"):
+        Classifier.from_pretrained(folder, device="cpu")
+
+
 def test_plain_encoder_uses_mean_pooling(tmp_path):
     from factories import tiny_encoder
 

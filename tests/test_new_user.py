@@ -64,6 +64,27 @@ def test_labels_differing_only_in_case_warn(clf):
         clf.classify("the match", ["Sport", "sport", "food"])
 
 
+def test_labels_the_model_reads_as_the_same_text_warn(clf):
+    with expect_log(r"'play_music' and 'play music' are read by the model as the same text 'play music'"):
+        clf.classify("some jazz", ["play_music", "play music", "set_alarm"])
+    with expect_log(r"'a' and 'b' are read by the model as the same text 'music'"):
+        clf.classify("some jazz", {"a": "music", "b": "music ", "c": "alarm"})
+
+
+def test_flags_and_numbers_are_checked_by_type(clf):
+    import numpy as np
+
+    with pytest.raises(TypeError, match="multi_label must be True or False, got 'false'"):
+        clf.classify("the match", ["sports", "food"], multi_label="false")
+    with pytest.raises(TypeError, match="multi_label must be True or False, got None"):
+        clf.classify("the match", ["sports", "food"], multi_label=None)
+    # numpy scalars are numbers: accepted where Python's are
+    ref = clf.classify("the match", ["sports", "food"], multi_label=True, threshold=0.3, top_k=1, batch_size=4)
+    got = clf.classify("the match", ["sports", "food"], multi_label=np.bool_(True), threshold=np.float32(0.3),
+                       top_k=np.int64(1), batch_size=np.int64(4))
+    assert got.scores == ref.scores and got.labels == ref.labels
+
+
 # ---------------------------------------------------------------- 4. transformers' pipeline keywords
 def test_pipeline_keywords_and_a_comma_string_of_labels(clf):
     ref = clf.classify("the match", ["sports", "food"], template="It is about {}.")
@@ -186,6 +207,45 @@ def test_finetune_defaults_are_the_backends_benchmarked_recipe():
     given = TrainingArguments(learning_rate=1e-4, epochs=2).resolved(
         cosine.supported_methods, {}, backend="cosine", device="cpu", has_eval=False, recipes=cosine.training_recipes)
     assert (given.method, given.learning_rate, given.epochs) == ("lora", 1e-4, 2)
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("seed", "a", "seed must be an integer, got 'a'"), ("seed", 1.5, "seed must be an integer"),
+    ("epochs", 0, "epochs must be a positive integer"), ("learning_rate", -1.0, "learning_rate must be a positive"),
+])
+def test_bad_training_arguments_are_named(field, value, match):
+    from udtc import TrainingArguments
+
+    with pytest.raises(ValueError, match=match):
+        TrainingArguments(**{field: value})
+
+
+def test_load_and_save_arguments_are_named(clf, tmp_path):
+    import torch
+
+    with pytest.raises(TypeError, match="name_or_path must be a folder, file or Hub id .*got int 5"):
+        Classifier.from_pretrained(5)
+    with pytest.raises(ValueError, match="dtype torch.int8 is not a floating-point type"):
+        Classifier.from_pretrained(None, dtype=torch.int8)
+    (tmp_path / "notes.txt").write_text("mine")
+    for overwrite in (False, True):  # a file is never replaced by a model folder
+        with pytest.raises(FileExistsError, match="notes.txt is a file; a model is saved as a folder"):
+            clf.save_pretrained(tmp_path / "notes.txt", overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_merge_with_a_method_that_saves_full_weights_is_refused(tiny_models, tmp_path):
+    import udtc
+    from factories import ROWS
+
+    with pytest.raises(ValueError, match="merge=True merges a LoRA adapter or sparse change.*method='full'"):
+        udtc.finetune(tiny_models("cosine"), ROWS, method="full", merge=True, output_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bytes_labels_are_named_as_bytes(clf):
+    with pytest.raises(TypeError, match="every label and description must be a string, got bytes"):
+        clf.classify("the match", [b"sports", b"food"])
 
 
 def test_finetune_without_flags_records_the_recipe(tiny_models, tmp_path):

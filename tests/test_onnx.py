@@ -307,3 +307,37 @@ def test_a_hub_export_downloads_its_own_graphs_and_no_other_onnx_file(pair, tmp_
     b = torch_clf.classify_proba(TEXTS[:2], LABELS[:3])
     assert abs(a - b).max() < 1e-4
 
+
+
+def test_a_calibrated_classifier_exports_with_its_calibration(tiny_models, tmp_path):
+    # export traces with labels of its own, which a calibration fitted on other labels would refuse
+    clf = Classifier.from_pretrained(tiny_models("cosine"), device="cpu")
+    labels = sorted({r["label"] for r in ROWS})
+    calibrated = clf.calibrate(ROWS)
+    udtc.export(calibrated, tmp_path / "ex")
+    onnx_clf = Classifier.from_pretrained(tmp_path / "ex")
+    assert (tmp_path / "ex" / "calibration.json").exists() and onnx_clf.calibration is not None
+    texts = [r["text"] for r in ROWS[:4]]
+    for a, b in zip(calibrated.classify(texts, labels), onnx_clf.classify(texts, labels)):
+        assert a.scores == pytest.approx(b.scores, abs=1e-4)
+
+
+def test_an_export_never_replaces_the_model_it_exports(tiny_models, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_models("cosine"), tmp_path / "model")
+    before = sorted(p.name for p in folder.iterdir())
+    for out in (folder, folder / "onnx"):
+        with pytest.raises(ValueError, match="holds the model being exported"):
+            udtc.export(str(folder), out, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert main(["export", str(folder), str(folder), "--overwrite"]) == 2
+    with pytest.raises(ValueError, match="export folder is empty"):
+        udtc.export(str(folder), "")
+
+
+def test_an_export_loaded_for_a_gpu_says_it_runs_on_the_cpu(pair, udtc_logs):
+    folder = pair("cosine")[2]
+    clf = Classifier.from_pretrained(folder, device="cuda:3", dtype="float16")
+    assert "runs float32 on the CPU" in udtc_logs.text
+    assert clf.classify("rain", ["a", "b"]).scores == Classifier.from_pretrained(folder).classify("rain", ["a", "b"]).scores

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+from logcheck import expect_log
 import torch
 from factories import tiny_cosine
 
@@ -182,6 +183,9 @@ def test_finetune_shows_labels_as_synonyms_seeded_and_never_clashing(embedder, t
         udtc.finetune(Classifier(build(embedder)), rows, output_dir=tmp_path / "c", label_synonyms={"sports": "sport"})
     with pytest.raises(ValueError, match="synonym_rate"):
         udtc.finetune(Classifier(build(embedder)), rows, output_dir=tmp_path / "d", synonym_rate=2)
+    with expect_log(r"label_synonyms names labels the train data lacks: \['chess'\]"):  # a typo is said, not ignored
+        udtc.finetune(Classifier(build(embedder)), rows, epochs=1, output_dir=tmp_path / "e", progress=False,
+                      label_synonyms={"chess": ["checkers"]})
 
 
 @pytest.mark.integration

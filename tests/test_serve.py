@@ -385,3 +385,9 @@ def test_the_cli_and_the_settings_import_no_web_framework():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_pipeline_errors_name_the_request_fields(clf):
+    with TestClient(create_app(clf, ServeSettings())) as c:
+        r = c.post("/pipeline/zero-shot-classification", json={"inputs": "x", "parameters": {"candidate_labels": ["a", "a"]}})
+        assert r.status_code == 422 and r.json()["detail"].startswith("parameters.candidate_labels: duplicate label 'a'")

@@ -38,7 +38,10 @@ def run_calibrate(args) -> int:
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pick another --output or pass --overwrite")
-    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels is not None else None
+    if labels == []:
+        raise ValueError(f"--labels {args.labels!r} names no label; pass a,b,c or leave it out (the model's or the dev "
+                         "data's labels)")
     clf = Classifier.from_pretrained(args.model, backend=args.backend, device=args.device)
     calibrated = clf.calibrate(args.dev, labels=labels, multi_label=args.multi_label, text_column=args.text_column,
                                label_column=args.label_column, label_separator=args.label_separator,

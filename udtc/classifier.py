@@ -28,7 +28,7 @@ from udtc.adapters import SPARSE_DELTA, on_base
 from udtc.config import ADAPTER_CONFIG, CONFIG_NAME, UdtcConfig
 from udtc.defaults import DEFAULT_MODEL
 from udtc.hub import resolve, saved_options
-from udtc.inputs import (check_template, check_texts, label_sets as _label_sets, per_text_options, positive_int,
+from udtc.inputs import (check_flag, check_template, check_texts, label_sets as _label_sets, per_text_options, positive_int,
                          thresholds as _thresholds)
 from udtc.logs import get_logger, progress_bar
 from udtc.onnx_runtime import attach, refuse_exported
@@ -96,6 +96,9 @@ class Classifier:
             token: Hub token for private repos.
             **backend_options: options of the chosen backend (e.g. ``scale=`` for cosine).
         """
+        if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
+            raise TypeError(f"name_or_path must be a folder, file or Hub id (a string or path), got "
+                            f"{type(name_or_path).__name__} {name_or_path!r}")
         folder = resolve(name_or_path, revision=revision, token=token,
                          trust_remote_code=bool(backend_options.get("trust_remote_code", False)))
         safety.refuse_pickle(folder)
@@ -105,6 +108,10 @@ class Classifier:
         saved = (saved_options(folder, config.options, backend_options, token=token)
                  if config and config.backend == name else {})
         options = {**saved, **backend_options}
+        if config and config.runtime and (str(device or "cpu") != "cpu" or dtype not in (None, "float32", torch.float32)):
+            logger.warning("%s is an ONNX export, which runs float32 on the CPU: device=%r and dtype=%r are ignored (load "
+                           "the torch model it was exported from to use them)", folder, device, dtype)
+            dtype = None
         device = resolve_device("cpu" if config and config.runtime else device)  # an ONNX export runs on the CPU
         adapted = (folder / ADAPTER_CONFIG).exists() or (folder / SPARSE_DELTA).exists()  # finetune's change to a base
         if adapted:
@@ -194,6 +201,7 @@ class Classifier:
         check_template(template)
         positive_int(batch_size, "batch_size")
         positive_int(top_k, "top_k", allow_none=True)
+        multi_label = check_flag(multi_label, "multi_label")
         unknown = sorted(set(options) - self.backend.score_options)
         if unknown:
             allowed = ", ".join(sorted(self.backend.score_options)) or "none"
@@ -298,7 +306,9 @@ class Classifier:
                                                "to copy them in)"))
         target = Path(path).expanduser()
         atomic.recover(target)
-        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(f"{target} is a file; a model is saved as a folder: pick another path")
+        if target.exists() and any(target.iterdir()) and not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
         with atomic.new_folder(target) as tmp, safety.self_contained(self_contained), quiet_loading():
             self.backend.save(tmp)

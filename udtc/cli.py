@@ -205,8 +205,14 @@ def _check_classify_args(args) -> list[str] | None:
     for i, text in enumerate(args.texts, start=1):
         if not text.strip():
             raise ValueError(f"TEXT {i} is empty; give it content or leave it out")
+    if not args.input and args.text_column != "text":
+        raise ValueError("--text-column names a column of --input; texts given as arguments have none")
+    if not args.output and args.overwrite:
+        raise ValueError("--overwrite replaces an --output file; there is no --output")
     if args.output and args.output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"--output must end in .csv, .jsonl or .parquet, got {args.output.name!r}")
+    if args.output and args.output.is_dir():
+        raise IsADirectoryError(f"--output {args.output} is a folder; name the file to write (.csv, .jsonl or .parquet)")
     if args.output and args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pick another --output or pass --overwrite")
     positive_int(args.batch_size, "--batch-size")

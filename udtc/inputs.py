@@ -28,6 +28,7 @@ questions: 28.4 vs 27.5 for the leaf alone, 27.0 "parent leaf", 26.2 "parent: le
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -118,6 +119,13 @@ def one_label_set(spec: Any, where: str) -> LabelSet:
                            "the score between them (merge them, or describe them apart with a dict)",
                            where, folded[key.casefold()], key)
         folded.setdefault(key.casefold(), key)
+    read: dict[str, str] = {}
+    for key, description in seen.items():
+        first = read.setdefault(description, key)
+        if first != key and (first, key) not in _WARNED_CASE:
+            _WARNED_CASE.add((first, key))
+            logger.warning("%s: %r and %r are read by the model as the same text %r, so they always get the same score "
+                           "(merge them, or describe them apart with a dict)", where, first, key, description)
     return tuple(name for name, _ in pairs), tuple(seen.values())
 
 
@@ -151,7 +159,8 @@ def label_sets(labels: Any, n_texts: int) -> list[LabelSet]:
     if isinstance(labels, str) or isinstance(labels, Mapping):
         return [one_label_set(labels, "labels")] * n_texts
     items = as_list(labels, "labels")
-    per_text = len(items) > 0 and all(not isinstance(item, str) and (isinstance(item, Mapping) or hasattr(item, "__iter__"))
+    per_text = len(items) > 0 and all(not isinstance(item, (str, bytes)) and (isinstance(item, Mapping)
+                                                                             or hasattr(item, "__iter__"))
                                       for item in items)
     if not per_text:
         return [one_label_set(items, "labels")] * n_texts
@@ -165,7 +174,7 @@ def thresholds(threshold: Any, sets: list[LabelSet], multi_label: bool) -> dict[
         return 0.5 if multi_label else None
     values = threshold.values() if isinstance(threshold, Mapping) else [threshold]
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:  # numpy too
             raise ValueError(f"threshold must be a number in [0, 1] (or a dict of them), got {value!r}")
     if not isinstance(threshold, Mapping):
         return float(threshold)
@@ -189,8 +198,15 @@ def per_text_options(options: Mapping[str, Any], names: frozenset[str], n_texts:
 def positive_int(value: Any, name: str, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:  # numpy integers too
         raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool: True/False (numpy's too); anything else (e.g. the string "false") is a ``TypeError``."""
+    if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def check_template(template: Any) -> None:

@@ -62,6 +62,8 @@ def iter_rows(path: Path, text_column: str = "text") -> Iterator[dict[str, Any]]
     """The rows of :func:`read_rows`, one at a time (a file of any size in bounded memory)."""
     if not path.exists():
         raise FileNotFoundError(f"no such input file: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an input file; name a .csv, .tsv, .jsonl, .txt or .parquet file")
     suffix = path.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
         raise ValueError(f"unsupported input {path.name!r}: use .csv, .tsv, .jsonl, .txt or .parquet")
@@ -80,6 +82,10 @@ def iter_rows(path: Path, text_column: str = "text") -> Iterator[dict[str, Any]]
                     if n == 0 and text_column not in (reader.fieldnames or []):
                         raise ValueError(f"{path} has no column {text_column!r}; columns found: "
                                          f"{', '.join(reader.fieldnames or []) or 'none'} (use --text-column)")
+                    if None in row:  # csv.DictReader keeps the fields past the header's under the key None
+                        raise ValueError(f"{path} line {reader.line_num} has {len(reader.fieldnames or []) + len(row[None])} "
+                                         f"fields but the header has {len(reader.fieldnames or [])}; quote a field that "
+                                         "holds the delimiter (\"a, b\")")
                     yield row
             else:
                 for n, line in enumerate(f, start=1):

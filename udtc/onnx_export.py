@@ -69,7 +69,14 @@ def export(model: Any, out: str | os.PathLike, *, format: str = "onnx", quantize
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in params):
         raise ValueError("export starts from float32 weights on the CPU: load the model with device='cpu' and no dtype "
                          "(quantize= picks the export's precision)")
+    if not str(out).strip():
+        raise ValueError("the export folder is empty (''); name a folder to write the export to")
     target = Path(out).expanduser()
+    source = Path(clf.source).resolve() if clf.source is not None and Path(clf.source).exists() else None
+    if source is not None and (target.resolve() == source or target.resolve().is_relative_to(source)
+                               or source.is_relative_to(target.resolve())):
+        raise ValueError(f"{target} holds the model being exported ({clf.source}); export to another folder, so the "
+                         "model stays as it is")
     atomic.recover(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; pick another path or pass overwrite=True")
@@ -118,8 +125,8 @@ def _record(clf: Any) -> dict[str, tuple[Any, tuple, dict, Any]]:
         recorders[path] = _Recorder(_get(backend, path))
         _set(backend, path, recorders[path])
     try:  # texts and labels of different lengths: every batch is padded, so the trace keeps the mask's work
-        clf.classify(["an example text that is clearly longer than the other one", "short text"],
-                     ["first label name", "second"], batch_size=2, progress=False)
+        clf.uncalibrated().classify(["an example text that is clearly longer than the other one", "short text"],
+                                    ["first label name", "second"], batch_size=2, progress=False)
     finally:
         for path, recorder in recorders.items():
             _set(backend, path, recorder.module)

@@ -38,7 +38,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | 
     """``None`` keeps each backend's default (float32 weights). ``"auto"`` is bfloat16 on a CPU that
     computes it natively (AVX512-BF16 or AMX, :func:`native_bfloat16`), else the default: on such a CPU
     ``python -m benchmarks.precision`` measured bfloat16 about 3x faster at 1 torch thread (docs/benchmarks.md)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
+    if dtype is None:
+        return dtype
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype {dtype} is not a floating-point type; use one of {sorted(_DTYPES)} (int8: `udtc "
+                             "export --quantize int8`)")
         return dtype
     if dtype == "auto":
         return torch.bfloat16 if resolve_device(device).type == "cpu" and native_bfloat16() else None

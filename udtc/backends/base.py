@@ -73,12 +73,20 @@ class Options:
         unknown = sorted(set(given) - set(known) - set(extra))
         if unknown:
             raise TypeError(f"{backend} backend got unknown options {unknown}; it takes {sorted({*known, *extra})}")
-        return cls(**{k: v for k, v in given.items() if k in known})
+        options = cls(**{k: v for k, v in given.items() if k in known})
+        check_max_length(getattr(options, "max_length", None))
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         """The saved options (JSON-serialisable), in field order."""
         values = asdict(self)
         return {f.name: values[f.name] for f in fields(self) if f.metadata.get("saved", True)}
+
+
+def check_max_length(value: Any, where: str = "max_length") -> None:
+    """Every backend's token limit: None (the model's own) or a positive integer."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{where} must be a positive integer, got {value!r}")
 
 
 @dataclass

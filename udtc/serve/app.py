@@ -136,7 +136,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, *,
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _one_line(exc)}, status_code=422)
 
-    async def run(texts: Any, labels: Any, **options: Any) -> list:
+    async def run(texts: Any, labels: Any, fields: dict[str, str] | None = None, **options: Any) -> list:
         n_texts = len(texts) if isinstance(texts, list) else 1
         if n_texts > settings.max_texts:
             raise HTTPException(413, f"request has {n_texts} texts, over the limit of {settings.max_texts} per request "
@@ -156,7 +156,11 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, *,
             batcher.stats.timed_out += 1
             raise HTTPException(504, f"request took longer than {settings.timeout_s:g} s (--timeout)") from None
         except (ValueError, TypeError) as err:
-            raise HTTPException(422, str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            for name, field in (fields or {}).items():  # the request's own field names, not classify's
+                if message.startswith(name):
+                    message = field + message[len(name):]
+            raise HTTPException(422, message) from None
 
     @app.post("/classify", response_model=None, responses={200: {"model": ClassifyResponse}, **ERRORS},
               dependencies=[Depends(authorize)], summary="Classify texts against the labels you name")
@@ -174,7 +178,9 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None, *,
         if isinstance(labels, str):  # as transformers' pipeline: "a, b" -> ["a", "b"]
             labels = [name.strip() for name in labels.split(",") if name.strip()]
         multi_label = params.multi_label or (isinstance(labels, list) and len(labels) == 1)  # as transformers
-        predictions = await run(body.inputs, labels, multi_label=multi_label, template=params.hypothesis_template)
+        predictions = await run(body.inputs, labels, multi_label=multi_label, template=params.hypothesis_template,
+                                fields={"texts": "inputs", "labels": "parameters.candidate_labels",
+                                        "template": "parameters.hypothesis_template"})
         out = [{"sequence": p.text, "labels": [n for n, _ in p.ranked], "scores": [s for _, s in p.ranked]}
                for p in predictions]
         return JSONResponse(out if isinstance(body.inputs, list) else out[0])

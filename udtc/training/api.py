@@ -116,7 +116,7 @@ def finetune(
         train_data = pair_cls.pair_targets(train_data, classes)
     if args.shots is not None:
         train_data = D.sample_shots(train_data, args.shots, seed)
-    D.check_train(train_data)
+    D.check_train(train_data, args.label_synonyms)
     resolve_loss(args.loss, train_data.multi_label, args.method)
     if args.objective == "ppo" and not (train_data.multi_label and args.method != "instruction"):
         raise ValueError("objective='ppo' trains multi-label data (one Bernoulli decision per label, GLiClass "

@@ -160,6 +160,8 @@ class TrainingArguments:
             raise ValueError(f"sparse_fraction must be in (0, 1], got {self.sparse_fraction!r}")
         if isinstance(self.sparse_tokens, bool) or not isinstance(self.sparse_tokens, int) or self.sparse_tokens < 0:
             raise ValueError(f"sparse_tokens must be an integer >= 0, got {self.sparse_tokens!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be 'auto', 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
         self._check_objective()
@@ -217,6 +219,9 @@ class TrainingArguments:
             allowed = ", ".join(sorted(methods)) or "none: it cannot be fine-tuned yet"
             raise ValueError(f"method={method!r} is not supported by the {backend!r} backend; it supports: {allowed}")
         _check_peft(method)
+        if self.merge and method not in BY_REFERENCE:
+            raise ValueError(f"merge=True merges a LoRA adapter or sparse change into its base; method={method!r} saves "
+                             "the full weights already: drop merge")
         recipe = (recipes or {}).get(method, {})
         lora = {key: getattr(self, key) if getattr(self, key) is not None else type(LORA_DEFAULTS[key])(default)
                 for key, default in {**LORA_DEFAULTS, **lora_defaults}.items()}

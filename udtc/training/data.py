@@ -113,9 +113,13 @@ def load_examples(data: Any, *, text_column: str = "text", label_column: str = "
     return Examples(texts, targets, multi_label, skipped)
 
 
-def check_train(train: Examples) -> None:
+def check_train(train: Examples, label_synonyms: dict[str, list[str]] | None = None) -> None:
     if not train.multi_label and len(train.labels) < 2:
         raise ValueError(f"single-label training needs at least two labels, the train data has {train.labels}")
+    unknown = sorted(set(label_synonyms or {}) - set(train.labels))
+    if unknown:
+        logger.warning(f"label_synonyms names labels the train data lacks: {unknown}; they are not used (check the "
+                       f"names against the train labels {train.labels})")
 
 
 def sample_shots(data: Examples, shots: int, seed: int) -> Examples:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from udtc.backends._text import LabelCache, encode
-from udtc.backends.base import Backend, Scores, Trainable, label_index
+from udtc.backends.base import Backend, Scores, Trainable, check_max_length, label_index
 from udtc.backends.cosine.config import CosineOptions
 from udtc.config import read_json, write_json
 from udtc.safety import inside
@@ -91,6 +91,7 @@ class CosineBackend(Trainable, Backend):
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "use_safetensors": True}
         model = AutoModel.from_pretrained(transformer_dir, dtype=dtype or torch.float32, **kwargs).to(device)
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
+        check_max_length(st_config.get("max_seq_length"), f"{transformer_dir / 'sentence_bert_config.json'}: max_seq_length")
         max_length = opts.max_length or st_config.get("max_seq_length") or min(
             getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length)
         return cls(model, tokenizer, pooling=modules["pooling"], dense=modules["dense"], normalize=modules["normalize"],
