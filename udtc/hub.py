@@ -117,8 +117,9 @@ def _package_path(name: str) -> Path:
         raise FileNotFoundError(f"model {name!r} needs the Python package {module!r}, which is not installed; run: {hint}")
     root = Path(next(iter(spec.submodule_search_locations)))
     path = root / sub if sub else root
-    if not path.resolve().is_relative_to(root.resolve()):  # e.g. a symlink inside the package
-        raise safety.UnsafeFolderError(f"{name!r} leads outside the package {module!r} ({path.resolve()})")
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):  # e.g. a symlink inside the package
+        raise safety.UnsafeFolderError(f"{name!r} leads outside the package {module!r} ({real})")
     if not path.exists():
         raise FileNotFoundError(f"package {module!r} is installed but has no {sub!r} ({path})")
     return path

@@ -38,7 +38,7 @@ from udtc.logs import get_logger
 
 logger = get_logger(__name__)
 
-_WARNED_CASE: set[tuple[str, str]] = set()
+_WARNED_PAIRS: set[tuple[str, str]] = set()
 LabelSet = tuple[tuple[str, ...], tuple[str, ...]]  # (names as given, what the model reads)
 
 
@@ -113,8 +113,8 @@ def one_label_set(spec: Any, where: str) -> LabelSet:
         seen[key] = description.strip()
     folded: dict[str, str] = {}
     for key in seen:
-        if key.casefold() in folded and (folded[key.casefold()], key) not in _WARNED_CASE:
-            _WARNED_CASE.add((folded[key.casefold()], key))  # once per pair: a loop of calls warns once
+        if key.casefold() in folded and (folded[key.casefold()], key) not in _WARNED_PAIRS:
+            _WARNED_PAIRS.add((folded[key.casefold()], key))  # once per pair: a loop of calls warns once
             logger.warning("%s: %r and %r differ only in case; the model reads them as near-synonyms and splits "
                            "the score between them (merge them, or describe them apart with a dict)",
                            where, folded[key.casefold()], key)
@@ -122,8 +122,8 @@ def one_label_set(spec: Any, where: str) -> LabelSet:
     read: dict[str, str] = {}
     for key, description in seen.items():
         first = read.setdefault(description, key)
-        if first != key and (first, key) not in _WARNED_CASE:
-            _WARNED_CASE.add((first, key))
+        if first != key and (first, key) not in _WARNED_PAIRS:
+            _WARNED_PAIRS.add((first, key))
             logger.warning("%s: %r and %r are read by the model as the same text %r, so they always get the same score "
                            "(merge them, or describe them apart with a dict)", where, first, key, description)
     return tuple(name for name, _ in pairs), tuple(seen.values())

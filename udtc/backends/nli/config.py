@@ -19,9 +19,7 @@ class NLIOptions(Options):
     init_seed: int | None = None
 
     def __post_init__(self) -> None:
-        value = self.max_length
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"max_length must be a positive integer, got {value!r}")
+        # max_length: checked for every backend by Options.parse (udtc.backends.base.check_max_length)
         seed = self.init_seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"init_seed must be a non-negative integer, got {seed!r}")
